@@ -1,0 +1,22 @@
+//! breakglass-core: the parts of breakglass that need no IO and no clock.
+//!
+//! This crate holds the tamper-evident audit log's mathematics and formats:
+//! RFC 9162 Merkle hashing with stored interior hashes ([`tree`]), proof
+//! verification ([`proof`]), C2SP signed notes ([`note`]) and checkpoints
+//! ([`checkpoint`]), the canonical entry encoding ([`entry`]), the tlog-tiles
+//! layout ([`tiles`]) and the `c2sp.org/tlog-proof@v1` format ([`tlog_proof`]).
+//!
+//! Invariant: nothing in here reads the clock, the environment, the network or
+//! the file system. Time is a parameter ([`time::Timestamp`]).
+
+pub mod checkpoint;
+pub mod entry;
+pub mod hash;
+pub mod note;
+pub mod proof;
+pub mod tiles;
+pub mod time;
+pub mod tlog_proof;
+pub mod tree;
+
+pub use hash::Hash;
