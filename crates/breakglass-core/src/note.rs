@@ -200,9 +200,12 @@ pub struct Opened {
     pub verified_by: Vec<String>,
 }
 
+/// A signature line: the key name and the base64 signature.
+pub type SignatureLine<'a> = (&'a str, &'a str);
+
 /// Splits a signed note into its text and its signature lines without
 /// checking anything cryptographic.
-pub fn split(note: &str) -> Result<(&str, Vec<(&str, &str)>), NoteError> {
+pub fn split(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), NoteError> {
     if note.len() > MAX_NOTE_BYTES {
         return Err(NoteError::Malformed("note too large"));
     }
@@ -297,12 +300,12 @@ mod tests {
         let v = NoteVerifier::parse(VKEY).unwrap();
         let changed = NOTE.replace("cryptography", "cryptographY");
         assert_eq!(
-            open(&changed, &[v.clone()]),
+            open(&changed, std::slice::from_ref(&v)),
             Err(NoteError::BadSignature { name: "PeterNeumann".into(), id: 0xc74f20a3 })
         );
         // Signed by another key with the same name: unknown, so unverified.
         let other = NoteSigner::from_seed("PeterNeumann", &[7; 32]).unwrap();
-        assert_eq!(open(&other.sign(TEXT).unwrap(), &[v.clone()]), Err(NoteError::Unverified));
+        assert_eq!(open(&other.sign(TEXT).unwrap(), std::slice::from_ref(&v)), Err(NoteError::Unverified));
         // No trusted keys at all.
         assert_eq!(open(NOTE, &[]), Err(NoteError::Unverified));
         // Structural damage.
@@ -314,7 +317,7 @@ mod tests {
             &NOTE.replace("\n\n", "\n\r\n"),
             &format!("{NOTE}garbage\n"),
         ] {
-            assert!(open(bad, &[v.clone()]).is_err(), "accepted {bad:?}");
+            assert!(open(bad, std::slice::from_ref(&v)).is_err(), "accepted {bad:?}");
         }
     }
 
