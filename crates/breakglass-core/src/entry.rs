@@ -31,7 +31,7 @@ pub const MAX_ENTRY_BYTES: usize = 65_535;
 /// The entry format version written by this code.
 pub const ENTRY_VERSION: u64 = 1;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EntryError {
     #[error("entry is {size} bytes, over the limit of {MAX_ENTRY_BYTES} bytes")]
     TooLarge { size: usize },

@@ -1,1 +1,114 @@
-//! placeholder
+//! breakglass-store: durable storage for breakglass.
+//!
+//! - [`LogStore`] is the storage contract of the audit log, written down so
+//!   that SQLite ([`sqlite`]) and PostgreSQL pass one conformance suite.
+//! - [`ledger::Ledger`] is the log's single sequencer per process: it batches
+//!   concurrent appends (group commit), computes the new stored hashes and the
+//!   signed checkpoint, commits them with a compare-and-swap on the head, copies
+//!   them to the JSON-lines [`sink`], and only then acknowledges.
+//! - [`reader::LogReader`] serves entries, checkpoints and proofs.
+//! - [`verify`] recomputes a whole log; [`export`] writes the tlog-tiles layout.
+
+pub mod export;
+pub mod ledger;
+pub mod reader;
+pub mod sink;
+pub mod sqlite;
+pub mod verify;
+
+use async_trait::async_trait;
+use breakglass_core::Hash;
+
+/// One log entry as stored: its index, its canonical bytes, and the stored
+/// hashes its append produced (leaf hash first, then each subtree it
+/// completed), which occupy storage indexes
+/// `stored_hash_index(0, index) .. stored_hash_index(0, index + 1)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryRecord {
+    pub index: u64,
+    pub data: Vec<u8>,
+    pub hashes: Vec<Hash>,
+}
+
+/// A signed checkpoint as stored: size, root and the exact signed note.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    pub root: Hash,
+    pub note: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The compare-and-swap on the head failed: another sequencer appended.
+    #[error("the log head moved: expected size {expected}, another writer appended first")]
+    HeadMoved { expected: u64 },
+    #[error("the log is corrupt: {0}")]
+    Corrupt(String),
+    #[error("cannot open database at {path}: {source} (hint: run 'breakglass init' or pass --data-dir)")]
+    Open { path: String, source: sqlx::Error },
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("io error on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// The storage contract of the audit log.
+///
+/// Every implementation must guarantee:
+/// 1. **Append-only, compare-and-swap head.** [`LogStore::append`] commits
+///    the records, the checkpoint and the new head in one durable transaction
+///    if and only if the head is still `expected_size`; otherwise it changes
+///    nothing and returns [`StoreError::HeadMoved`]. Two writers (threads,
+///    processes or servers) can therefore never fork the log.
+/// 2. **Durable before acknowledged.** When `append` returns `Ok`, the data
+///    survives a crash or power loss (SQLite: WAL with `synchronous=FULL`).
+/// 3. **Contiguity.** Records passed to `append` start at `expected_size` and
+///    are consecutive; the checkpoint's size is the new head size.
+/// 4. **Reads see only committed data**, and never a partial batch.
+/// 5. **Nothing is rewritten.** No method updates or deletes an entry or a
+///    checkpoint; only the head row moves, forward.
+#[async_trait]
+pub trait LogStore: Send + Sync + 'static {
+    /// The current head: the latest checkpoint, or `None` for an empty log.
+    async fn head(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// The head size recorded in the head row (which must equal the latest
+    /// checkpoint's size; `audit verify` checks that it does).
+    async fn head_size(&self) -> Result<u64, StoreError>;
+
+    /// Atomically appends `records` and `checkpoint` if the head is at `expected_size`.
+    async fn append(
+        &self,
+        expected_size: u64,
+        records: &[EntryRecord],
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<(), StoreError>;
+
+    /// Reads stored hashes by storage index, in the order asked. A missing
+    /// hash is [`StoreError::Corrupt`].
+    async fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError>;
+
+    /// Entries with `start <= index < end`, in index order (fewer if the log is shorter).
+    async fn entries(&self, start: u64, end: u64) -> Result<Vec<EntryRecord>, StoreError>;
+
+    /// Checkpoints with `size > after`, in size order, at most `limit`.
+    async fn checkpoints(&self, after: u64, limit: u32) -> Result<Vec<StoredCheckpoint>, StoreError>;
+
+    /// The checkpoint of exactly this size, if one was stored.
+    async fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError>;
+}
+
+pub fn hashes_to_blob(hashes: &[Hash]) -> Vec<u8> {
+    hashes.iter().flat_map(|h| h.0).collect()
+}
+
+pub fn blob_to_hashes(index: u64, blob: &[u8]) -> Result<Vec<Hash>, StoreError> {
+    if blob.is_empty() || blob.len() % 32 != 0 {
+        return Err(StoreError::Corrupt(format!(
+            "entry {index}: stored hashes are {} bytes, not a non-zero multiple of 32",
+            blob.len()
+        )));
+    }
+    Ok(blob.chunks_exact(32).map(|c| Hash(c.try_into().expect("chunk of 32"))).collect())
+}

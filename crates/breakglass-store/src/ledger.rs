@@ -1,0 +1,338 @@
+//! The ledger: the audit log's sequencer, with group commit.
+//!
+//! This is a pretty important and security sensitive part of the code. It
+//! holds the invariants that make the log tamper-evident and fail-closed:
+//! - An append is acknowledged only after its batch is durable in the store,
+//!   covered by a signed checkpoint, and copied to the file sink.
+//! - A checkpoint is signed only over a tree that extends the previous signed
+//!   tree: the sequencer appends to the in-memory frontier whose root it has
+//!   checked against the last checkpoint, and when another writer moved the
+//!   head it verifies a consistency proof from what it knew to the new head
+//!   before it signs anything again.
+//! - The head moves by compare-and-swap ([`LogStore::append`]), so two
+//!   sequencers, in two processes or on two servers, never fork the log.
+//! - Any inconsistency it finds is fatal: the ledger stops accepting appends
+//!   rather than limp on (every later append fails with [`AppendError::Fatal`]).
+//!
+//! Group commit: appenders send requests over a channel; the sequencer takes
+//! whatever has queued while the previous batch was committing (up to
+//! `max_batch` entries) and commits it as one transaction. No timer is
+//! involved, so a lone append waits for one commit and no longer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use breakglass_core::checkpoint::Checkpoint;
+use breakglass_core::entry::{Entry, EntryDraft, EntryError};
+use breakglass_core::hash::leaf_hash;
+use breakglass_core::note::NoteSigner;
+use breakglass_core::proof::verify_consistency;
+use breakglass_core::time::{Clock, Timestamp};
+use breakglass_core::tree::Frontier;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::reader::{LogReader, ReadError};
+use crate::sink::FileSink;
+use crate::{EntryRecord, LogStore, StoreError, StoredCheckpoint};
+
+/// Ledger settings.
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    /// The checkpoint origin line, and the signing key's name.
+    pub origin: String,
+    /// The most entries committed in one transaction.
+    pub max_batch: usize,
+    /// The JSON-lines copy of the log, if any.
+    pub sink: Option<PathBuf>,
+}
+
+impl LedgerConfig {
+    pub fn new(origin: impl Into<String>) -> LedgerConfig {
+        LedgerConfig { origin: origin.into(), max_batch: 256, sink: None }
+    }
+}
+
+/// What an acknowledged append returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The index of the first entry of this request.
+    pub index: u64,
+    /// How many entries this request appended.
+    pub count: u64,
+    /// The size of the signed checkpoint that covers them.
+    pub checkpoint_size: u64,
+    /// The time stamped on the entries.
+    pub time: Timestamp,
+}
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("invalid log entry: {0}")]
+    Invalid(#[from] EntryError),
+    #[error("the audit log is halted after a fatal error, no entry can be appended: {0}")]
+    Fatal(String),
+    #[error("append failed and was not acknowledged: {0}")]
+    Failed(String),
+    #[error("the audit log is shut down")]
+    Closed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
+    #[error("the audit log is inconsistent: {0}")]
+    Fatal(String),
+}
+
+struct Request {
+    drafts: Vec<EntryDraft>,
+    reply: oneshot::Sender<Result<Receipt, AppendError>>,
+}
+
+/// A handle to the sequencer. Cheap to clone; all clones feed one sequencer.
+#[derive(Clone)]
+pub struct Ledger {
+    tx: mpsc::Sender<Request>,
+    reader: LogReader,
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Ledger {
+    /// Opens the ledger over a store: checks the latest checkpoint's
+    /// signature, rebuilds the frontier and checks it against that
+    /// checkpoint, catches the sink up, and starts the sequencer task.
+    pub async fn open(
+        store: Arc<dyn LogStore>,
+        signer: NoteSigner,
+        clock: Arc<dyn Clock>,
+        config: LedgerConfig,
+    ) -> Result<Ledger, OpenError> {
+        let reader = LogReader::new(store.clone(), config.origin.clone(), signer.verifier());
+        let sink = config.sink.as_deref().map(FileSink::open).transpose()?;
+        let mut seq = Sequencer {
+            store,
+            reader: reader.clone(),
+            signer,
+            clock,
+            origin: config.origin,
+            max_batch: config.max_batch.max(1),
+            frontier: Frontier::default(),
+            head: None,
+            last_time: Timestamp(i64::MIN),
+            sink,
+            fatal: None,
+            dirty: false,
+        };
+        seq.reload().await.map_err(|e| match e {
+            AppendError::Fatal(m) => OpenError::Fatal(m),
+            other => OpenError::Fatal(other.to_string()),
+        })?;
+        if let Some(sink) = seq.sink.as_mut() {
+            sink.sync(&[], seq.frontier.size(), &*seq.store).await?;
+        }
+        let (tx, rx) = mpsc::channel(8192);
+        let task = tokio::spawn(seq.run(rx));
+        Ok(Ledger { tx, reader, task: Arc::new(Mutex::new(Some(task))) })
+    }
+
+    /// Appends one entry and waits until it is durable and checkpointed.
+    pub async fn append(&self, draft: EntryDraft) -> Result<Receipt, AppendError> {
+        self.append_all(vec![draft]).await
+    }
+
+    /// Appends entries atomically (all in one batch, consecutive indexes).
+    pub async fn append_all(&self, drafts: Vec<EntryDraft>) -> Result<Receipt, AppendError> {
+        // Bad input is refused here, before it reaches the sequencer, so it
+        // can never fail someone else's batch.
+        for d in &drafts {
+            d.validate()?;
+        }
+        if drafts.is_empty() {
+            return Err(AppendError::Failed("no entries to append".into()));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request { drafts, reply }).await.map_err(|_| AppendError::Closed)?;
+        rx.await.map_err(|_| AppendError::Closed)?
+    }
+
+    pub fn reader(&self) -> &LogReader {
+        &self.reader
+    }
+
+    /// Stops accepting appends, finishes what is queued, and waits for the sequencer.
+    pub async fn shutdown(self) {
+        let Ledger { tx, task, .. } = self;
+        drop(tx);
+        if let Some(t) = task.lock().await.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+struct Sequencer {
+    store: Arc<dyn LogStore>,
+    reader: LogReader,
+    signer: NoteSigner,
+    clock: Arc<dyn Clock>,
+    origin: String,
+    max_batch: usize,
+    frontier: Frontier,
+    /// The last checkpoint this sequencer signed or verified.
+    head: Option<StoredCheckpoint>,
+    last_time: Timestamp,
+    sink: Option<FileSink>,
+    fatal: Option<String>,
+    /// Set when a commit failed in a way that leaves the store's state unknown.
+    dirty: bool,
+}
+
+const MAX_CAS_RETRIES: usize = 1000;
+
+impl Sequencer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        while let Some(first) = rx.recv().await {
+            let mut n = first.drafts.len();
+            let mut batch = vec![first];
+            while n < self.max_batch {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        n += r.drafts.len();
+                        batch.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let drafts: Vec<Vec<EntryDraft>> = batch.iter_mut().map(|r| std::mem::take(&mut r.drafts)).collect();
+            match self.commit(drafts).await {
+                Ok(receipts) => {
+                    for (r, receipt) in batch.into_iter().zip(receipts) {
+                        let _ = r.reply.send(Ok(receipt));
+                    }
+                }
+                Err(e) => {
+                    for r in batch {
+                        let _ = r.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn halt(&mut self, why: String) -> AppendError {
+        tracing::error!(reason = %why, "audit log halted: no further appends will be accepted");
+        self.fatal = Some(why.clone());
+        AppendError::Fatal(why)
+    }
+
+    /// Re-reads the head from the store and checks that it extends what this
+    /// sequencer knew, then rebuilds the frontier.
+    async fn reload(&mut self) -> Result<(), AppendError> {
+        let failed = |e: ReadError| AppendError::Failed(e.to_string());
+        let head = match self.reader.head().await {
+            Ok(h) => Some(h),
+            Err(ReadError::Empty) => None,
+            Err(ReadError::BadCheckpoint(why)) => {
+                return Err(self.halt(format!("the latest checkpoint is not signed by this log's key: {why}")));
+            }
+            Err(e) => return Err(failed(e)),
+        };
+        let size = head.as_ref().map_or(0, |h| h.size);
+        let head_row = self.store.head_size().await.map_err(|e| AppendError::Failed(e.to_string()))?;
+        if head_row != size {
+            return Err(self.halt(format!("the head row says size {head_row} but the latest checkpoint is {size}")));
+        }
+        if let Some(old) = self.head.clone() {
+            if size < old.size {
+                return Err(self.halt(format!("the log shrank from {} to {size} entries", old.size)));
+            }
+            let new_root = head.as_ref().map(|h| h.root).unwrap_or_default();
+            let proof = if size > old.size {
+                self.reader.prove_consistency(old.size, size).await.map_err(failed)?
+            } else {
+                Vec::new()
+            };
+            if verify_consistency(old.size, size, &old.root.0, &new_root.0, &proof).is_err() {
+                return Err(self.halt(format!(
+                    "checkpoint {size} is not consistent with checkpoint {} this server saw: the log was forked or rewritten",
+                    old.size
+                )));
+            }
+        }
+        let frontier = self.reader.frontier(size).await.map_err(failed)?;
+        if let Some(h) = &head
+            && frontier.root() != h.root
+        {
+            return Err(self.halt(format!("stored hashes do not match checkpoint {size}")));
+        }
+        self.frontier = frontier;
+        self.head = head;
+        self.dirty = false;
+        Ok(())
+    }
+
+    async fn commit(&mut self, requests: Vec<Vec<EntryDraft>>) -> Result<Vec<Receipt>, AppendError> {
+        if let Some(why) = &self.fatal {
+            return Err(AppendError::Fatal(why.clone()));
+        }
+        if self.dirty {
+            self.reload().await?;
+        }
+        for _ in 0..MAX_CAS_RETRIES {
+            // The frontier we extend must be the tree of the last signed checkpoint.
+            let expected_root = self.head.as_ref().map(|h| h.root).unwrap_or_else(breakglass_core::hash::empty_root);
+            if self.frontier.root() != expected_root {
+                return Err(self.halt("the in-memory tree no longer matches the last checkpoint".into()));
+            }
+            let time = self.clock.now().max(self.last_time);
+            let start = self.frontier.size();
+            let mut frontier = self.frontier.clone();
+            let mut records = Vec::with_capacity(requests.iter().map(Vec::len).sum());
+            let mut receipts = Vec::with_capacity(requests.len());
+            for drafts in &requests {
+                let first = frontier.size();
+                for d in drafts {
+                    let index = frontier.size();
+                    let data = Entry::sequence(d.clone(), index, time).encode()?;
+                    let hashes = frontier.append(leaf_hash(&data));
+                    records.push(EntryRecord { index, data, hashes });
+                }
+                receipts.push(Receipt { index: first, count: drafts.len() as u64, checkpoint_size: 0, time });
+            }
+            let cp = Checkpoint { origin: self.origin.clone(), size: frontier.size(), root: frontier.root() };
+            let note = cp.sign(&self.signer).map_err(|e| self.halt(format!("cannot sign checkpoint: {e}")))?;
+            let stored = StoredCheckpoint { size: cp.size, root: cp.root, note };
+            match self.store.append(start, &records, &stored).await {
+                Ok(()) => {}
+                Err(StoreError::HeadMoved { .. }) => {
+                    self.reload().await?;
+                    continue;
+                }
+                Err(e) => {
+                    self.dirty = true;
+                    return Err(AppendError::Failed(e.to_string()));
+                }
+            }
+            self.frontier = frontier;
+            self.head = Some(stored);
+            self.last_time = time;
+            if let Some(sink) = self.sink.as_mut()
+                && let Err(e) = sink.sync(&records, cp.size, &*self.store).await
+            {
+                return Err(AppendError::Failed(format!(
+                    "entries {start}..{} are in the database but could not be copied to the sink: {e}",
+                    cp.size
+                )));
+            }
+            for r in &mut receipts {
+                r.checkpoint_size = cp.size;
+            }
+            return Ok(receipts);
+        }
+        Err(AppendError::Failed(format!("gave up after {MAX_CAS_RETRIES} compare-and-swap retries")))
+    }
+}

@@ -1,0 +1,163 @@
+//! Reading the log: entries, checkpoints and proofs, computed from stored
+//! hashes in O(log n) reads.
+//!
+//! The tree functions of breakglass-core are synchronous and generic over a
+//! [`HashReader`]; storage is asynchronous. [`with_hashes`] bridges the two:
+//! it runs the computation once to learn which hashes it needs, fetches them
+//! in one query, and runs it again on the fetched hashes.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use breakglass_core::Hash;
+use breakglass_core::checkpoint::Checkpoint;
+use breakglass_core::note::NoteVerifier;
+use breakglass_core::tlog_proof::TlogProof;
+use breakglass_core::tree::{self, Frontier, HashReader, ProveError, TreeError};
+
+use crate::{EntryRecord, LogStore, StoreError, StoredCheckpoint};
+
+/// A hash reader in two phases: first it records what is asked, then it serves prefetched hashes.
+pub enum Phase {
+    Record(RefCell<Vec<u64>>),
+    Serve(HashMap<u64, Hash>),
+}
+
+impl HashReader for Phase {
+    type Error = StoreError;
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        match self {
+            Phase::Record(asked) => {
+                asked.borrow_mut().extend_from_slice(indexes);
+                Ok(vec![Hash::default(); indexes.len()])
+            }
+            Phase::Serve(map) => indexes
+                .iter()
+                .map(|i| map.get(i).copied().ok_or_else(|| StoreError::Corrupt(format!("stored hash {i} is missing"))))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error("the log is empty: there is no checkpoint yet")]
+    Empty,
+    #[error("entry {index} does not exist (the log has {size} entries)")]
+    NoSuchEntry { index: u64, size: u64 },
+    #[error("the latest checkpoint does not verify: {0}")]
+    BadCheckpoint(String),
+}
+
+impl From<ProveError<StoreError>> for ReadError {
+    fn from(e: ProveError<StoreError>) -> ReadError {
+        match e {
+            ProveError::Tree(t) => ReadError::Tree(t),
+            ProveError::Read(s) => ReadError::Store(s),
+        }
+    }
+}
+
+/// Runs a tree computation against storage with one batched read.
+pub async fn with_hashes<T>(
+    store: &dyn LogStore,
+    f: impl Fn(&Phase) -> Result<T, ProveError<StoreError>>,
+) -> Result<T, ReadError> {
+    let record = Phase::Record(RefCell::new(Vec::new()));
+    // The first run sees zero hashes; only the indexes it asks for matter.
+    let _ = f(&record);
+    let Phase::Record(asked) = record else { unreachable!() };
+    let mut asked = asked.into_inner();
+    asked.sort_unstable();
+    asked.dedup();
+    let hashes = store.read_hashes(&asked).await?;
+    let serve = Phase::Serve(asked.into_iter().zip(hashes).collect());
+    Ok(f(&serve)?)
+}
+
+/// Read access to a log, for servers and auditors alike.
+#[derive(Clone)]
+pub struct LogReader {
+    store: Arc<dyn LogStore>,
+    origin: String,
+    verifier: NoteVerifier,
+}
+
+impl LogReader {
+    pub fn new(store: Arc<dyn LogStore>, origin: impl Into<String>, verifier: NoteVerifier) -> LogReader {
+        LogReader { store, origin: origin.into(), verifier }
+    }
+
+    pub fn store(&self) -> &Arc<dyn LogStore> {
+        &self.store
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.verifier
+    }
+
+    /// The latest checkpoint, with its signature and origin checked.
+    pub async fn head(&self) -> Result<StoredCheckpoint, ReadError> {
+        let head = self.store.head().await?.ok_or(ReadError::Empty)?;
+        let cp = Checkpoint::open(&head.note, &self.origin, std::slice::from_ref(&self.verifier))
+            .map_err(|e| ReadError::BadCheckpoint(e.to_string()))?;
+        if cp.size != head.size || cp.root != head.root {
+            return Err(ReadError::BadCheckpoint("signed size or root differs from the stored columns".into()));
+        }
+        Ok(head)
+    }
+
+    /// The size of the log according to its latest checkpoint (0 when empty).
+    pub async fn size(&self) -> Result<u64, ReadError> {
+        match self.head().await {
+            Ok(h) => Ok(h.size),
+            Err(ReadError::Empty) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn entry(&self, index: u64) -> Result<EntryRecord, ReadError> {
+        let size = self.size().await?;
+        if index >= size {
+            return Err(ReadError::NoSuchEntry { index, size });
+        }
+        let mut rows = self.store.entries(index, index + 1).await?;
+        rows.pop().ok_or_else(|| StoreError::Corrupt(format!("entry {index} is missing")).into())
+    }
+
+    pub async fn tree_hash(&self, size: u64) -> Result<Hash, ReadError> {
+        with_hashes(&*self.store, |r| tree::tree_hash(size, r)).await
+    }
+
+    pub async fn frontier(&self, size: u64) -> Result<Frontier, ReadError> {
+        with_hashes(&*self.store, |r| Frontier::load(size, r)).await
+    }
+
+    pub async fn prove_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
+        with_hashes(&*self.store, |r| tree::prove_inclusion(size, index, r)).await
+    }
+
+    pub async fn prove_consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, ReadError> {
+        with_hashes(&*self.store, |r| tree::prove_consistency(new, old, r)).await
+    }
+
+    /// A `c2sp.org/tlog-proof@v1` for entry `index` against the latest checkpoint.
+    pub async fn tlog_proof(&self, index: u64) -> Result<(TlogProof, EntryRecord), ReadError> {
+        let head = self.head().await?;
+        if index >= head.size {
+            return Err(ReadError::NoSuchEntry { index, size: head.size });
+        }
+        let entry = self.entry(index).await?;
+        let hashes = self.prove_inclusion(index, head.size).await?;
+        Ok((TlogProof { extra: None, index, hashes, checkpoint: head.note }, entry))
+    }
+}

@@ -1,0 +1,257 @@
+//! The SQLite implementation of [`LogStore`]: WAL journal, `synchronous=FULL`
+//! (a commit is on disk before it returns), and a compare-and-swap on the
+//! head row, taken under `BEGIN IMMEDIATE` so that writers in several
+//! processes serialise instead of forking the log.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use breakglass_core::Hash;
+use breakglass_core::tree::{record_of, split_stored_hash_index};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection as _, Row as _};
+
+use crate::{EntryRecord, LogStore, StoreError, StoredCheckpoint, blob_to_hashes, hashes_to_blob};
+
+/// Schema migrations, applied in order and recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE log_entries (
+         idx INTEGER PRIMARY KEY,
+         hashes BLOB NOT NULL,
+         data BLOB NOT NULL
+     );
+     CREATE TABLE log_checkpoints (
+         size INTEGER PRIMARY KEY,
+         root BLOB NOT NULL,
+         note TEXT NOT NULL
+     );
+     CREATE TABLE log_head (
+         id INTEGER PRIMARY KEY CHECK (id = 1),
+         size INTEGER NOT NULL
+     );
+     INSERT INTO log_head (id, size) VALUES (1, 0);",
+)];
+
+/// How the database is opened.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenOptions {
+    /// Create the database file (and apply migrations) if it is missing.
+    pub create: bool,
+    /// Open read-only: for auditors' commands, which must change nothing.
+    pub read_only: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).expect("log sizes fit in i64")
+}
+
+fn u(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative value {v} in the log tables")))
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path, opts: OpenOptions) -> Result<SqliteStore, StoreError> {
+        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        if !opts.create && !path.exists() {
+            return Err(open_err(sqlx::Error::Configuration("the database file does not exist".into())));
+        }
+        let mut connect = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(open_err)?
+            .filename(path)
+            .create_if_missing(opts.create)
+            .busy_timeout(Duration::from_secs(10))
+            .read_only(opts.read_only);
+        if !opts.read_only {
+            connect = connect.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Full);
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(connect)
+            .await
+            .map_err(open_err)?;
+        let store = SqliteStore { pool };
+        if !opts.read_only {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+            .execute(&mut *tx)
+            .await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await?;
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version) VALUES (?)").bind(version).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The pool, for tests and tools that inspect the raw tables.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn checkpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredCheckpoint, StoreError> {
+    let size = u(row.try_get("size")?)?;
+    let root: Vec<u8> = row.try_get("root")?;
+    let root = Hash::from_slice(&root)
+        .ok_or_else(|| StoreError::Corrupt(format!("checkpoint {size}: root is not 32 bytes")))?;
+    Ok(StoredCheckpoint { size, root, note: row.try_get("note")? })
+}
+
+/// Insert statements of fixed widths, so the statement cache holds few of them.
+const INSERT_WIDTHS: [usize; 3] = [64, 8, 1];
+
+fn insert_sql(width: usize) -> String {
+    let values = vec!["(?, ?, ?)"; width].join(", ");
+    format!("INSERT INTO log_entries (idx, hashes, data) VALUES {values}")
+}
+
+#[async_trait]
+impl LogStore for SqliteStore {
+    async fn head(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let row = sqlx::query("SELECT size, root, note FROM log_checkpoints ORDER BY size DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+
+    async fn head_size(&self) -> Result<u64, StoreError> {
+        let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1").fetch_one(&self.pool).await?;
+        u(size)
+    }
+
+    async fn append(
+        &self,
+        expected_size: u64,
+        records: &[EntryRecord],
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<(), StoreError> {
+        debug_assert!(records.iter().enumerate().all(|(k, r)| r.index == expected_size + k as u64));
+        debug_assert_eq!(checkpoint.size, expected_size + records.len() as u64);
+        let mut conn = self.pool.acquire().await?;
+        // IMMEDIATE takes the write lock now, so the compare-and-swap below
+        // cannot interleave with another process's append.
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let moved = sqlx::query("UPDATE log_head SET size = ? WHERE id = 1 AND size = ?")
+            .bind(i(checkpoint.size))
+            .bind(i(expected_size))
+            .execute(&mut *tx)
+            .await?;
+        if moved.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Err(StoreError::HeadMoved { expected: expected_size });
+        }
+        let mut rest = records;
+        while !rest.is_empty() {
+            let width = *INSERT_WIDTHS.iter().find(|w| **w <= rest.len()).expect("width 1 always fits");
+            let (chunk, tail) = rest.split_at(width);
+            let sql = insert_sql(width);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                q = q.bind(i(r.index)).bind(hashes_to_blob(&r.hashes)).bind(r.data.clone());
+            }
+            q.execute(&mut *tx).await?;
+            rest = tail;
+        }
+        sqlx::query("INSERT INTO log_checkpoints (size, root, note) VALUES (?, ?, ?)")
+            .bind(i(checkpoint.size))
+            .bind(checkpoint.root.0.to_vec())
+            .bind(&checkpoint.note)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        if indexes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<(u64, usize)> = indexes
+            .iter()
+            .map(|&idx| {
+                let (level, n) = split_stored_hash_index(idx);
+                (record_of(level, n), level as usize)
+            })
+            .collect();
+        let mut records: Vec<u64> = wanted.iter().map(|w| w.0).collect();
+        records.sort_unstable();
+        records.dedup();
+        let list = serde_json::to_string(&records).expect("numbers serialise");
+        let rows = sqlx::query("SELECT idx, hashes FROM log_entries WHERE idx IN (SELECT value FROM json_each(?))")
+            .bind(list)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut by_record = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let idx = u(row.try_get("idx")?)?;
+            let blob: Vec<u8> = row.try_get("hashes")?;
+            by_record.insert(idx, blob_to_hashes(idx, &blob)?);
+        }
+        wanted
+            .iter()
+            .zip(indexes)
+            .map(|(&(record, offset), &idx)| {
+                by_record.get(&record).and_then(|h| h.get(offset)).copied().ok_or_else(|| {
+                    StoreError::Corrupt(format!("stored hash {idx} (entry {record}, level {offset}) is missing"))
+                })
+            })
+            .collect()
+    }
+
+    async fn entries(&self, start: u64, end: u64) -> Result<Vec<EntryRecord>, StoreError> {
+        let rows = sqlx::query("SELECT idx, hashes, data FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx")
+            .bind(i(start))
+            .bind(i(end.min(i64::MAX as u64)))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let index = u(row.try_get("idx")?)?;
+                let blob: Vec<u8> = row.try_get("hashes")?;
+                Ok(EntryRecord { index, hashes: blob_to_hashes(index, &blob)?, data: row.try_get("data")? })
+            })
+            .collect()
+    }
+
+    async fn checkpoints(&self, after: u64, limit: u32) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let rows = sqlx::query("SELECT size, root, note FROM log_checkpoints WHERE size > ? ORDER BY size LIMIT ?")
+            .bind(i(after))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(checkpoint_from_row).collect()
+    }
+
+    async fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let row = sqlx::query("SELECT size, root, note FROM log_checkpoints WHERE size = ?")
+            .bind(i(size))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+}

@@ -1,0 +1,189 @@
+//! `breakglass audit …`: the interfaces an outside auditor relies on.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use breakglass_core::checkpoint::Checkpoint;
+use breakglass_core::entry::Entry;
+use breakglass_core::note::NoteVerifier;
+use breakglass_core::tlog_proof::TlogProof;
+use breakglass_store::verify::{VerifyError, VerifyOptions, verify_log};
+use serde_json::json;
+
+use crate::cli::AuditCommand;
+use crate::datadir::{DataDir, parse_verifier_key};
+use crate::error::{CliResult, bad_input, check_failed, internal};
+use crate::print_json;
+
+fn write_out(path: Option<&Path>, bytes: &[u8]) -> CliResult {
+    match path {
+        Some(p) => std::fs::write(p, bytes).map_err(|e| bad_input(format!("cannot write {}: {e}", p.display()))),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes).and_then(|_| out.flush()).map_err(|e| internal(format!("cannot write to stdout: {e}")))
+        }
+    }
+}
+
+fn read_input(path: &Path, what: &str) -> CliResult<Vec<u8>> {
+    std::fs::read(path).map_err(|e| bad_input(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+pub async fn run(dir: &Path, config: Option<&Path>, cmd: AuditCommand) -> CliResult {
+    // verify-proof is offline: it must work with no data directory at all.
+    if let AuditCommand::VerifyProof { proof, entry, key, origin, json } = cmd {
+        return verify_proof(&proof, &entry, &key, origin.as_deref(), json);
+    }
+    let data = DataDir::open(dir, config)?;
+    match cmd {
+        AuditCommand::Key { json } => {
+            let key = data.signer()?.verifier();
+            if json {
+                print_json(&json!({ "origin": data.config.log.origin, "verifier_key": key.to_string() }));
+            } else {
+                println!("{key}");
+            }
+        }
+        AuditCommand::Checkpoint { json } => {
+            let head = data.reader(None).await?.head().await?;
+            if json {
+                print_json(&json!({ "size": head.size, "root": head.root.to_base64(), "note": head.note }));
+            } else {
+                write_out(None, head.note.as_bytes())?;
+            }
+        }
+        AuditCommand::Show { index, raw, json } => {
+            let record = data.reader(None).await?.entry(index).await?;
+            if raw {
+                write_out(None, &record.data)?;
+            } else {
+                let entry = Entry::decode(&record.data)
+                    .map_err(|e| check_failed(format!("entry {index} is not a valid entry: {e}")))?;
+                if json {
+                    print_json(&entry.to_json());
+                } else {
+                    print_entry(&entry, true);
+                }
+            }
+        }
+        AuditCommand::Tail { lines, json } => {
+            let reader = data.reader(None).await?;
+            let size = reader.size().await?;
+            let records = reader.store().entries(size.saturating_sub(lines), size).await?;
+            let entries = records
+                .iter()
+                .map(|r| {
+                    Entry::decode(&r.data).map_err(|e| check_failed(format!("entry {} is not valid: {e}", r.index)))
+                })
+                .collect::<CliResult<Vec<_>>>()?;
+            if json {
+                print_json(&entries.iter().map(Entry::to_json).collect::<Vec<_>>());
+            } else {
+                for e in &entries {
+                    print_entry(e, false);
+                }
+            }
+        }
+        AuditCommand::Prove { index, out, entry_out } => {
+            let (proof, record) = data.reader(None).await?.tlog_proof(index).await?;
+            if let Some(p) = entry_out {
+                std::fs::write(&p, &record.data)
+                    .map_err(|e| bad_input(format!("cannot write {}: {e}", p.display())))?;
+            }
+            write_out(out.as_deref(), proof.to_text().as_bytes())?;
+        }
+        AuditCommand::Verify { since, key, json } => {
+            let key = key.as_deref().map(parse_verifier_key).transpose()?;
+            let reader = data.reader(key.as_ref()).await?;
+            let saved = since
+                .as_deref()
+                .map(|p| read_saved_checkpoint(p, &data.config.log.origin, reader.verifier()))
+                .transpose()?;
+            let sink = data.sink_path();
+            let opts = VerifyOptions { since: saved.as_ref(), sink: Some(&sink) };
+            match verify_log(&reader, opts).await {
+                Ok(report) => {
+                    if json {
+                        print_json(&json!({ "ok": true, "report": report }));
+                    } else {
+                        println!(
+                            "ok: {} entries, root {}, {} signed checkpoints verified{}{}",
+                            report.size,
+                            report.root,
+                            report.checkpoints,
+                            report
+                                .since
+                                .map(|s| format!(", consistent with the saved checkpoint of size {s}"))
+                                .unwrap_or_default(),
+                            report.sink_lines.map(|n| format!(", sink matches ({n} lines)")).unwrap_or_default(),
+                        );
+                    }
+                }
+                Err(VerifyError::Failed(f)) => {
+                    if json {
+                        print_json(&json!({ "ok": false, "first_bad_index": f.index, "problem": f.problem }));
+                    }
+                    return Err(check_failed(format!("audit log verification failed: {f}")));
+                }
+                Err(e) => return Err(internal(e.to_string())),
+            }
+        }
+        AuditCommand::Export { out, json } => {
+            let reader = data.reader(None).await?;
+            let report =
+                breakglass_store::export::export_tiles(&reader, &out).await.map_err(|e| internal(e.to_string()))?;
+            if json {
+                print_json(&report);
+            } else {
+                println!(
+                    "exported {} entries to {}: {} files written, {} already present",
+                    report.size,
+                    out.display(),
+                    report.written,
+                    report.skipped
+                );
+            }
+        }
+        AuditCommand::VerifyProof { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+fn print_entry(e: &Entry, full: bool) {
+    let grant = e.grant.as_deref().unwrap_or("-");
+    if full {
+        println!("index  {}\ntime   {}\nactor  {}\nkind   {}\ngrant  {grant}", e.index, e.time, e.actor, e.kind);
+        println!("data   {}", serde_json::to_string_pretty(&e.data).unwrap_or_default());
+    } else {
+        println!("{:>8}  {}  {:<24}  {:<16}  {grant}", e.index, e.time, e.kind, e.actor);
+    }
+}
+
+fn read_saved_checkpoint(path: &Path, origin: &str, key: &NoteVerifier) -> CliResult<Checkpoint> {
+    let bytes = read_input(path, "saved checkpoint")?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| bad_input(format!("saved checkpoint {} is not UTF-8 text", path.display())))?;
+    Checkpoint::open(&text, origin, std::slice::from_ref(key)).map_err(|e| {
+        bad_input(format!("saved checkpoint {} is not a valid checkpoint signed by this log: {e}", path.display()))
+    })
+}
+
+fn verify_proof(proof: &Path, entry: &Path, key: &str, origin: Option<&str>, json: bool) -> CliResult {
+    let key = parse_verifier_key(key)?;
+    let text = String::from_utf8(read_input(proof, "proof")?)
+        .map_err(|_| bad_input(format!("proof {} is not UTF-8 text", proof.display())))?;
+    let parsed = TlogProof::parse(&text).map_err(|e| bad_input(format!("proof {}: {e}", proof.display())))?;
+    let entry_bytes = read_input(entry, "entry")?;
+    let origin = origin.unwrap_or(key.name());
+    let cp = parsed
+        .verify(&entry_bytes, origin, &key)
+        .map_err(|e| check_failed(format!("proof {} does not verify: {e}", proof.display())))?;
+    if json {
+        print_json(
+            &json!({ "ok": true, "index": parsed.index, "size": cp.size, "root": cp.root.to_base64(), "origin": cp.origin }),
+        );
+    } else {
+        println!("ok: entry {} is in {} at tree size {} (root {})", parsed.index, cp.origin, cp.size, cp.root);
+    }
+    Ok(())
+}

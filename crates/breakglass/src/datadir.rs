@@ -1,0 +1,280 @@
+//! The data directory: where the database, the keys, the configuration and
+//! the log's file sink live, and how each is created and opened.
+//!
+//! Security-sensitive: this module writes private keys. They are created with
+//! mode 0600 inside a 0700 directory, never overwritten, and never printed.
+//!
+//! ```text
+//! <data-dir>/
+//!   breakglass.toml     configuration (see config.rs)
+//!   breakglass.db       SQLite database (WAL)
+//!   log-signing.key     the log's Ed25519 note signing key (PRIVATE+KEY+... form), 0600
+//!   log.pub             the log's verifier key, for auditors
+//!   audit-hmac.key      the key for digests of secret values in entries, 0600
+//!   audit.jsonl         the JSON-lines copy of the log (configurable)
+//! ```
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use breakglass_core::entry::SecretDigester;
+use breakglass_core::note::{NoteSigner, NoteVerifier};
+use breakglass_core::time::{Clock, Timestamp};
+use breakglass_store::ledger::{Ledger, LedgerConfig};
+use breakglass_store::reader::LogReader;
+use breakglass_store::sqlite::{OpenOptions, SqliteStore};
+use serde::Serialize;
+
+use crate::config::{Config, validate_origin};
+use crate::error::{CliResult, bad_input, internal, not_found};
+
+pub const CONFIG_FILE: &str = "breakglass.toml";
+pub const DB_FILE: &str = "breakglass.db";
+pub const SIGNING_KEY_FILE: &str = "log-signing.key";
+pub const VERIFIER_KEY_FILE: &str = "log.pub";
+pub const HMAC_KEY_FILE: &str = "audit-hmac.key";
+
+/// The system clock: the one place breakglass reads the time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        Timestamp(ms)
+    }
+}
+
+/// The default data directory: `$XDG_DATA_HOME/breakglass`, else `~/.local/share/breakglass`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("breakglass");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/breakglass")
+}
+
+#[derive(Debug)]
+pub struct DataDir {
+    pub root: PathBuf,
+    pub config: Config,
+}
+
+/// What `init` created and where.
+#[derive(Debug, Serialize)]
+pub struct InitReport {
+    pub data_dir: PathBuf,
+    pub created: Vec<PathBuf>,
+    pub existing: Vec<PathBuf>,
+    pub origin: String,
+    pub verifier_key: String,
+}
+
+fn random_32() -> CliResult<[u8; 32]> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| internal(format!("cannot get random bytes from the OS: {e}")))?;
+    Ok(b)
+}
+
+/// Creates `path` with `contents` and `mode`, failing if it exists.
+fn create_file(path: &Path, contents: &[u8], mode: u32) -> CliResult {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
+    let _ = mode;
+    let mut f = opts.open(path).map_err(|e| internal(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(contents)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| internal(format!("cannot write {}: {e}", path.display())))
+}
+
+impl DataDir {
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub fn sink_path(&self) -> PathBuf {
+        self.root.join(&self.config.log.sink)
+    }
+
+    /// Opens an existing data directory; a missing one is an error, never created.
+    pub fn open(root: &Path, config_file: Option<&Path>) -> CliResult<DataDir> {
+        if !root.is_dir() {
+            return Err(not_found(format!(
+                "data directory {} does not exist (hint: run 'breakglass init' or pass --data-dir)",
+                root.display()
+            )));
+        }
+        if !root.join(SIGNING_KEY_FILE).exists() {
+            return Err(not_found(format!(
+                "{} is not a breakglass data directory: {SIGNING_KEY_FILE} is missing (hint: run 'breakglass init --data-dir {}')",
+                root.display(),
+                root.display()
+            )));
+        }
+        let config_path = config_file.map(Path::to_path_buf).unwrap_or_else(|| root.join(CONFIG_FILE));
+        let config = Config::load(&config_path)?;
+        Ok(DataDir { root: root.to_owned(), config })
+    }
+
+    /// Creates the data directory, keys, configuration and database, keeping
+    /// whatever already exists. Safe to run twice.
+    pub async fn init(root: &Path, origin: Option<String>) -> CliResult<(DataDir, InitReport)> {
+        let mut created = Vec::new();
+        let mut existing = Vec::new();
+        if !root.exists() {
+            std::fs::create_dir_all(root).map_err(|e| internal(format!("cannot create {}: {e}", root.display())))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| internal(format!("cannot set permissions on {}: {e}", root.display())))?;
+            }
+            created.push(root.to_owned());
+        }
+        let config_path = root.join(CONFIG_FILE);
+        let mut config = Config::load(&config_path)?;
+        if config_path.exists() {
+            existing.push(config_path.clone());
+            if let Some(o) = &origin
+                && *o != config.log.origin
+            {
+                return Err(bad_input(format!(
+                    "--origin {o:?} differs from the origin {:?} already configured in {}; a log's origin cannot change",
+                    config.log.origin,
+                    config_path.display()
+                )));
+            }
+        } else {
+            if let Some(o) = origin {
+                validate_origin(&o)?;
+                config.log.origin = o;
+            }
+            create_file(&config_path, config.to_toml().as_bytes(), 0o644)?;
+            created.push(config_path);
+        }
+        let key_path = root.join(SIGNING_KEY_FILE);
+        let signer = if key_path.exists() {
+            existing.push(key_path.clone());
+            read_signer(&key_path)?
+        } else {
+            let signer = NoteSigner::from_seed(&config.log.origin, &random_32()?)
+                .map_err(|e| bad_input(format!("cannot make a signing key: {e}")))?;
+            create_file(&key_path, format!("{}\n", signer.to_private_string()).as_bytes(), 0o600)?;
+            created.push(key_path);
+            signer
+        };
+        let pub_path = root.join(VERIFIER_KEY_FILE);
+        if !pub_path.exists() {
+            create_file(&pub_path, format!("{}\n", signer.verifier()).as_bytes(), 0o644)?;
+            created.push(pub_path);
+        }
+        let hmac_path = root.join(HMAC_KEY_FILE);
+        if hmac_path.exists() {
+            existing.push(hmac_path);
+        } else {
+            create_file(&hmac_path, format!("{}\n", hex::encode(random_32()?)).as_bytes(), 0o600)?;
+            created.push(hmac_path);
+        }
+        let db_path = root.join(DB_FILE);
+        if db_path.exists() {
+            existing.push(db_path.clone());
+        } else {
+            created.push(db_path.clone());
+        }
+        let store = SqliteStore::open(&db_path, OpenOptions { create: true, read_only: false }).await?;
+        store.close().await;
+        #[cfg(unix)]
+        {
+            // The database holds the log and, later, grants: owner-only, like the keys.
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| internal(format!("cannot set permissions on {}: {e}", db_path.display())))?;
+        }
+        let dir = DataDir { root: root.to_owned(), config };
+        if signer.name() != dir.config.log.origin {
+            return Err(bad_input(format!(
+                "the signing key in {} is named {:?} but the configured origin is {:?}",
+                root.join(SIGNING_KEY_FILE).display(),
+                signer.name(),
+                dir.config.log.origin
+            )));
+        }
+        let report = InitReport {
+            data_dir: root.to_owned(),
+            created,
+            existing,
+            origin: dir.config.log.origin.clone(),
+            verifier_key: signer.verifier().to_string(),
+        };
+        Ok((dir, report))
+    }
+
+    pub fn signer(&self) -> CliResult<NoteSigner> {
+        let signer = read_signer(&self.path(SIGNING_KEY_FILE))?;
+        if signer.name() != self.config.log.origin {
+            return Err(bad_input(format!(
+                "the log signing key is named {:?} but the configured origin is {:?}",
+                signer.name(),
+                self.config.log.origin
+            )));
+        }
+        Ok(signer)
+    }
+
+    pub fn digester(&self) -> CliResult<SecretDigester> {
+        let path = self.path(HMAC_KEY_FILE);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| not_found(format!("cannot read {}: {e}", path.display())))?;
+        let bytes = hex::decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+        let key = bytes.ok_or_else(|| bad_input(format!("{} does not hold a 32-byte hex key", path.display())))?;
+        Ok(SecretDigester::new(key))
+    }
+
+    pub async fn store(&self, read_only: bool) -> CliResult<Arc<SqliteStore>> {
+        let path = self.path(DB_FILE);
+        Ok(Arc::new(SqliteStore::open(&path, OpenOptions { create: false, read_only }).await?))
+    }
+
+    /// A reader that trusts `key` if given, else the key of this data directory.
+    pub async fn reader(&self, key: Option<&NoteVerifier>) -> CliResult<LogReader> {
+        let verifier = match key {
+            Some(k) => k.clone(),
+            None => self.signer()?.verifier(),
+        };
+        let store = self.store(true).await?;
+        Ok(LogReader::new(store, self.config.log.origin.clone(), verifier))
+    }
+
+    pub async fn ledger(&self, clock: Arc<dyn Clock>) -> CliResult<Ledger> {
+        let store = self.store(false).await?;
+        let config = LedgerConfig {
+            origin: self.config.log.origin.clone(),
+            max_batch: self.config.log.max_batch,
+            sink: Some(self.sink_path()),
+        };
+        Ledger::open(store, self.signer()?, clock, config)
+            .await
+            .map_err(|e| internal(format!("cannot open the audit log: {e}")))
+    }
+}
+
+fn read_signer(path: &Path) -> CliResult<NoteSigner> {
+    let text = std::fs::read_to_string(path).map_err(|e| not_found(format!("cannot read {}: {e}", path.display())))?;
+    NoteSigner::parse(text.trim()).map_err(|e| bad_input(format!("{}: {e}", path.display())))
+}
+
+/// Reads a verifier key given inline or as a file holding one.
+pub fn parse_verifier_key(arg: &str) -> CliResult<NoteVerifier> {
+    let text = if Path::new(arg).is_file() {
+        std::fs::read_to_string(arg).map_err(|e| bad_input(format!("cannot read key file {arg}: {e}")))?
+    } else {
+        arg.to_owned()
+    };
+    NoteVerifier::parse(text.trim()).map_err(|e| bad_input(format!("invalid --key {arg:?}: {e}")))
+}
