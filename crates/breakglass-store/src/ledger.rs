@@ -16,8 +16,15 @@
 //!
 //! Group commit: appenders send requests over a channel; the sequencer takes
 //! whatever has queued while the previous batch was committing (up to
-//! `max_batch` entries) and commits it as one transaction. No timer is
-//! involved, so a lone append waits for one commit and no longer.
+//! `max_batch` entries) and commits it as one transaction. The batch is
+//! adaptive: when it is less than half the size of the previous batch (many
+//! appenders are active, but their next entries are still on their way), it
+//! waits up to `linger` (1 ms) for it to fill to that size. A lone appender
+//! at a low rate never waits: its batches are all of size one.
+//!
+//! Durability is pipelined: once a batch is committed to the database, it is
+//! handed to the sink thread, which writes and fsyncs it and then
+//! acknowledges it, while the sequencer already commits the next batch.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,11 +51,14 @@ pub struct LedgerConfig {
     pub max_batch: usize,
     /// The JSON-lines copy of the log, if any.
     pub sink: Option<PathBuf>,
+    /// How long a batch may wait to fill up when it is much smaller than the
+    /// previous one (adaptive group commit; see the module comment).
+    pub linger: std::time::Duration,
 }
 
 impl LedgerConfig {
     pub fn new(origin: impl Into<String>) -> LedgerConfig {
-        LedgerConfig { origin: origin.into(), max_batch: 256, sink: None }
+        LedgerConfig { origin: origin.into(), max_batch: 256, sink: None, linger: std::time::Duration::from_millis(1) }
     }
 }
 
@@ -89,9 +99,48 @@ pub enum OpenError {
     Fatal(String),
 }
 
+type Reply = oneshot::Sender<Result<Receipt, AppendError>>;
+
 struct Request {
     drafts: Vec<EntryDraft>,
-    reply: oneshot::Sender<Result<Receipt, AppendError>>,
+    reply: Reply,
+}
+
+/// A committed batch on its way to the sink; acknowledged once it is there.
+struct SinkJob {
+    records: Vec<EntryRecord>,
+    end: u64,
+    replies: Vec<(Reply, Receipt)>,
+}
+
+/// The sink runs on its own thread, so that writing and fsyncing batch k
+/// overlaps with committing batch k+1. Batches arrive, and are acknowledged,
+/// in commit order.
+fn sink_thread(
+    mut sink: FileSink,
+    store: Arc<dyn LogStore>,
+    handle: tokio::runtime::Handle,
+    mut rx: mpsc::Receiver<SinkJob>,
+) {
+    while let Some(job) = rx.blocking_recv() {
+        let t = std::time::Instant::now();
+        let res = sink.sync(&job.records, job.end, |a, b| handle.block_on(store.entries(a, b)));
+        tracing::debug!(
+            entries = job.records.len(),
+            sink_us = t.elapsed().as_micros() as u64,
+            "batch copied to the sink"
+        );
+        let start = job.records.first().map_or(job.end, |r| r.index);
+        for (reply, receipt) in job.replies {
+            let _ = reply.send(match &res {
+                Ok(()) => Ok(receipt),
+                Err(e) => Err(AppendError::Failed(format!(
+                    "entries {start}..{} are in the database but could not be copied to the sink: {e}",
+                    job.end
+                ))),
+            });
+        }
+    }
 }
 
 /// A handle to the sequencer. Cheap to clone; all clones feed one sequencer.
@@ -114,6 +163,7 @@ impl Ledger {
     ) -> Result<Ledger, OpenError> {
         let reader = LogReader::new(store.clone(), config.origin.clone(), signer.verifier());
         let sink = config.sink.as_deref().map(FileSink::open).transpose()?;
+        let handle = tokio::runtime::Handle::current();
         let mut seq = Sequencer {
             store,
             reader: reader.clone(),
@@ -121,10 +171,13 @@ impl Ledger {
             clock,
             origin: config.origin,
             max_batch: config.max_batch.max(1),
+            linger: config.linger,
+            last_batch: 0,
             frontier: Frontier::default(),
             head: None,
             last_time: Timestamp(i64::MIN),
-            sink,
+            sink_tx: None,
+            sink_thread: None,
             fatal: None,
             dirty: false,
         };
@@ -132,8 +185,24 @@ impl Ledger {
             AppendError::Fatal(m) => OpenError::Fatal(m),
             other => OpenError::Fatal(other.to_string()),
         })?;
-        if let Some(sink) = seq.sink.as_mut() {
-            sink.sync(&[], seq.frontier.size(), &*seq.store).await?;
+        if let Some(mut sink) = sink {
+            // Catch the sink up with entries committed before it was last written
+            // (a crash between commit and sink, or another process's appends).
+            let size = seq.frontier.size();
+            let (store, h) = (seq.store.clone(), handle.clone());
+            let sink = tokio::task::spawn_blocking(move || {
+                sink.sync(&[], size, |a, b| h.block_on(store.entries(a, b))).map(|()| sink)
+            })
+            .await
+            .expect("sink catch-up panicked")?;
+            let (tx, rx) = mpsc::channel(2);
+            let store = seq.store.clone();
+            let thread = std::thread::Builder::new()
+                .name("breakglass-sink".into())
+                .spawn(move || sink_thread(sink, store, handle, rx))
+                .map_err(|e| OpenError::Fatal(format!("cannot start the sink thread: {e}")))?;
+            seq.sink_tx = Some(tx);
+            seq.sink_thread = Some(thread);
         }
         let (tx, rx) = mpsc::channel(8192);
         let task = tokio::spawn(seq.run(rx));
@@ -181,11 +250,14 @@ struct Sequencer {
     clock: Arc<dyn Clock>,
     origin: String,
     max_batch: usize,
+    linger: std::time::Duration,
+    last_batch: usize,
     frontier: Frontier,
     /// The last checkpoint this sequencer signed or verified.
     head: Option<StoredCheckpoint>,
     last_time: Timestamp,
-    sink: Option<FileSink>,
+    sink_tx: Option<mpsc::Sender<SinkJob>>,
+    sink_thread: Option<std::thread::JoinHandle<()>>,
     fatal: Option<String>,
     /// Set when a commit failed in a way that leaves the store's state unknown.
     dirty: bool,
@@ -207,11 +279,37 @@ impl Sequencer {
                     Err(_) => break,
                 }
             }
+            let want = self.last_batch.min(self.max_batch);
+            if n < want / 2 {
+                let deadline = tokio::time::Instant::now() + self.linger;
+                while n < want {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(r)) => {
+                            n += r.drafts.len();
+                            batch.push(r);
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            self.last_batch = n;
             let drafts: Vec<Vec<EntryDraft>> = batch.iter_mut().map(|r| std::mem::take(&mut r.drafts)).collect();
             match self.commit(drafts).await {
-                Ok(receipts) => {
-                    for (r, receipt) in batch.into_iter().zip(receipts) {
-                        let _ = r.reply.send(Ok(receipt));
+                Ok((receipts, records, end)) => {
+                    let replies: Vec<(Reply, Receipt)> = batch.into_iter().map(|r| r.reply).zip(receipts).collect();
+                    match &self.sink_tx {
+                        Some(tx) => {
+                            if let Err(unsent) = tx.send(SinkJob { records, end, replies }).await {
+                                for (reply, _) in unsent.0.replies {
+                                    let _ = reply.send(Err(AppendError::Closed));
+                                }
+                            }
+                        }
+                        None => {
+                            for (reply, receipt) in replies {
+                                let _ = reply.send(Ok(receipt));
+                            }
+                        }
                     }
                 }
                 Err(e) => {
@@ -220,6 +318,11 @@ impl Sequencer {
                     }
                 }
             }
+        }
+        // Let the sink finish what it was given, then stop it.
+        drop(self.sink_tx.take());
+        if let Some(t) = self.sink_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
     }
 
@@ -275,7 +378,12 @@ impl Sequencer {
         Ok(())
     }
 
-    async fn commit(&mut self, requests: Vec<Vec<EntryDraft>>) -> Result<Vec<Receipt>, AppendError> {
+    /// Commits one batch; returns the receipts (in request order), the
+    /// records, and the new log size.
+    async fn commit(
+        &mut self,
+        requests: Vec<Vec<EntryDraft>>,
+    ) -> Result<(Vec<Receipt>, Vec<EntryRecord>, u64), AppendError> {
         if let Some(why) = &self.fatal {
             return Err(AppendError::Fatal(why.clone()));
         }
@@ -303,9 +411,11 @@ impl Sequencer {
                 }
                 receipts.push(Receipt { index: first, count: drafts.len() as u64, checkpoint_size: 0, time });
             }
+            let t_prepared = std::time::Instant::now();
             let cp = Checkpoint { origin: self.origin.clone(), size: frontier.size(), root: frontier.root() };
             let note = cp.sign(&self.signer).map_err(|e| self.halt(format!("cannot sign checkpoint: {e}")))?;
             let stored = StoredCheckpoint { size: cp.size, root: cp.root, note };
+            let t_signed = std::time::Instant::now();
             match self.store.append(start, &records, &stored).await {
                 Ok(()) => {}
                 Err(StoreError::HeadMoved { .. }) => {
@@ -320,18 +430,16 @@ impl Sequencer {
             self.frontier = frontier;
             self.head = Some(stored);
             self.last_time = time;
-            if let Some(sink) = self.sink.as_mut()
-                && let Err(e) = sink.sync(&records, cp.size, &*self.store).await
-            {
-                return Err(AppendError::Failed(format!(
-                    "entries {start}..{} are in the database but could not be copied to the sink: {e}",
-                    cp.size
-                )));
-            }
             for r in &mut receipts {
                 r.checkpoint_size = cp.size;
             }
-            return Ok(receipts);
+            tracing::debug!(
+                entries = records.len(),
+                prepare_us = (t_signed - t_prepared).as_micros() as u64,
+                commit_us = t_signed.elapsed().as_micros() as u64,
+                "batch committed"
+            );
+            return Ok((receipts, records, cp.size));
         }
         Err(AppendError::Failed(format!("gave up after {MAX_CAS_RETRIES} compare-and-swap retries")))
     }

@@ -104,7 +104,7 @@ pub fn hashes_to_blob(hashes: &[Hash]) -> Vec<u8> {
 }
 
 pub fn blob_to_hashes(index: u64, blob: &[u8]) -> Result<Vec<Hash>, StoreError> {
-    if blob.is_empty() || blob.len() % 32 != 0 {
+    if blob.is_empty() || !blob.len().is_multiple_of(32) {
         return Err(StoreError::Corrupt(format!(
             "entry {index}: stored hashes are {} bytes, not a non-zero multiple of 32",
             blob.len()

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use breakglass_core::entry::{Entry, MAX_ENTRY_BYTES};
 
-use crate::{EntryRecord, LogStore, StoreError};
+use crate::{EntryRecord, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -35,6 +35,7 @@ pub enum SinkError {
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
+    file: File,
     /// File length and last index after our last write, to skip re-reading the tail.
     cached: Option<(u64, Option<u64>)>,
 }
@@ -42,58 +43,66 @@ pub struct FileSink {
 impl FileSink {
     /// Opens (creating if needed) the sink file. Its directory must exist.
     pub fn open(path: &Path) -> Result<FileSink, SinkError> {
-        let sink = FileSink { path: path.to_owned(), cached: None };
-        sink.open_file()?;
-        Ok(sink)
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o640);
+        let file = opts.open(path).map_err(|e| io_err(path, e))?;
+        Ok(FileSink { path: path.to_owned(), file, cached: None })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn io(&self, source: std::io::Error) -> SinkError {
-        SinkError::Io { path: self.path.display().to_string(), source }
-    }
-
-    fn open_file(&self) -> Result<File, SinkError> {
-        let mut opts = OpenOptions::new();
-        opts.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o640);
-        opts.open(&self.path).map_err(|e| self.io(e))
-    }
-
     /// Brings the file up to date with a log of `end` entries, the last of
-    /// which are `batch` (consecutive, just committed; may be empty). Missing
-    /// earlier entries are read from `store`.
-    pub async fn sync(&mut self, batch: &[EntryRecord], end: u64, store: &dyn LogStore) -> Result<(), SinkError> {
+    /// which are `batch` (consecutive, just committed; may be empty). Entries
+    /// the file is missing before `batch` are read with `fetch(start, end)`.
+    /// Blocking: it takes a file lock that another process may hold.
+    pub fn sync(
+        &mut self,
+        batch: &[EntryRecord],
+        end: u64,
+        mut fetch: impl FnMut(u64, u64) -> Result<Vec<EntryRecord>, StoreError>,
+    ) -> Result<(), SinkError> {
         let start = batch.first().map_or(end, |r| r.index);
         debug_assert_eq!(start + batch.len() as u64, end);
         let path = self.path.clone();
-        let cached = self.cached;
-        let file = self.open_file()?;
-        // Lock and read the tail off the async threads: the lock may wait for another process.
-        let (file, last) = tokio::task::spawn_blocking(move || lock_and_read_tail(file, &path, cached))
-            .await
-            .expect("sink task panicked")?;
+        self.file.lock().map_err(|e| io_err(&path, e))?;
+        let res = self.sync_locked(batch, start, end, &mut fetch);
+        let unlocked = self.file.unlock().map_err(|e| io_err(&path, e));
+        if res.is_err() {
+            self.cached = None;
+        }
+        res.and(unlocked)
+    }
+
+    fn sync_locked(
+        &mut self,
+        batch: &[EntryRecord],
+        start: u64,
+        end: u64,
+        fetch: &mut impl FnMut(u64, u64) -> Result<Vec<EntryRecord>, StoreError>,
+    ) -> Result<(), SinkError> {
+        let path = self.path.clone();
+        let len = self.file.metadata().map_err(|e| io_err(&path, e))?.len();
+        let last = match self.cached {
+            Some((cached_len, last)) if cached_len == len => last,
+            _ => read_last_index(&mut self.file, &path, len)?,
+        };
         let next = last.map_or(0, |l| l + 1);
         if next > end {
-            return Err(SinkError::Ahead { path: self.path.display().to_string(), file_last: next - 1, log_size: end });
+            return Err(SinkError::Ahead { path: path.display().to_string(), file_last: next - 1, log_size: end });
         }
-        let mut lines = Vec::new();
+        let mut missing = Vec::new();
         if next < start {
-            for r in store.entries(next, start).await? {
-                lines.push(r);
-            }
-            if lines.len() as u64 != start - next {
+            missing = fetch(next, start)?;
+            if missing.len() as u64 != start - next {
                 return Err(StoreError::Corrupt(format!("entries {next}..{start} are missing from the log")).into());
             }
         }
-        lines.extend(batch.iter().filter(|r| r.index >= next).cloned());
-        let path = self.path.clone();
-        let (len, last) = tokio::task::spawn_blocking(move || write_and_unlock(file, &path, &lines, last))
-            .await
-            .expect("sink task panicked")?;
+        let lines = missing.iter().chain(batch.iter().filter(|r| r.index >= next));
+        let (len, last) = write_lines(&mut self.file, &path, lines, last)?;
         self.cached = Some((len, last));
         Ok(())
     }
@@ -101,22 +110,6 @@ impl FileSink {
 
 fn io_err(path: &Path, source: std::io::Error) -> SinkError {
     SinkError::Io { path: path.display().to_string(), source }
-}
-
-fn lock_and_read_tail(
-    mut file: File,
-    path: &Path,
-    cached: Option<(u64, Option<u64>)>,
-) -> Result<(File, Option<u64>), SinkError> {
-    file.lock().map_err(|e| io_err(path, e))?;
-    let len = file.metadata().map_err(|e| io_err(path, e))?.len();
-    if let Some((cached_len, last)) = cached
-        && cached_len == len
-    {
-        return Ok((file, last));
-    }
-    let last = read_last_index(&mut file, path, len)?;
-    Ok((file, last))
 }
 
 /// The index of the last complete line, cutting off a partial last line.
@@ -153,13 +146,13 @@ pub fn read_last_index(file: &mut File, path: &Path, len: u64) -> Result<Option<
     Ok(Some(entry.index))
 }
 
-fn write_and_unlock(
-    mut file: File,
+fn write_lines<'a>(
+    file: &mut File,
     path: &Path,
-    lines: &[EntryRecord],
+    lines: impl Iterator<Item = &'a EntryRecord>,
     mut last: Option<u64>,
 ) -> Result<(u64, Option<u64>), SinkError> {
-    let mut buf = Vec::with_capacity(lines.iter().map(|r| r.data.len() + 1).sum());
+    let mut buf = Vec::new();
     for r in lines {
         let want = last.map_or(0, |l| l + 1);
         if r.index != want {
@@ -176,6 +169,5 @@ fn write_and_unlock(
     file.write_all(&buf).map_err(|e| io_err(path, e))?;
     file.sync_data().map_err(|e| io_err(path, e))?;
     let len = file.metadata().map_err(|e| io_err(path, e))?.len();
-    file.unlock().map_err(|e| io_err(path, e))?;
     Ok((len, last))
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use breakglass_core::Hash;
 use breakglass_core::tree::{record_of, split_stored_hash_index};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Connection as _, Row as _};
 
 use crate::{EntryRecord, LogStore, StoreError, StoredCheckpoint, blob_to_hashes, hashes_to_blob};
@@ -45,9 +47,13 @@ pub struct OpenOptions {
     pub read_only: bool,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct SqliteStore {
+    /// Readers share the pool.
     pool: SqlitePool,
+    /// The one write connection of this process: appends never wait for a
+    /// pooled connection or its health check.
+    writer: Option<tokio::sync::Mutex<SqliteConnection>>,
 }
 
 fn i(v: u64) -> i64 {
@@ -76,10 +82,16 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
-            .connect_with(connect)
+            .test_before_acquire(false)
+            .connect_with(connect.clone())
             .await
             .map_err(open_err)?;
-        let store = SqliteStore { pool };
+        let writer = if opts.read_only {
+            None
+        } else {
+            Some(tokio::sync::Mutex::new(SqliteConnection::connect_with(&connect).await.map_err(open_err)?))
+        };
+        let store = SqliteStore { pool, writer };
         if !opts.read_only {
             store.migrate().await?;
         }
@@ -110,6 +122,11 @@ impl SqliteStore {
     }
 
     pub async fn close(&self) {
+        if let Some(w) = &self.writer {
+            // Closing the connection runs SQLite's final checkpoint.
+            let mut w = w.lock().await;
+            let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut *w).await;
+        }
         self.pool.close().await;
     }
 }
@@ -122,13 +139,16 @@ fn checkpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredCheckpoint
     Ok(StoredCheckpoint { size, root, note: row.try_get("note")? })
 }
 
-/// Insert statements of fixed widths, so the statement cache holds few of them.
-const INSERT_WIDTHS: [usize; 3] = [64, 8, 1];
-
-fn insert_sql(width: usize) -> String {
-    let values = vec!["(?, ?, ?)"; width].join(", ");
-    format!("INSERT INTO log_entries (idx, hashes, data) VALUES {values}")
-}
+/// Inserts a whole batch in one statement, whatever its size: the hashes and
+/// the entry bytes travel as two concatenated blobs, and a JSON array of
+/// `[hash offset, hash length, data offset, data length]` (1-based, for
+/// SQLite's `substr`) cuts them apart. One statement means one round trip to
+/// the database thread and one cached prepared statement.
+const INSERT_BATCH: &str = "INSERT INTO log_entries (idx, hashes, data)
+     SELECT ?1 + j.key,
+            substr(?2, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]')),
+            substr(?3, json_extract(j.value, '$[2]'), json_extract(j.value, '$[3]'))
+     FROM json_each(?4) AS j";
 
 #[async_trait]
 impl LogStore for SqliteStore {
@@ -152,7 +172,10 @@ impl LogStore for SqliteStore {
     ) -> Result<(), StoreError> {
         debug_assert!(records.iter().enumerate().all(|(k, r)| r.index == expected_size + k as u64));
         debug_assert_eq!(checkpoint.size, expected_size + records.len() as u64);
-        let mut conn = self.pool.acquire().await?;
+        let Some(writer) = &self.writer else {
+            return Err(StoreError::Db(sqlx::Error::Configuration("the database was opened read-only".into())));
+        };
+        let mut conn = writer.lock().await;
         // IMMEDIATE takes the write lock now, so the compare-and-swap below
         // cannot interleave with another process's append.
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -165,17 +188,35 @@ impl LogStore for SqliteStore {
             tx.rollback().await?;
             return Err(StoreError::HeadMoved { expected: expected_size });
         }
-        let mut rest = records;
-        while !rest.is_empty() {
-            let width = *INSERT_WIDTHS.iter().find(|w| **w <= rest.len()).expect("width 1 always fits");
-            let (chunk, tail) = rest.split_at(width);
-            let sql = insert_sql(width);
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for r in chunk {
-                q = q.bind(i(r.index)).bind(hashes_to_blob(&r.hashes)).bind(r.data.clone());
+        let mut hashes = Vec::with_capacity(records.len() * 64);
+        let mut data = Vec::with_capacity(records.iter().map(|r| r.data.len()).sum());
+        let mut cuts = String::with_capacity(records.len() * 24 + 2);
+        cuts.push('[');
+        for (k, r) in records.iter().enumerate() {
+            let h = hashes_to_blob(&r.hashes);
+            if k > 0 {
+                cuts.push(',');
             }
-            q.execute(&mut *tx).await?;
-            rest = tail;
+            cuts.push_str(&format!("[{},{},{},{}]", hashes.len() + 1, h.len(), data.len() + 1, r.data.len()));
+            hashes.extend_from_slice(&h);
+            data.extend_from_slice(&r.data);
+        }
+        cuts.push(']');
+        if let Some(first) = records.first() {
+            let inserted = sqlx::query(INSERT_BATCH)
+                .bind(i(first.index))
+                .bind(hashes)
+                .bind(data)
+                .bind(cuts)
+                .execute(&mut *tx)
+                .await?;
+            if inserted.rows_affected() != records.len() as u64 {
+                return Err(StoreError::Corrupt(format!(
+                    "inserted {} of {} entries",
+                    inserted.rows_affected(),
+                    records.len()
+                )));
+            }
         }
         sqlx::query("INSERT INTO log_checkpoints (size, root, note) VALUES (?, ?, ?)")
             .bind(i(checkpoint.size))

@@ -144,6 +144,19 @@ pub async fn run(dir: &Path, config: Option<&Path>, cmd: AuditCommand) -> CliRes
                 );
             }
         }
+        AuditCommand::Digest { purpose } => {
+            let mut secret = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut secret)
+                .map_err(|e| bad_input(format!("cannot read the secret from standard input: {e}")))?;
+            // A trailing newline from `echo` or a terminal is not part of the secret.
+            while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                secret.pop();
+            }
+            if secret.is_empty() {
+                return Err(bad_input("no secret on standard input"));
+            }
+            println!("{}", data.digester()?.digest(&purpose, &secret));
+        }
         AuditCommand::VerifyProof { .. } => unreachable!("handled above"),
     }
     Ok(())

@@ -145,6 +145,14 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the keyed digest (hmac-sha256) of a secret read from standard input, to find it in the log.
+    /// Entries never hold secrets in clear; they hold this digest.
+    #[command(after_help = EXIT_CODES)]
+    Digest {
+        /// What kind of secret it is, as recorded in the entry (for example api-token).
+        #[arg(long)]
+        purpose: String,
+    },
     /// Write the log in the C2SP tlog-tiles layout, incrementally (existing files are never rewritten).
     #[command(after_help = EXIT_CODES)]
     Export {
@@ -180,6 +188,9 @@ pub struct BenchLedgerArgs {
     /// Inclusion proofs to time.
     #[arg(long, default_value_t = 2000)]
     pub proofs: u64,
+    /// Leave out the JSON-lines sink, to see what it costs (not a supported configuration).
+    #[arg(long)]
+    pub no_sink: bool,
     /// Keep the populated data directory here (it must not exist yet) instead of a temporary one.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CliResult, bad_input};
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub log: LogConfig,
@@ -30,12 +30,6 @@ pub struct LogConfig {
     pub origin: String,
     pub sink: PathBuf,
     pub max_batch: usize,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config { log: LogConfig::default() }
-    }
 }
 
 impl Default for LogConfig {

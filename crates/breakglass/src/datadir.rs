@@ -252,11 +252,16 @@ impl DataDir {
     }
 
     pub async fn ledger(&self, clock: Arc<dyn Clock>) -> CliResult<Ledger> {
+        self.ledger_with(clock, true).await
+    }
+
+    pub async fn ledger_with(&self, clock: Arc<dyn Clock>, sink: bool) -> CliResult<Ledger> {
         let store = self.store(false).await?;
         let config = LedgerConfig {
             origin: self.config.log.origin.clone(),
             max_batch: self.config.log.max_batch,
-            sink: Some(self.sink_path()),
+            sink: sink.then(|| self.sink_path()),
+            ..LedgerConfig::new(self.config.log.origin.clone())
         };
         Ledger::open(store, self.signer()?, clock, config)
             .await
