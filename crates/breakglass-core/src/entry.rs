@@ -16,12 +16,13 @@
 //! Decoding is strict: bytes that are not exactly the canonical encoding of
 //! what they decode to are rejected, so one entry has one encoding.
 
+use std::borrow::Cow;
 use std::io::Write as _;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::Sha256;
 
 use crate::time::Timestamp;
@@ -45,6 +46,24 @@ pub enum EntryError {
 
 fn invalid(field: &'static str, problem: impl Into<String>) -> EntryError {
     EntryError::InvalidField { field, problem: problem.into() }
+}
+
+/// The wire shape of an entry, for decoding without building a JSON tree of the envelope.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire<'a> {
+    v: u64,
+    index: u64,
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(borrow)]
+    actor: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    grant: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
 }
 
 /// What a caller submits; the sequencer assigns index and time.
@@ -120,18 +139,19 @@ impl Entry {
         if !self.data.is_object() {
             return Err(invalid("data", "must be a JSON object"));
         }
-        let mut obj = Map::new();
-        obj.insert("v".into(), Value::from(ENTRY_VERSION));
-        obj.insert("index".into(), Value::from(self.index));
-        obj.insert("time".into(), Value::from(self.time.to_rfc3339()));
-        obj.insert("actor".into(), Value::from(self.actor.clone()));
-        obj.insert("kind".into(), Value::from(self.kind.clone()));
-        if let Some(g) = &self.grant {
-            obj.insert("grant".into(), Value::from(g.clone()));
-        }
-        obj.insert("data".into(), self.data.clone());
+        // The fields in sorted key order: actor, data, grant, index, kind, time, v.
         let mut out = Vec::with_capacity(256);
-        write_canonical(&Value::Object(obj), &mut out).map_err(|e| invalid("data", e))?;
+        out.extend_from_slice(b"{\"actor\":");
+        write_canonical(&Value::String(self.actor.clone()), &mut out).map_err(|e| invalid("actor", e))?;
+        out.extend_from_slice(b",\"data\":");
+        write_canonical(&self.data, &mut out).map_err(|e| invalid("data", e))?;
+        if let Some(g) = &self.grant {
+            out.extend_from_slice(b",\"grant\":");
+            serde_json::to_writer(&mut out, g).map_err(|e| invalid("grant", e.to_string()))?;
+        }
+        let _ = write!(out, ",\"index\":{},\"kind\":", self.index);
+        serde_json::to_writer(&mut out, &self.kind).map_err(|e| invalid("kind", e.to_string()))?;
+        let _ = write!(out, ",\"time\":\"{}\",\"v\":{ENTRY_VERSION}}}", self.time.to_rfc3339());
         if out.len() > MAX_ENTRY_BYTES {
             return Err(EntryError::TooLarge { size: out.len() });
         }
@@ -143,35 +163,20 @@ impl Entry {
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err(EntryError::TooLarge { size: bytes.len() });
         }
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| EntryError::NotCanonical(e.to_string()))?;
-        let Value::Object(mut obj) = value else {
-            return Err(EntryError::NotCanonical("not a JSON object".into()));
-        };
-        let v = obj.remove("v").and_then(|v| v.as_u64()).ok_or_else(|| invalid("v", "missing or not an integer"))?;
-        if v != ENTRY_VERSION {
-            return Err(EntryError::UnsupportedVersion(v));
+        let wire: Wire<'_> = serde_json::from_slice(bytes).map_err(|e| EntryError::NotCanonical(e.to_string()))?;
+        if wire.v != ENTRY_VERSION {
+            return Err(EntryError::UnsupportedVersion(wire.v));
         }
-        let index = obj
-            .remove("index")
-            .and_then(|v| v.as_u64())
-            .ok_or_else(|| invalid("index", "missing or not an integer"))?;
-        let time = match obj.remove("time") {
-            Some(Value::String(s)) => Timestamp::parse(&s).map_err(|e| invalid("time", e.to_string()))?,
-            _ => return Err(invalid("time", "missing or not a string")),
+        let time = Timestamp::parse(&wire.time).map_err(|e| invalid("time", e.to_string()))?;
+        let data: Value = serde_json::from_str(wire.data.get()).map_err(|e| invalid("data", e.to_string()))?;
+        let entry = Entry {
+            index: wire.index,
+            time,
+            actor: wire.actor.into_owned(),
+            kind: wire.kind.into_owned(),
+            grant: wire.grant.map(Cow::into_owned),
+            data,
         };
-        let mut string = |field: &'static str| match obj.remove(field) {
-            Some(Value::String(s)) => Ok(Some(s)),
-            None => Ok(None),
-            Some(_) => Err(invalid(field, "not a string")),
-        };
-        let actor = string("actor")?.ok_or_else(|| invalid("actor", "missing"))?;
-        let kind = string("kind")?.ok_or_else(|| invalid("kind", "missing"))?;
-        let grant = string("grant")?;
-        let data = obj.remove("data").ok_or_else(|| invalid("data", "missing"))?;
-        if let Some(extra) = obj.keys().next() {
-            return Err(EntryError::NotCanonical(format!("unknown field {extra:?}")));
-        }
-        let entry = Entry { index, time, actor, kind, grant, data };
         if entry.encode()? != bytes {
             return Err(EntryError::NotCanonical("bytes differ from the canonical encoding".into()));
         }

@@ -55,7 +55,7 @@ pub async fn export_tiles(reader: &LogReader, dir: &Path) -> Result<ExportReport
         if path.exists() {
             report.skipped += 1;
         } else {
-            let hashes = store.read_hashes(&tile.hash_indexes()).await?;
+            let hashes = reader.read_hashes(&tile.hash_indexes()).await?;
             write_atomic(&path, &crate::hashes_to_blob(&hashes))?;
             report.written += 1;
         }

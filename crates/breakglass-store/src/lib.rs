@@ -89,6 +89,10 @@ pub trait LogStore: Send + Sync + 'static {
     /// hash is [`StoreError::Corrupt`].
     async fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError>;
 
+    /// The stored hashes of entries with `start <= index < end`, in index
+    /// order, without their data (fewer if the log is shorter).
+    async fn entry_hashes(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<Hash>)>, StoreError>;
+
     /// Entries with `start <= index < end`, in index order (fewer if the log is shorter).
     async fn entries(&self, start: u64, end: u64) -> Result<Vec<EntryRecord>, StoreError>;
 

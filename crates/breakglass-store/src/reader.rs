@@ -2,9 +2,16 @@
 //! hashes in O(log n) reads.
 //!
 //! The tree functions of breakglass-core are synchronous and generic over a
-//! [`HashReader`]; storage is asynchronous. [`with_hashes`] bridges the two:
-//! it runs the computation once to learn which hashes it needs, fetches them
-//! in one query, and runs it again on the fetched hashes.
+//! [`HashReader`]; storage is asynchronous. [`LogReader::with_hashes`]
+//! bridges the two: it runs the computation once to learn which hashes it
+//! needs, fetches them, and runs it again on the fetched hashes.
+//!
+//! Stored hashes never change once written, so the reader caches them by
+//! block: the hashes of 256 consecutive entries (one tlog tile's worth of
+//! leaves, with every subtree they complete); the last block of the log is
+//! cached with the entries it had and read again when a newer one is asked. A proof over a million entries touches about three blocks; once they
+//! are warm it costs no database round trip at all. The cache is bounded
+//! (`BLOCK_CACHE_CAPACITY` blocks, about 16 KiB each).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -63,21 +70,14 @@ impl From<ProveError<StoreError>> for ReadError {
     }
 }
 
-/// Runs a tree computation against storage with one batched read.
-pub async fn with_hashes<T>(
-    store: &dyn LogStore,
-    f: impl Fn(&Phase) -> Result<T, ProveError<StoreError>>,
-) -> Result<T, ReadError> {
-    let record = Phase::Record(RefCell::new(Vec::new()));
-    // The first run sees zero hashes; only the indexes it asks for matter.
-    let _ = f(&record);
-    let Phase::Record(asked) = record else { unreachable!() };
-    let mut asked = asked.into_inner();
-    asked.sort_unstable();
-    asked.dedup();
-    let hashes = store.read_hashes(&asked).await?;
-    let serve = Phase::Serve(asked.into_iter().zip(hashes).collect());
-    Ok(f(&serve)?)
+/// Entries per cached block.
+const BLOCK: u64 = 256;
+/// Blocks kept in memory (about 16 KiB each: 64 MiB at most).
+pub const BLOCK_CACHE_CAPACITY: usize = 4096;
+
+#[derive(Default)]
+struct BlockCache {
+    blocks: std::sync::Mutex<HashMap<u64, Arc<Vec<Vec<Hash>>>>>,
 }
 
 /// Read access to a log, for servers and auditors alike.
@@ -86,11 +86,95 @@ pub struct LogReader {
     store: Arc<dyn LogStore>,
     origin: String,
     verifier: NoteVerifier,
+    cache: Arc<BlockCache>,
 }
 
 impl LogReader {
     pub fn new(store: Arc<dyn LogStore>, origin: impl Into<String>, verifier: NoteVerifier) -> LogReader {
-        LogReader { store, origin: origin.into(), verifier }
+        LogReader { store, origin: origin.into(), verifier, cache: Arc::default() }
+    }
+
+    /// Reads stored hashes, from cached blocks where possible.
+    pub async fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        let located: Vec<(u64, usize)> = indexes
+            .iter()
+            .map(|&idx| {
+                let (level, n) = tree::split_stored_hash_index(idx);
+                (tree::record_of(level, n), level as usize)
+            })
+            .collect();
+        let mut blocks: HashMap<u64, Arc<Vec<Vec<Hash>>>> = HashMap::new();
+        let mut missing: Vec<u64> = Vec::new();
+        {
+            let cache = self.cache.blocks.lock().expect("cache lock");
+            for &(record, _) in &located {
+                let (b, k) = (record / BLOCK, (record % BLOCK) as usize);
+                if blocks.get(&b).is_some_and(|block| k < block.len()) || missing.contains(&b) {
+                    continue;
+                }
+                // A cached block may be the log's last, still growing, block:
+                // it serves the entries it has, and is read again for newer ones.
+                match cache.get(&b) {
+                    Some(block) if k < block.len() => {
+                        blocks.insert(b, block.clone());
+                    }
+                    _ => missing.push(b),
+                }
+            }
+        }
+        for b in missing {
+            let rows = self.store.entry_hashes(b * BLOCK, (b + 1) * BLOCK).await?;
+            // Keep the contiguous prefix only: a gap means a missing entry,
+            // which must surface as an error rather than shift hashes.
+            let block: Vec<Vec<Hash>> = rows
+                .into_iter()
+                .enumerate()
+                .take_while(|(k, r)| r.0 == b * BLOCK + *k as u64)
+                .map(|(_, r)| r.1)
+                .collect();
+            let block = Arc::new(block);
+            let mut cache = self.cache.blocks.lock().expect("cache lock");
+            if cache.len() >= BLOCK_CACHE_CAPACITY
+                && !cache.contains_key(&b)
+                && let Some(evict) = cache.keys().next().copied()
+            {
+                cache.remove(&evict);
+            }
+            cache.insert(b, block.clone());
+            blocks.insert(b, block);
+        }
+        located
+            .iter()
+            .zip(indexes)
+            .map(|(&(record, offset), &idx)| {
+                blocks
+                    .get(&(record / BLOCK))
+                    .and_then(|block| block.get((record % BLOCK) as usize))
+                    .and_then(|hashes| hashes.get(offset))
+                    .copied()
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("stored hash {idx} (entry {record}, level {offset}) is missing"))
+                    })
+            })
+            .collect()
+    }
+
+    /// Runs a tree computation against storage: once to learn which hashes it
+    /// needs, then on the hashes fetched.
+    pub async fn with_hashes<T>(
+        &self,
+        f: impl Fn(&Phase) -> Result<T, ProveError<StoreError>>,
+    ) -> Result<T, ReadError> {
+        let record = Phase::Record(RefCell::new(Vec::new()));
+        // The first run sees zero hashes; only the indexes it asks for matter.
+        let _ = f(&record);
+        let Phase::Record(asked) = record else { unreachable!() };
+        let mut asked = asked.into_inner();
+        asked.sort_unstable();
+        asked.dedup();
+        let hashes = self.read_hashes(&asked).await?;
+        let serve = Phase::Serve(asked.into_iter().zip(hashes).collect());
+        Ok(f(&serve)?)
     }
 
     pub fn store(&self) -> &Arc<dyn LogStore> {
@@ -135,19 +219,19 @@ impl LogReader {
     }
 
     pub async fn tree_hash(&self, size: u64) -> Result<Hash, ReadError> {
-        with_hashes(&*self.store, |r| tree::tree_hash(size, r)).await
+        self.with_hashes(|r| tree::tree_hash(size, r)).await
     }
 
     pub async fn frontier(&self, size: u64) -> Result<Frontier, ReadError> {
-        with_hashes(&*self.store, |r| Frontier::load(size, r)).await
+        self.with_hashes(|r| Frontier::load(size, r)).await
     }
 
     pub async fn prove_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
-        with_hashes(&*self.store, |r| tree::prove_inclusion(size, index, r)).await
+        self.with_hashes(|r| tree::prove_inclusion(size, index, r)).await
     }
 
     pub async fn prove_consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, ReadError> {
-        with_hashes(&*self.store, |r| tree::prove_consistency(new, old, r)).await
+        self.with_hashes(|r| tree::prove_consistency(new, old, r)).await
     }
 
     /// A `c2sp.org/tlog-proof@v1` for entry `index` against the latest checkpoint.

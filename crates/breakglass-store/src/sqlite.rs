@@ -139,6 +139,13 @@ fn checkpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredCheckpoint
     Ok(StoredCheckpoint { size, root, note: row.try_get("note")? })
 }
 
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
 /// Inserts a whole batch in one statement, whatever its size: the hashes and
 /// the entry bytes travel as two concatenated blobs, and a JSON array of
 /// `[hash offset, hash length, data offset, data length]` (1-based, for
@@ -243,14 +250,21 @@ impl LogStore for SqliteStore {
         records.sort_unstable();
         records.dedup();
         let list = serde_json::to_string(&records).expect("numbers serialise");
-        let rows = sqlx::query("SELECT idx, hashes FROM log_entries WHERE idx IN (SELECT value FROM json_each(?))")
-            .bind(list)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut by_record = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let idx = u(row.try_get("idx")?)?;
-            let blob: Vec<u8> = row.try_get("hashes")?;
+        // One row back, whatever the number of entries: the database thread
+        // hands over one value instead of streaming a row per entry.
+        let packed: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(idx || ':' || hex(hashes), ',') FROM log_entries
+             WHERE idx IN (SELECT value FROM json_each(?))",
+        )
+        .bind(list)
+        .fetch_one(&self.pool)
+        .await?;
+        let mut by_record = HashMap::with_capacity(records.len());
+        for item in packed.as_deref().unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+            let parsed = item.split_once(':').and_then(|(idx, hex)| Some((idx.parse::<u64>().ok()?, decode_hex(hex)?)));
+            let Some((idx, blob)) = parsed else {
+                return Err(StoreError::Corrupt(format!("unreadable stored hashes {item:?}")));
+            };
             by_record.insert(idx, blob_to_hashes(idx, &blob)?);
         }
         wanted
@@ -260,6 +274,21 @@ impl LogStore for SqliteStore {
                 by_record.get(&record).and_then(|h| h.get(offset)).copied().ok_or_else(|| {
                     StoreError::Corrupt(format!("stored hash {idx} (entry {record}, level {offset}) is missing"))
                 })
+            })
+            .collect()
+    }
+
+    async fn entry_hashes(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {
+        let rows = sqlx::query("SELECT idx, hashes FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx")
+            .bind(i(start))
+            .bind(i(end.min(i64::MAX as u64)))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let index = u(row.try_get("idx")?)?;
+                let blob: Vec<u8> = row.try_get("hashes")?;
+                Ok((index, blob_to_hashes(index, &blob)?))
             })
             .collect()
     }

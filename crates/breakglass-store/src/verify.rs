@@ -68,10 +68,51 @@ pub struct VerifyOptions<'a> {
 
 const PAGE: u64 = 4096;
 
+/// What the parallel stage finds out about one entry.
+struct CheckedEntry {
+    leaf: breakglass_core::Hash,
+    /// The index the entry says it has, or why its bytes are not an entry.
+    claimed: Result<u64, String>,
+}
+
+/// Decodes and hashes a page of entries, and checks the signatures of the
+/// page's checkpoints, on all cores: this is most of verification's work.
+fn check_page(
+    page: &[crate::EntryRecord],
+    cps: &[crate::StoredCheckpoint],
+    origin: &str,
+    trusted: &[breakglass_core::note::NoteVerifier],
+) -> (Vec<CheckedEntry>, Vec<Result<Checkpoint, String>>) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let check_entry = |r: &crate::EntryRecord| CheckedEntry {
+        leaf: leaf_hash(&r.data),
+        claimed: Entry::decode(&r.data).map(|e| e.index).map_err(|e| e.to_string()),
+    };
+    let check_cp =
+        |cp: &crate::StoredCheckpoint| Checkpoint::open(&cp.note, origin, trusted).map_err(|e| e.to_string());
+    if threads == 1 || page.len() < 64 {
+        return (page.iter().map(check_entry).collect(), cps.iter().map(check_cp).collect());
+    }
+    let entry_chunk = page.len().div_ceil(threads);
+    let cp_chunk = cps.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let entry_parts: Vec<_> = page
+            .chunks(entry_chunk)
+            .map(|c| scope.spawn(move || c.iter().map(check_entry).collect::<Vec<_>>()))
+            .collect();
+        let cp_parts: Vec<_> =
+            cps.chunks(cp_chunk).map(|c| scope.spawn(move || c.iter().map(check_cp).collect::<Vec<_>>())).collect();
+        let entries = entry_parts.into_iter().flat_map(|h| h.join().expect("verify thread panicked")).collect();
+        let cps = cp_parts.into_iter().flat_map(|h| h.join().expect("verify thread panicked")).collect();
+        (entries, cps)
+    })
+}
+
 /// Verifies the whole log behind `reader`.
 pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<VerifyReport, VerifyError> {
-    let store = reader.store();
-    let trusted = std::slice::from_ref(reader.verifier());
+    let store = reader.store().clone();
+    let trusted = vec![reader.verifier().clone()];
+    let origin = reader.origin().to_owned();
     let head_row = store.head_size().await?;
     let mut sink = match opts.sink {
         Some(p) if p.exists() => {
@@ -82,33 +123,57 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
         _ => None,
     };
     let mut frontier = Frontier::default();
-    let mut checkpoints = store.checkpoints(0, PAGE as u32).await?.into_iter().peekable();
+    let mut pending_cps: std::collections::VecDeque<crate::StoredCheckpoint> = Default::default();
+    let mut cps_exhausted = false;
     let mut n_checkpoints = 0u64;
     let mut last_cp_size = 0u64;
     let mut line = Vec::new();
+    let fetch = |store: std::sync::Arc<dyn crate::LogStore>, start: u64| {
+        tokio::spawn(async move { store.entries(start, start + PAGE).await })
+    };
+    let mut next_page = fetch(store.clone(), 0);
     loop {
-        let start = frontier.size();
-        let page = store.entries(start, start + PAGE).await?;
+        let page = next_page.await.expect("page fetch panicked")?;
         if page.is_empty() {
             break;
         }
-        for record in page {
+        let start = frontier.size();
+        let page_end = start + page.len() as u64;
+        // Read the next page while this one is checked.
+        next_page = fetch(store.clone(), page_end);
+        // The checkpoints that fall in this page.
+        while !cps_exhausted && pending_cps.back().is_none_or(|c| c.size <= page_end) {
+            let after = pending_cps.back().map_or(last_cp_size, |c| c.size);
+            let more = store.checkpoints(after, PAGE as u32).await?;
+            cps_exhausted = (more.len() as u64) < PAGE;
+            pending_cps.extend(more);
+        }
+        let n_here = pending_cps.iter().take_while(|c| c.size <= page_end).count();
+        let cps: Vec<_> = pending_cps.drain(..n_here).collect();
+        let (page, cps, checked, signed) = {
+            let (origin, trusted) = (origin.clone(), trusted.clone());
+            tokio::task::spawn_blocking(move || {
+                let (checked, signed) = check_page(&page, &cps, &origin, &trusted);
+                (page, cps, checked, signed)
+            })
+            .await
+            .expect("verify task panicked")
+        };
+        let mut cps = cps.into_iter().zip(signed).peekable();
+        for (record, checked) in page.iter().zip(checked) {
             let index = frontier.size();
             if record.index != index {
                 return Err(fail(index, format!("entry is missing (the next stored entry is {})", record.index)));
             }
-            let entry = Entry::decode(&record.data)
-                .map_err(|e| fail(index, format!("stored bytes are not a valid entry: {e}")))?;
-            if entry.index != index {
+            let claimed =
+                checked.claimed.map_err(|e| fail(index, format!("stored bytes are not a valid entry: {e}")))?;
+            if claimed != index {
                 return Err(fail(
                     index,
-                    format!(
-                        "stored at index {index} but says it is entry {}: entries were moved or reordered",
-                        entry.index
-                    ),
+                    format!("stored at index {index} but says it is entry {claimed}: entries were moved or reordered"),
                 ));
             }
-            let leaf = leaf_hash(&record.data);
+            let leaf = checked.leaf;
             let hashes = frontier.append(leaf);
             if hashes != record.hashes {
                 let what = if record.hashes.first() != Some(&leaf) {
@@ -132,17 +197,14 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
                 }
             }
             // Check every checkpoint of this size against the recomputed root.
-            while let Some(cp) = checkpoints.peek() {
+            while let Some((cp, _)) = cps.peek() {
                 if cp.size > frontier.size() {
                     break;
                 }
-                let cp = checkpoints.next().expect("peeked");
-                check_checkpoint(reader.origin(), trusted, &cp, &frontier)?;
+                let (cp, signed) = cps.next().expect("peeked");
+                check_checkpoint(&cp, signed, &frontier)?;
                 n_checkpoints += 1;
                 last_cp_size = cp.size;
-                if checkpoints.peek().is_none() {
-                    checkpoints = store.checkpoints(cp.size, PAGE as u32).await?.into_iter().peekable();
-                }
             }
             if let Some(since) = opts.since
                 && since.size == frontier.size()
@@ -159,7 +221,10 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
         }
     }
     let size = frontier.size();
-    if let Some(cp) = checkpoints.next() {
+    if pending_cps.is_empty() {
+        pending_cps.extend(store.checkpoints(last_cp_size, 1).await?);
+    }
+    if let Some(cp) = pending_cps.front() {
         return Err(fail(
             size,
             format!("checkpoint {} covers entries that are missing: the log ends at {size}", cp.size),
@@ -213,14 +278,12 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
 }
 
 fn check_checkpoint(
-    origin: &str,
-    trusted: &[breakglass_core::note::NoteVerifier],
     cp: &crate::StoredCheckpoint,
+    signed: Result<Checkpoint, String>,
     frontier: &Frontier,
 ) -> Result<(), VerifyError> {
     let at = cp.size.saturating_sub(1);
-    let signed = Checkpoint::open(&cp.note, origin, trusted)
-        .map_err(|e| fail(at, format!("checkpoint {} does not verify: {e}", cp.size)))?;
+    let signed = signed.map_err(|e| fail(at, format!("checkpoint {} does not verify: {e}", cp.size)))?;
     if signed.size != cp.size || signed.root != cp.root {
         return Err(fail(
             at,
