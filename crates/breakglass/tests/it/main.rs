@@ -1,1 +1,6 @@
-//! CLI end-to-end tests.
+//! End-to-end tests of the `breakglass` binary: the real executable, real
+//! SQLite files, real processes killed with SIGKILL.
+
+mod audit;
+mod crash;
+mod support;

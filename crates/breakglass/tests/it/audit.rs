@@ -1,0 +1,316 @@
+//! The auditor's interfaces, from the real binary: key, checkpoint, show,
+//! prove, verify-proof, verify, export; and bad input.
+
+use std::path::Path;
+
+use breakglass_core::checkpoint::Checkpoint;
+use breakglass_core::note::NoteVerifier;
+use serde_json::Value;
+
+use crate::support::{BIN, Scratch, independent};
+
+#[test]
+fn every_command_has_help_with_exit_codes() {
+    for args in [
+        vec!["--help"],
+        vec!["init", "--help"],
+        vec!["audit", "--help"],
+        vec!["audit", "key", "--help"],
+        vec!["audit", "checkpoint", "--help"],
+        vec!["audit", "show", "--help"],
+        vec!["audit", "tail", "--help"],
+        vec!["audit", "prove", "--help"],
+        vec!["audit", "verify-proof", "--help"],
+        vec!["audit", "verify", "--help"],
+        vec!["audit", "digest", "--help"],
+        vec!["audit", "export", "--help"],
+        vec!["bench", "ledger", "--help"],
+        vec!["completions", "--help"],
+    ] {
+        let out = std::process::Command::new(BIN).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("Usage:"), "{args:?}: {text}");
+        if args.len() > 1 && args[0] != "audit" || args.len() > 2 {
+            assert!(text.contains("Exit codes:") || args[0] == "completions", "{args:?} documents no exit codes");
+        }
+    }
+    let out = std::process::Command::new(BIN).args(["completions", "bash"]).output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains("breakglass"));
+}
+
+#[test]
+fn init_creates_private_keys_and_is_idempotent() {
+    let s = Scratch::new();
+    let key = s.key();
+    assert!(key.starts_with("test.breakglass.local/log+"), "{key}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for f in ["log-signing.key", "audit-hmac.key", "breakglass.db"] {
+            let mode = std::fs::metadata(s.data().join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+        assert_eq!(std::fs::metadata(s.data()).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+    // A second init keeps the key; a different origin is refused and changes nothing.
+    s.ok(&["init"]);
+    assert_eq!(s.key(), key);
+    let err = s.fails(&["init", "--origin", "other.example/log"], 2);
+    assert!(err.contains("other.example/log") && err.contains("cannot change"), "{err}");
+    assert_eq!(s.key(), key);
+    // The JSON report parses.
+    let v: Value = serde_json::from_str(&s.ok(&["init", "--json"])).unwrap();
+    assert_eq!(v["verifier_key"], key.as_str());
+}
+
+#[test]
+fn missing_data_dir_is_a_clear_error_and_is_not_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope");
+    for args in [vec!["audit", "verify"], vec!["audit", "checkpoint"], vec!["audit", "show", "0"]] {
+        let out = std::process::Command::new(BIN).args(&args).arg("--data-dir").arg(&missing).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&missing.display().to_string()) && err.contains("breakglass init"), "{err}");
+        assert!(!missing.exists(), "{args:?} created the data directory");
+    }
+}
+
+#[test]
+fn checkpoint_show_and_prove_are_what_an_outside_verifier_needs() {
+    let s = Scratch::new();
+    s.append(20, 3);
+    let key = s.key();
+    let verifier = NoteVerifier::parse(&key).unwrap();
+    let note = s.ok(&["audit", "checkpoint"]);
+    let cp = Checkpoint::open(&note, "test.breakglass.local/log", std::slice::from_ref(&verifier)).unwrap();
+    assert_eq!(cp.size, 60);
+    let json: Value = serde_json::from_str(&s.ok(&["audit", "checkpoint", "--json"])).unwrap();
+    assert_eq!(json["note"], note.as_str());
+
+    let entries = s.entries();
+    for index in [0usize, 17, 59] {
+        // --raw prints exactly the bytes that were hashed.
+        let raw = s.cmd(&["audit", "show", &index.to_string(), "--raw"]).output().unwrap().stdout;
+        assert_eq!(raw, entries[index]);
+        let shown: Value = serde_json::from_str(&s.ok(&["audit", "show", &index.to_string(), "--json"])).unwrap();
+        assert_eq!(shown["index"], index as u64);
+
+        let proof_file = s.path(&format!("{index}.tlog-proof"));
+        let entry_file = s.path(&format!("{index}.entry"));
+        std::fs::write(&entry_file, &raw).unwrap();
+        let proof = s.ok(&["audit", "prove", &index.to_string()]);
+        assert!(proof.starts_with(&format!("c2sp.org/tlog-proof@v1\nindex {index}\n")), "{proof}");
+        assert!(proof.ends_with(&note), "the proof must carry the latest checkpoint verbatim");
+        std::fs::write(&proof_file, &proof).unwrap();
+
+        // Our own offline verifier, with no data directory...
+        let out = std::process::Command::new(BIN)
+            .args(["audit", "verify-proof"])
+            .arg(&proof_file)
+            .arg("--entry")
+            .arg(&entry_file)
+            .args(["--key", &key, "--data-dir", "/nonexistent/breakglass"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // ...and an independent one.
+        let out = independent(&[Path::new("proof"), Path::new(&key), &proof_file, &entry_file]);
+        assert!(out.status.success(), "independent verifier: {}", String::from_utf8_lossy(&out.stdout));
+    }
+
+    // Wrong entry, wrong key, damaged proof.
+    let proof_file = s.path("17.tlog-proof");
+    let other_entry = s.path("0.entry");
+    let fake = s.path("fake.entry");
+    let mut bytes = entries[17].clone();
+    bytes[5] ^= 1;
+    std::fs::write(&fake, &bytes).unwrap();
+    for (entry, key, code) in [
+        (&other_entry, key.clone(), 1),
+        (&fake, key.clone(), 1),
+        (
+            &s.path("17.entry"),
+            "test.breakglass.local/log+00000000+AWNe7Kf+eIWiCez87AUPLdEWje/ahxWRfDkch4HRCVdO".into(),
+            2,
+        ),
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(["audit", "verify-proof"])
+            .arg(&proof_file)
+            .arg("--entry")
+            .arg(entry)
+            .args(["--key", &key])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = independent(&[Path::new("proof"), Path::new(&s.key()), &proof_file, entry]);
+        assert!(!out.status.success() || code == 2);
+    }
+    std::fs::write(s.path("bad.tlog-proof"), "c2sp.org/tlog-proof@v1\nindex x\n\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "verify-proof"])
+        .arg(s.path("bad.tlog-proof"))
+        .arg("--entry")
+        .arg(s.path("17.entry"))
+        .args(["--key", &s.key()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.tlog-proof"));
+}
+
+#[test]
+fn verify_passes_then_names_the_first_bad_index() {
+    let s = Scratch::new();
+    s.append(30, 2);
+    let out = s.ok(&["audit", "verify"]);
+    assert!(out.starts_with("ok: 60 entries"), "{out}");
+    let v: Value = serde_json::from_str(&s.ok(&["audit", "verify", "--json"])).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["report"]["size"], 60);
+    assert_eq!(v["report"]["sink_lines"], 60);
+
+    // Change one byte of entry 41: detected, and named.
+    s.sql("UPDATE log_entries SET data = CAST(replace(CAST(data AS TEXT), '\"debug\"', '\"DEBUG\"') AS BLOB) WHERE idx = 41");
+    let err = s.fails(&["audit", "verify"], 1);
+    assert!(err.contains("entry 41"), "{err}");
+    let out = s.run(&["audit", "verify", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["first_bad_index"], 41);
+}
+
+#[test]
+fn deleting_the_tail_is_caught_by_the_sink_and_by_a_saved_checkpoint() {
+    let s = Scratch::new();
+    s.append(20, 1);
+    let saved = s.path("saved-checkpoint");
+    std::fs::write(&saved, s.ok(&["audit", "checkpoint"])).unwrap();
+    s.append(20, 1);
+    assert!(
+        s.ok(&["audit", "verify", "--since", saved.to_str().unwrap()])
+            .contains("consistent with the saved checkpoint of size 20")
+    );
+    // An attacker with database access removes the last 25 entries, their
+    // checkpoints, and moves the head back: the database alone looks whole.
+    s.sql(
+        "DELETE FROM log_entries WHERE idx >= 15;
+         DELETE FROM log_checkpoints WHERE size > 15;
+         UPDATE log_head SET size = (SELECT max(size) FROM log_checkpoints);",
+    );
+    let err = s.fails(&["audit", "verify"], 1);
+    assert!(err.contains("sink"), "the sink copy must reveal the deletion: {err}");
+    let err = s.fails(&["audit", "verify", "--since", saved.to_str().unwrap()], 1);
+    assert!(err.contains("saved checkpoint") || err.contains("sink"), "{err}");
+}
+
+#[test]
+fn a_checkpoint_signed_by_another_key_fails_verification() {
+    let s = Scratch::new();
+    s.append(10, 1);
+    // Re-sign the latest checkpoint with a new key of the same name.
+    let other = breakglass_core::note::NoteSigner::from_seed("test.breakglass.local/log", &[42; 32]).unwrap();
+    let note = s.ok(&["audit", "checkpoint"]);
+    let text = &note[..note.rfind("\n\n").unwrap() + 1];
+    let forged = other.sign(text).unwrap();
+    s.sql(&format!("UPDATE log_checkpoints SET note = '{forged}' WHERE size = 10"));
+    let err = s.fails(&["audit", "verify"], 1);
+    assert!(err.contains("checkpoint 10") && err.contains("entry 9"), "{err}");
+    // Trusting the forger's key instead does not help: the older checkpoints are ours.
+    let err = s.fails(&["audit", "verify", "--key", &other.verifier().to_string()], 1);
+    assert!(err.contains("does not verify"), "{err}");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let s = Scratch::new();
+    s.append(5, 1);
+    let db_before = std::fs::read(s.db()).unwrap();
+    let sink_before = std::fs::read(s.data().join("audit.jsonl")).unwrap();
+    let checkpoint_before = s.ok(&["audit", "checkpoint"]);
+
+    // A corrupt checkpoint file for --since.
+    let corrupt = s.path("corrupt");
+    std::fs::write(&corrupt, "not a checkpoint\n").unwrap();
+    let err = s.fails(&["audit", "verify", "--since", corrupt.to_str().unwrap()], 2);
+    assert!(err.contains(corrupt.to_str().unwrap()), "{err}");
+    let err = s.fails(&["audit", "verify", "--since", "/nonexistent/checkpoint"], 2);
+    assert!(err.contains("/nonexistent/checkpoint"), "{err}");
+
+    // An entry over the size limit.
+    let err = s.fails(&["debug", "append", "--count", "1", "--pad", "70000"], 2);
+    assert!(err.contains("65535") && err.contains("bytes"), "{err}");
+
+    // An index past the end, a malformed index, a bad key.
+    let err = s.fails(&["audit", "show", "99"], 3);
+    assert!(err.contains("99") && err.contains("5 entries"), "{err}");
+    s.fails(&["audit", "show", "minus-one"], 2);
+    let err = s.fails(&["audit", "verify", "--key", "garbage"], 2);
+    assert!(err.contains("garbage"), "{err}");
+
+    assert_eq!(s.ok(&["audit", "checkpoint"]), checkpoint_before);
+    assert_eq!(std::fs::read(s.data().join("audit.jsonl")).unwrap(), sink_before);
+    s.ok(&["audit", "verify"]);
+    // The main database file is untouched (new data would land in the WAL first,
+    // so compare the log instead of bytes there).
+    let _ = db_before;
+    assert_eq!(s.entries().len(), 5);
+}
+
+#[test]
+fn tail_and_digest() {
+    let s = Scratch::new();
+    s.append(12, 1);
+    let tail = s.ok(&["audit", "tail", "-n", "3"]);
+    assert_eq!(tail.lines().count(), 3);
+    assert!(tail.lines().next().unwrap().trim_start().starts_with("9 "), "{tail}");
+    let v: Value = serde_json::from_str(&s.ok(&["audit", "tail", "-n", "2", "--json"])).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[1]["index"], 11);
+
+    let digest = |secret: &str| {
+        let mut child = s
+            .cmd(&["audit", "digest", "--purpose", "api-token"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(secret.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let d = digest("bg_tok_secret\n");
+    assert!(d.starts_with("hmac-sha256:") && !d.contains("bg_tok_secret"));
+    assert_eq!(d, digest("bg_tok_secret"));
+    assert_ne!(d, digest("bg_tok_other"));
+}
+
+#[test]
+fn export_writes_tiles_incrementally_that_an_independent_verifier_accepts() {
+    let s = Scratch::new();
+    s.append(100, 3);
+    let out = s.path("tiles");
+    let v: Value = serde_json::from_str(&s.ok(&["audit", "export", "--out", out.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(v["size"], 300);
+    let full_tile = out.join("tile/0/000");
+    let full_bundle = out.join("tile/entries/000");
+    assert_eq!(std::fs::metadata(&full_tile).unwrap().len(), 8192);
+    let checked = independent(&[Path::new("tiles"), Path::new(&s.key()), &out]);
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
+
+    // Grow the log and export again: full tiles are left exactly as they were.
+    let before = std::fs::metadata(&full_tile).unwrap().modified().unwrap();
+    let bundle_before = std::fs::read(&full_bundle).unwrap();
+    s.append(100, 3);
+    let v: Value = serde_json::from_str(&s.ok(&["audit", "export", "--out", out.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(v["size"], 600);
+    assert!(v["skipped"].as_u64().unwrap() >= 2);
+    assert_eq!(std::fs::metadata(&full_tile).unwrap().modified().unwrap(), before);
+    assert_eq!(std::fs::read(&full_bundle).unwrap(), bundle_before);
+    let checked = independent(&[Path::new("tiles"), Path::new(&s.key()), &out]);
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
+    assert_eq!(std::fs::read_to_string(out.join("checkpoint")).unwrap(), s.ok(&["audit", "checkpoint"]));
+}
