@@ -124,7 +124,12 @@ fn sink_thread(
 ) {
     while let Some(job) = rx.blocking_recv() {
         let t = std::time::Instant::now();
-        let res = sink.sync(&job.records, job.end, |a, b| handle.block_on(store.entries(a, b)));
+        let res = sink.sync(
+            &job.records,
+            job.end,
+            |a, b| handle.block_on(store.entries(a, b)),
+            || handle.block_on(store.head_size()),
+        );
         tracing::debug!(
             entries = job.records.len(),
             sink_us = t.elapsed().as_micros() as u64,
@@ -148,6 +153,7 @@ fn sink_thread(
 pub struct Ledger {
     tx: mpsc::Sender<Request>,
     reader: LogReader,
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
     task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
@@ -191,7 +197,8 @@ impl Ledger {
             let size = seq.frontier.size();
             let (store, h) = (seq.store.clone(), handle.clone());
             let sink = tokio::task::spawn_blocking(move || {
-                sink.sync(&[], size, |a, b| h.block_on(store.entries(a, b))).map(|()| sink)
+                sink.sync(&[], size, |a, b| h.block_on(store.entries(a, b)), || h.block_on(store.head_size()))
+                    .map(|()| sink)
             })
             .await
             .expect("sink catch-up panicked")?;
@@ -205,8 +212,9 @@ impl Ledger {
             seq.sink_thread = Some(thread);
         }
         let (tx, rx) = mpsc::channel(8192);
-        let task = tokio::spawn(seq.run(rx));
-        Ok(Ledger { tx, reader, task: Arc::new(Mutex::new(Some(task))) })
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(seq.run(rx, stop_rx));
+        Ok(Ledger { tx, reader, stop: Arc::new(stop), task: Arc::new(Mutex::new(Some(task))) })
     }
 
     /// Appends one entry and waits until it is durable and checkpointed.
@@ -233,11 +241,12 @@ impl Ledger {
         &self.reader
     }
 
-    /// Stops accepting appends, finishes what is queued, and waits for the sequencer.
+    /// Stops accepting appends (from every clone of this handle: later
+    /// appends fail with [`AppendError::Closed`]), finishes what is already
+    /// queued, and waits for the sequencer and the sink to finish.
     pub async fn shutdown(self) {
-        let Ledger { tx, task, .. } = self;
-        drop(tx);
-        if let Some(t) = task.lock().await.take() {
+        self.stop.send_replace(true);
+        if let Some(t) = self.task.lock().await.take() {
             let _ = t.await;
         }
     }
@@ -266,8 +275,21 @@ struct Sequencer {
 const MAX_CAS_RETRIES: usize = 1000;
 
 impl Sequencer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        while let Some(first) = rx.recv().await {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let next = if *stop.borrow() {
+                rx.recv().await
+            } else {
+                tokio::select! {
+                    r = rx.recv() => r,
+                    _ = stop.changed() => {
+                        // Refuse new requests; drain the ones already queued.
+                        rx.close();
+                        continue;
+                    }
+                }
+            };
+            let Some(first) = next else { break };
             let mut n = first.drafts.len();
             let mut batch = vec![first];
             while n < self.max_batch {
@@ -416,7 +438,7 @@ impl Sequencer {
             let note = cp.sign(&self.signer).map_err(|e| self.halt(format!("cannot sign checkpoint: {e}")))?;
             let stored = StoredCheckpoint { size: cp.size, root: cp.root, note };
             let t_signed = std::time::Instant::now();
-            match self.store.append(start, &records, &stored).await {
+            match self.store.append(start, &expected_root, &records, &stored).await {
                 Ok(()) => {}
                 Err(StoreError::HeadMoved { .. }) => {
                     self.reload().await?;

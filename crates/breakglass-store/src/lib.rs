@@ -45,6 +45,10 @@ pub enum StoreError {
     HeadMoved { expected: u64 },
     #[error("the log is corrupt: {0}")]
     Corrupt(String),
+    /// A stored entry that cannot even be read as a record (for example a
+    /// hashes blob of the wrong length): tampering at a known index.
+    #[error("the log is corrupt at entry {index}: {problem}")]
+    CorruptEntry { index: u64, problem: String },
     #[error("cannot open database at {path}: {source} (hint: run 'breakglass init' or pass --data-dir)")]
     Open { path: String, source: sqlx::Error },
     #[error("database error: {0}")]
@@ -58,8 +62,9 @@ pub enum StoreError {
 /// Every implementation must guarantee:
 /// 1. **Append-only, compare-and-swap head.** [`LogStore::append`] commits
 ///    the records, the checkpoint and the new head in one durable transaction
-///    if and only if the head is still `expected_size`; otherwise it changes
-///    nothing and returns [`StoreError::HeadMoved`]. Two writers (threads,
+///    if and only if the head is still `expected_size` with root
+///    `expected_root`; otherwise it changes nothing and returns
+///    [`StoreError::HeadMoved`]. Two writers (threads,
 ///    processes or servers) can therefore never fork the log.
 /// 2. **Durable before acknowledged.** When `append` returns `Ok`, the data
 ///    survives a crash or power loss (SQLite: WAL with `synchronous=FULL`).
@@ -77,10 +82,15 @@ pub trait LogStore: Send + Sync + 'static {
     /// checkpoint's size; `audit verify` checks that it does).
     async fn head_size(&self) -> Result<u64, StoreError>;
 
-    /// Atomically appends `records` and `checkpoint` if the head is at `expected_size`.
+    /// Atomically appends `records` and `checkpoint` if the head is at
+    /// `expected_size` and the checkpoint stored at that size has root
+    /// `expected_root` (the empty-tree root for size 0). Comparing the root
+    /// as well as the size means a log rolled back and regrown to the same
+    /// size elsewhere (an ABA) is not mistaken for the tree this writer knew.
     async fn append(
         &self,
         expected_size: u64,
+        expected_root: &Hash,
         records: &[EntryRecord],
         checkpoint: &StoredCheckpoint,
     ) -> Result<(), StoreError>;
@@ -109,10 +119,10 @@ pub fn hashes_to_blob(hashes: &[Hash]) -> Vec<u8> {
 
 pub fn blob_to_hashes(index: u64, blob: &[u8]) -> Result<Vec<Hash>, StoreError> {
     if blob.is_empty() || !blob.len().is_multiple_of(32) {
-        return Err(StoreError::Corrupt(format!(
-            "entry {index}: stored hashes are {} bytes, not a non-zero multiple of 32",
-            blob.len()
-        )));
+        return Err(StoreError::CorruptEntry {
+            index,
+            problem: format!("its stored hashes are {} bytes, not a non-zero multiple of 32", blob.len()),
+        });
     }
     Ok(blob.chunks_exact(32).map(|c| Hash(c.try_into().expect("chunk of 32"))).collect())
 }

@@ -57,19 +57,23 @@ impl FileSink {
 
     /// Brings the file up to date with a log of `end` entries, the last of
     /// which are `batch` (consecutive, just committed; may be empty). Entries
-    /// the file is missing before `batch` are read with `fetch(start, end)`.
+    /// the file is missing before `batch` are read with `fetch(start, end)`;
+    /// `db_size()` gives the database's current size, to tell a file that is
+    /// ahead of the database (tampering, a rollback) from one that another
+    /// process has already brought past this batch (normal).
     /// Blocking: it takes a file lock that another process may hold.
     pub fn sync(
         &mut self,
         batch: &[EntryRecord],
         end: u64,
         mut fetch: impl FnMut(u64, u64) -> Result<Vec<EntryRecord>, StoreError>,
+        mut db_size: impl FnMut() -> Result<u64, StoreError>,
     ) -> Result<(), SinkError> {
         let start = batch.first().map_or(end, |r| r.index);
         debug_assert_eq!(start + batch.len() as u64, end);
         let path = self.path.clone();
         self.file.lock().map_err(|e| io_err(&path, e))?;
-        let res = self.sync_locked(batch, start, end, &mut fetch);
+        let res = self.sync_locked(batch, start, end, &mut fetch, &mut db_size);
         let unlocked = self.file.unlock().map_err(|e| io_err(&path, e));
         if res.is_err() {
             self.cached = None;
@@ -83,6 +87,7 @@ impl FileSink {
         start: u64,
         end: u64,
         fetch: &mut impl FnMut(u64, u64) -> Result<Vec<EntryRecord>, StoreError>,
+        db_size: &mut impl FnMut() -> Result<u64, StoreError>,
     ) -> Result<(), SinkError> {
         let path = self.path.clone();
         let len = self.file.metadata().map_err(|e| io_err(&path, e))?.len();
@@ -92,7 +97,13 @@ impl FileSink {
         };
         let next = last.map_or(0, |l| l + 1);
         if next > end {
-            return Err(SinkError::Ahead { path: path.display().to_string(), file_last: next - 1, log_size: end });
+            // Another process may have copied this batch, and later ones, already.
+            let size = db_size()?;
+            if next > size {
+                return Err(SinkError::Ahead { path: path.display().to_string(), file_last: next - 1, log_size: size });
+            }
+            self.cached = Some((len, last));
+            return Ok(());
         }
         let mut missing = Vec::new();
         if next < start {

@@ -174,6 +174,7 @@ impl LogStore for SqliteStore {
     async fn append(
         &self,
         expected_size: u64,
+        expected_root: &Hash,
         records: &[EntryRecord],
         checkpoint: &StoredCheckpoint,
     ) -> Result<(), StoreError> {
@@ -186,11 +187,16 @@ impl LogStore for SqliteStore {
         // IMMEDIATE takes the write lock now, so the compare-and-swap below
         // cannot interleave with another process's append.
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let moved = sqlx::query("UPDATE log_head SET size = ? WHERE id = 1 AND size = ?")
-            .bind(i(checkpoint.size))
-            .bind(i(expected_size))
-            .execute(&mut *tx)
-            .await?;
+        let moved = sqlx::query(
+            "UPDATE log_head SET size = ?1 WHERE id = 1 AND size = ?2
+               AND coalesce((SELECT root FROM log_checkpoints WHERE size = ?2), ?3) = ?4",
+        )
+        .bind(i(checkpoint.size))
+        .bind(i(expected_size))
+        .bind(breakglass_core::hash::empty_root().0.to_vec())
+        .bind(expected_root.0.to_vec())
+        .execute(&mut *tx)
+        .await?;
         if moved.rows_affected() != 1 {
             tx.rollback().await?;
             return Err(StoreError::HeadMoved { expected: expected_size });

@@ -132,9 +132,22 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
         tokio::spawn(async move { store.entries(start, start + PAGE).await })
     };
     let mut next_page = fetch(store.clone(), 0);
+    // A record that cannot be read at all fails the page fetch; the entries
+    // before it are verified first, so that the first bad index is reported.
+    let mut unreadable: Option<VerifyError> = None;
     loop {
-        let page = next_page.await.expect("page fetch panicked")?;
+        let page = match next_page.await.expect("page fetch panicked") {
+            Ok(page) => page,
+            Err(StoreError::CorruptEntry { index, problem }) => {
+                unreadable = Some(fail(index, problem));
+                store.entries(frontier.size(), index).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
         if page.is_empty() {
+            if let Some(f) = unreadable {
+                return Err(f);
+            }
             break;
         }
         let start = frontier.size();
@@ -179,7 +192,11 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
                 let what = if record.hashes.first() != Some(&leaf) {
                     "its stored leaf hash does not match its bytes".to_owned()
                 } else {
-                    let level = hashes.iter().zip(&record.hashes).position(|(a, b)| a != b).unwrap_or(hashes.len());
+                    let level = hashes
+                        .iter()
+                        .zip(&record.hashes)
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(hashes.len().min(record.hashes.len()));
                     format!("its stored hash at level {level} does not match the recomputed tree")
                 };
                 return Err(fail(index, what));

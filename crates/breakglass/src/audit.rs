@@ -125,6 +125,7 @@ pub async fn run(dir: &Path, config: Option<&Path>, cmd: AuditCommand) -> CliRes
                     }
                     return Err(check_failed(format!("audit log verification failed: {f}")));
                 }
+                Err(VerifyError::Store(e)) => return Err(e.into()),
                 Err(e) => return Err(internal(e.to_string())),
             }
         }

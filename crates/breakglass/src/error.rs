@@ -69,7 +69,7 @@ impl From<breakglass_store::StoreError> for CliError {
         use breakglass_store::StoreError as S;
         match e {
             S::Open { .. } => not_found(e.to_string()),
-            S::Corrupt(_) => check_failed(e.to_string()),
+            S::Corrupt(_) | S::CorruptEntry { .. } => check_failed(e.to_string()),
             _ => internal(e.to_string()),
         }
     }

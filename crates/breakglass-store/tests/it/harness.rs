@@ -86,7 +86,8 @@ pub struct TestLog {
     pub sink: PathBuf,
     pub clock: Arc<ManualClock>,
     pub store: Arc<SqliteStore>,
-    pub ledger: Ledger,
+    /// `None` once stopped.
+    ledger: Option<Ledger>,
     /// How many entries this harness appended (the next draft number).
     pub appended: u64,
 }
@@ -99,7 +100,7 @@ impl TestLog {
         let clock = ManualClock::new(T0);
         let store = open_store(&db).await;
         let ledger = open_ledger(&store, Some(&sink), &clock).await;
-        TestLog { dir, db, sink, clock, store, ledger, appended: 0 }
+        TestLog { dir, db, sink, clock, store, ledger: Some(ledger), appended: 0 }
     }
 
     /// A log of `n` entries, appended in batches of varied sizes.
@@ -121,12 +122,16 @@ impl TestLog {
             // Time moves one millisecond per batch.
             self.clock.set(T0 + self.appended as i64);
             let drafts = (self.appended..self.appended + chunk).map(draft).collect();
-            let receipt = self.ledger.append_all(drafts).await.expect("append");
+            let receipt = self.ledger().append_all(drafts).await.expect("append");
             assert_eq!((receipt.index, receipt.count), (self.appended, chunk));
             self.appended += chunk;
             receipts.push(receipt);
         }
         receipts
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        self.ledger.as_ref().expect("the ledger was stopped")
     }
 
     pub fn reader(&self) -> LogReader {
@@ -147,14 +152,18 @@ impl TestLog {
 
     /// Stops the ledger (its sink thread has written everything acknowledged)
     /// but keeps the store open for reading and tampering.
-    pub async fn stop_ledger(&self) {
-        self.ledger.clone().shutdown().await;
+    pub async fn stop_ledger(&mut self) {
+        if let Some(ledger) = self.ledger.take() {
+            ledger.shutdown().await;
+        }
     }
 
     /// Shuts the ledger down and closes the store; the files stay in `dir`.
     pub async fn close(self) -> ClosedLog {
         let TestLog { dir, db, sink, clock, store, ledger, appended } = self;
-        ledger.shutdown().await;
+        if let Some(ledger) = ledger {
+            ledger.shutdown().await;
+        }
         store.close().await;
         drop(store);
         ClosedLog { dir, db, sink, clock, appended }
@@ -198,7 +207,7 @@ impl ClosedLog {
                 sink: self.sink,
                 clock: self.clock,
                 store,
-                ledger,
+                ledger: Some(ledger),
                 appended: self.appended,
             }),
             Err(e) => {

@@ -89,7 +89,7 @@ async fn concurrent_appends_are_contiguous_durable_and_provable() {
     let log = TestLog::new().await;
     let mut tasks = Vec::new();
     for t in 0..TASKS {
-        let ledger = log.ledger.clone();
+        let ledger = log.ledger().clone();
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             for i in 0..PER_TASK {
@@ -145,7 +145,7 @@ async fn append_all_gets_consecutive_indexes_one_time_and_one_checkpoint() {
     for (size, clock) in [(1, 10), (3, 20), (1, 30), (10, 40), (2, 50), (64, 60)] {
         log.clock.set(T0 + clock);
         let drafts: Vec<_> = (next..next + size).map(|n| draft(n).with_grant(format!("g_{n}"))).collect();
-        let receipt = log.ledger.append_all(drafts.clone()).await.unwrap();
+        let receipt = log.ledger().append_all(drafts.clone()).await.unwrap();
         assert_eq!(
             receipt,
             Receipt { index: next, count: size, checkpoint_size: next + size, time: Timestamp(T0 + clock) }
@@ -186,7 +186,7 @@ async fn invalid_drafts_are_refused_and_change_nothing() {
     for (name, drafts, want) in cases {
         let size = log.head_size().await;
         let sink = std::fs::read(&log.sink).unwrap();
-        let err = log.ledger.append_all(drafts).await.expect_err(name);
+        let err = log.ledger().append_all(drafts).await.expect_err(name);
         assert!(matches!(err, AppendError::Invalid(_)), "{name}: {err:?}");
         assert!(err.to_string().contains(want), "{name}: {err} does not mention {want:?}");
         assert_eq!(log.head_size().await, size, "{name}: head moved");
@@ -195,11 +195,11 @@ async fn invalid_drafts_are_refused_and_change_nothing() {
         assert_eq!(receipts[0].index, size, "{name}: the next valid append");
     }
     // An empty batch is refused too, but it is not an invalid entry.
-    let err = log.ledger.append_all(Vec::new()).await.unwrap_err();
+    let err = log.ledger().append_all(Vec::new()).await.unwrap_err();
     assert!(matches!(err, AppendError::Failed(_)), "{err:?}");
     // The largest entry is accepted, and stored whole.
     let size = log.head_size().await;
-    let receipt = log.ledger.append(draft_of_size(MAX_ENTRY_BYTES)).await.unwrap();
+    let receipt = log.ledger().append(draft_of_size(MAX_ENTRY_BYTES)).await.unwrap();
     assert_eq!(receipt.index, size);
     // Stored with its real index, which is shorter than the widest one validation assumes.
     let stored = log.reader().entry(size).await.unwrap().data.len();
@@ -216,12 +216,15 @@ async fn entry_time_comes_from_the_clock_and_never_goes_backwards() {
         [(T0, T0), (T0 + 500, T0 + 500), (T0 + 100, T0 + 500), (T0 - 86_400_000, T0 + 500), (T0 + 501, T0 + 501)];
     for (i, (clock, want)) in cases.into_iter().enumerate() {
         log.clock.set(clock);
-        let receipt = log.ledger.append(draft(i as u64)).await.unwrap();
+        let receipt = log.ledger().append(draft(i as u64)).await.unwrap();
         assert_eq!(receipt.time, Timestamp(want), "case {i}");
         let entry = decode(&log.reader().entry(receipt.index).await.unwrap().data);
         assert_eq!(entry.time, Timestamp(want), "case {i}");
     }
 }
+
+/// One append's outcome, with the draft it was given.
+type Appended = (Result<Receipt, AppendError>, EntryDraft);
 
 /// Appends `tasks` x `per_task` entries through `ledger`, each task's drafts
 /// numbered from `base + 1000 * task`.
@@ -230,7 +233,7 @@ fn spawn_appenders(
     base: u64,
     tasks: u64,
     per_task: u64,
-) -> Vec<tokio::task::JoinHandle<Vec<(Result<Receipt, AppendError>, EntryDraft)>>> {
+) -> Vec<tokio::task::JoinHandle<Vec<Appended>>> {
     (0..tasks)
         .map(|t| {
             let ledger = ledger.clone();
@@ -248,12 +251,12 @@ fn spawn_appenders(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_ledgers_on_one_database_never_fork() {
-    let log = TestLog::new().await;
+    let mut log = TestLog::new().await;
     // A second process: its own store on the same file, its own sink handle
     // on the same sink file.
     let store_b = open_store(&log.db).await;
     let ledger_b = open_ledger(&store_b, Some(&log.sink), &log.clock).await;
-    let mut handles = spawn_appenders(&log.ledger, 0, 8, 30);
+    let mut handles = spawn_appenders(log.ledger(), 0, 8, 30);
     handles.extend(spawn_appenders(&ledger_b, 100_000, 8, 30));
     let mut acked = Vec::new();
     let mut failed = Vec::new();
@@ -286,7 +289,7 @@ async fn a_ledger_reloads_after_another_ledger_appended() {
     let log = TestLog::new().await;
     let store_b = open_store(&log.db).await;
     let ledger_b = open_ledger(&store_b, Some(&log.sink), &log.clock).await;
-    let a = &log.ledger;
+    let a = log.ledger();
     // (which ledger, how many entries, expected first index)
     let steps: &[(char, u64, u64)] = &[('a', 3, 0), ('b', 1, 3), ('a', 1, 4), ('b', 2, 5), ('b', 1, 7), ('a', 4, 8)];
     let mut acked = Vec::new();
@@ -312,7 +315,7 @@ async fn receipts_of_many_requests_group_into_few_checkpoints() {
     // request, so there are fewer checkpoints than requests, and each
     // receipt names the checkpoint of its batch.
     let log = TestLog::new().await;
-    let handles = spawn_appenders(&log.ledger, 0, 16, 20);
+    let handles = spawn_appenders(log.ledger(), 0, 16, 20);
     let mut by_checkpoint: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     for h in handles {
         for (res, _) in h.await.unwrap() {
@@ -329,4 +332,71 @@ async fn receipts_of_many_requests_group_into_few_checkpoints() {
         assert_eq!(indexes, (prev..size).collect::<Vec<_>>(), "batch ending at {size}");
         prev = size;
     }
+}
+
+/// `Ledger::shutdown` "stops accepting appends, finishes what is queued, and
+/// waits for the sequencer". Handles are cheap clones that a server hands to
+/// every request; shutting down through one of them must still return (the
+/// timeout only turns a hang into a failure), and afterwards no handle appends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_returns_while_other_handles_exist() {
+    let mut log = TestLog::with_entries(3).await;
+    let other = log.ledger().clone();
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), log.stop_ledger()).await;
+    assert!(stopped.is_ok(), "shutdown() never returned: it waits for every other handle to be dropped");
+    let res = other.append(draft(9)).await;
+    assert!(matches!(res, Err(AppendError::Closed)), "appended after shutdown: {res:?}");
+    assert_eq!(log.head_size().await, 3);
+}
+
+/// Waits (yielding, never sleeping) until the head row reaches `size`, or
+/// the append that should get it there has finished (with an error).
+async fn until_head<T>(log: &TestLog, size: u64, task: &tokio::task::JoinHandle<T>) {
+    for _ in 0..100_000 {
+        if log.head_size().await >= size || task.is_finished() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the log never reached {size} entries while the sink was locked");
+}
+
+/// Two ledgers share one sink file. When the second ledger's sink thread
+/// takes the file lock first, it copies the first ledger's committed batch
+/// from the database along with its own; the first ledger's sink thread then
+/// finds the file past the end of its batch. Its entries are committed and in
+/// the sink, so its appends must be acknowledged, not failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ledgers_sharing_a_sink_acknowledge_every_committed_entry() {
+    let log = TestLog::new().await;
+    let store_b = open_store(&log.db).await;
+    let ledger_b = open_ledger(&store_b, Some(&log.sink), &log.clock).await;
+    let mut results = Vec::new();
+    for round in 0..5u64 {
+        // Hold the sink's lock, as a slow sink thread of a third process would.
+        let held = std::fs::File::open(&log.sink).unwrap();
+        held.lock().unwrap();
+        let base = 3 * round;
+        // B commits a batch, A the next, B the next; the three sink jobs wait
+        // for the lock. Whichever order the sink threads then take it in,
+        // except B-A-B, one thread finds the file past the end of its batch.
+        let b = ledger_b.clone();
+        let b1 = tokio::spawn(async move { b.append(draft(100 * round)).await });
+        until_head(&log, base + 1, &b1).await;
+        let a = log.ledger().clone();
+        let a1 = tokio::spawn(async move { a.append(draft(100 * round + 1)).await });
+        until_head(&log, base + 2, &a1).await;
+        let b = ledger_b.clone();
+        let b2 = tokio::spawn(async move { b.append(draft(100 * round + 2)).await });
+        until_head(&log, base + 3, &b2).await;
+        held.unlock().unwrap();
+        for (name, task) in [("b1", b1), ("a1", a1), ("b2", b2)] {
+            results.push((round, name, task.await.unwrap().map(|r| r.index).map_err(|e| e.to_string())));
+        }
+    }
+    let failed: Vec<_> = results.iter().filter(|r| r.2.is_err()).collect();
+    assert!(failed.is_empty(), "appends committed but not acknowledged: {failed:#?}");
+    ledger_b.shutdown().await;
+    log.verify_with_sink().await.unwrap();
+    log.assert_sink_matches_db().await;
 }

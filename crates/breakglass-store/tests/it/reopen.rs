@@ -31,9 +31,12 @@ fn line_ends(bytes: &[u8]) -> Vec<u64> {
     bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i as u64 + 1).collect()
 }
 
+/// Picks the length to cut the sink to from its line ends; `None` deletes it.
+type Cut = fn(&[u64]) -> Option<u64>;
+
 /// Cuts the sink to the length `cut` picks from the line ends (`None`: delete
 /// it), reopens the ledger, and checks the sink is the database again.
-async fn check_sink_repair(log: TestLog, name: &str, cut: fn(&[u64]) -> Option<u64>) {
+async fn check_sink_repair(log: TestLog, name: &str, cut: Cut) {
     let n = log.appended;
     let closed = log.close().await;
     let full = std::fs::read(&closed.sink).unwrap();
@@ -53,7 +56,7 @@ async fn check_sink_repair(log: TestLog, name: &str, cut: fn(&[u64]) -> Option<u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_sink_is_repaired_on_open() {
-    let cases: &[(&str, fn(&[u64]) -> Option<u64>)] = &[
+    let cases: &[(&str, Cut)] = &[
         ("last newline missing", |e| Some(e[19] - 1)),
         ("last line cut in the middle", |e| Some((e[18] + e[19]) / 2)),
         ("one byte of the last line left", |e| Some(e[18] + 1)),
@@ -73,7 +76,7 @@ async fn a_cut_sink_is_repaired_on_open() {
 async fn a_cut_sink_of_large_entries_is_repaired_on_open() {
     // Entries near the size limit: the file is longer than the window the
     // sink reads its tail through.
-    let cases: &[(&str, fn(&[u64]) -> Option<u64>)] = &[
+    let cases: &[(&str, Cut)] = &[
         ("last line cut in the middle", |e| Some(e[2] + 30_000)),
         ("last newline missing", |e| Some(e[3] - 1)),
         ("two lines and a half missing", |e| Some(e[0] + 40_000)),
@@ -82,7 +85,7 @@ async fn a_cut_sink_of_large_entries_is_repaired_on_open() {
         let mut log = TestLog::new().await;
         for i in 0..4 {
             let big = EntryDraft::new("alice", "test.big", json!({ "i": i, "pad": "y".repeat(60_000) }));
-            log.ledger.append(big).await.unwrap();
+            log.ledger().append(big).await.unwrap();
             log.appended += 1;
         }
         check_sink_repair(log, name, *cut).await;

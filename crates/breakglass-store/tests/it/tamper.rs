@@ -188,7 +188,7 @@ async fn set_note(log: &LogCopy, size: u64, note: String) {
 /// that mentions `problem`; sink-only tampering must pass without the sink.
 /// Collects every mismatch before failing, so one run shows them all.
 async fn check_cases(cases: &[(Tamper, Option<u64>, &str)]) {
-    let log = TestLog::with_entries(N).await;
+    let mut log = TestLog::with_entries(N).await;
     log.stop_ledger().await;
     assert_eq!(checkpoint_sizes(log.pool()).await, vec![1, 8, 10, 26, 29, 60, 65, 66, 70]);
     log.verify_with_sink().await.expect("the untouched log verifies");
@@ -217,7 +217,7 @@ async fn check_cases(cases: &[(Tamper, Option<u64>, &str)]) {
         }
         copy.store.close().await;
     }
-    assert!(wrong.is_empty(), "{} of {} cases wrong:\n{}", wrong.len(), cases.len(), wrong.join("\n"));
+    assert!(wrong.is_empty(), "{} wrong results in {} cases:\n{}", wrong.len(), cases.len(), wrong.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +287,7 @@ async fn hashes_blob_of_the_wrong_length_fails_at_its_index() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consistent_truncation_is_caught_by_a_saved_checkpoint_or_the_sink() {
-    let log = TestLog::with_entries(N).await;
+    let mut log = TestLog::with_entries(N).await;
     log.stop_ledger().await;
     let trusted = [signer().verifier()];
     let saved = |note: &str| Checkpoint::open(note, ORIGIN, &trusted).unwrap();
@@ -343,7 +343,7 @@ async fn a_rewritten_log_is_caught_by_a_saved_checkpoint_and_halts_its_old_ledge
     assert!(f.problem.contains("the saved checkpoint of size 70 is not a prefix of this log"), "{f:?}");
     // The ledger that signed size 70 refuses to extend the fork, for good.
     for attempt in 0..2 {
-        let err = log.ledger.append(draft(2000)).await.unwrap_err();
+        let err = log.ledger().append(draft(2000)).await.unwrap_err();
         assert!(matches!(&err, AppendError::Fatal(m) if m.contains("forked or rewritten")), "attempt {attempt}: {err}");
     }
     assert_eq!(log.head_size().await, 75);
@@ -356,7 +356,7 @@ async fn a_ledger_halts_when_the_log_shrinks_under_it() {
     exec(log.pool(), "DELETE FROM log_checkpoints WHERE size > ?", &[60]).await;
     exec(log.pool(), "UPDATE log_head SET size = ? WHERE id = 1", &[60]).await;
     for attempt in 0..2 {
-        let err = log.ledger.append(draft(2000)).await.unwrap_err();
+        let err = log.ledger().append(draft(2000)).await.unwrap_err();
         assert!(
             matches!(&err, AppendError::Fatal(m) if m.contains("the log shrank from 70 to 60 entries")),
             "attempt {attempt}: {err}"
@@ -369,7 +369,7 @@ async fn a_ledger_halts_when_the_log_shrinks_under_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_refuses_to_open_over_a_tampered_log() {
     use Tamper::*;
-    let log = TestLog::with_entries(N).await;
+    let mut log = TestLog::with_entries(N).await;
     log.stop_ledger().await;
     // The peaks of a tree of 70 leaves are the hashes of leaves 0..64 (entry
     // 63, level 6), 64..68 (entry 67, level 2) and 68..70 (entry 69, level 1).
@@ -419,7 +419,7 @@ async fn flip_random_bits(copy: &LogCopy, size: u64, column: Column, rng: &mut X
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_bit_flips_are_detected_at_their_entry() {
     const SIZE: u64 = 300;
-    let log = TestLog::with_entries(SIZE).await;
+    let mut log = TestLog::with_entries(SIZE).await;
     log.stop_ledger().await;
     let copy = log.snapshot().await;
     let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15);
@@ -429,4 +429,26 @@ async fn random_bit_flips_are_detected_at_their_entry() {
     let report = copy.verify(true).await.unwrap();
     assert_eq!((report.size, report.sink_lines), (SIZE, Some(SIZE)));
     assert_eq!(copy.store.entries(0, SIZE).await.unwrap(), log.db_entries().await);
+}
+
+/// The database is rolled back under a running ledger (say, restored from a
+/// backup of 60 entries) and another server appends 10 entries to it: the
+/// head is back at 70, the size this ledger last signed, but over another
+/// tree. The ledger must notice before it signs a checkpoint over its own
+/// tree on top of entries it did not sequence; the compare-and-swap on the
+/// size alone cannot see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_notices_a_rewrite_back_to_the_size_it_knew() {
+    let log = TestLog::with_entries(N).await;
+    exec(log.pool(), "DELETE FROM log_entries WHERE idx >= ?", &[60]).await;
+    exec(log.pool(), "DELETE FROM log_checkpoints WHERE size > ?", &[60]).await;
+    exec(log.pool(), "UPDATE log_head SET size = ? WHERE id = 1", &[60]).await;
+    let other = open_store(&log.db).await;
+    let server_b = open_ledger(&other, None, &log.clock).await;
+    assert_eq!(server_b.append_all((1000..1010).map(draft).collect()).await.unwrap().checkpoint_size, N);
+    server_b.shutdown().await;
+    log.verify().await.expect("the rewritten log is itself a valid log");
+    let res = log.ledger().append(draft(2000)).await;
+    assert!(matches!(&res, Err(AppendError::Fatal(_))), "the stale ledger appended: {res:?}");
+    log.verify().await.expect("the stale ledger broke the log");
 }
