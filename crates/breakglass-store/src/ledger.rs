@@ -278,6 +278,9 @@ impl Sequencer {
     async fn run(mut self, mut rx: mpsc::Receiver<Request>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             let next = if *stop.borrow() {
+                // The stop may have been seen here first, before the branch
+                // below closed the channel: close it (again) so draining ends.
+                rx.close();
                 rx.recv().await
             } else {
                 tokio::select! {
@@ -361,16 +364,10 @@ impl Sequencer {
         let head = match self.reader.head().await {
             Ok(h) => Some(h),
             Err(ReadError::Empty) => None,
-            Err(ReadError::BadCheckpoint(why)) => {
-                return Err(self.halt(format!("the latest checkpoint is not signed by this log's key: {why}")));
-            }
+            Err(ReadError::BadCheckpoint(why)) => return Err(self.halt(why)),
             Err(e) => return Err(failed(e)),
         };
         let size = head.as_ref().map_or(0, |h| h.size);
-        let head_row = self.store.head_size().await.map_err(|e| AppendError::Failed(e.to_string()))?;
-        if head_row != size {
-            return Err(self.halt(format!("the head row says size {head_row} but the latest checkpoint is {size}")));
-        }
         if let Some(old) = self.head.clone() {
             if size < old.size {
                 return Err(self.halt(format!("the log shrank from {} to {size} entries", old.size)));

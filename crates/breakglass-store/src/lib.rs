@@ -38,6 +38,15 @@ pub struct StoredCheckpoint {
     pub note: String,
 }
 
+/// The head row and the latest checkpoint, read together in one snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeadState {
+    /// The size in the head row (what the compare-and-swap moves).
+    pub size: u64,
+    /// The checkpoint with the largest size, if any.
+    pub checkpoint: Option<StoredCheckpoint>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The compare-and-swap on the head failed: another sequencer appended.
@@ -81,6 +90,10 @@ pub trait LogStore: Send + Sync + 'static {
     /// The head size recorded in the head row (which must equal the latest
     /// checkpoint's size; `audit verify` checks that it does).
     async fn head_size(&self) -> Result<u64, StoreError>;
+
+    /// The head row and the latest checkpoint in one consistent read, so that
+    /// a writer committing in between cannot make them look inconsistent.
+    async fn head_state(&self) -> Result<HeadState, StoreError>;
 
     /// Atomically appends `records` and `checkpoint` if the head is at
     /// `expected_size` and the checkpoint stored at that size has root

@@ -57,7 +57,7 @@ pub enum ReadError {
     Empty,
     #[error("entry {index} does not exist (the log has {size} entries)")]
     NoSuchEntry { index: u64, size: u64 },
-    #[error("the latest checkpoint does not verify: {0}")]
+    #[error("the log head does not verify: {0}")]
     BadCheckpoint(String),
 }
 
@@ -189,13 +189,32 @@ impl LogReader {
         &self.verifier
     }
 
-    /// The latest checkpoint, with its signature and origin checked.
+    /// The latest checkpoint, with its signature and origin checked, and the
+    /// head row (read in the same snapshot) agreeing with it.
     pub async fn head(&self) -> Result<StoredCheckpoint, ReadError> {
-        let head = self.store.head().await?.ok_or(ReadError::Empty)?;
-        let cp = Checkpoint::open(&head.note, &self.origin, std::slice::from_ref(&self.verifier))
-            .map_err(|e| ReadError::BadCheckpoint(e.to_string()))?;
+        let state = self.store.head_state().await?;
+        let Some(head) = state.checkpoint else {
+            if state.size != 0 {
+                return Err(ReadError::BadCheckpoint(format!(
+                    "the head row says size {} but there is no checkpoint",
+                    state.size
+                )));
+            }
+            return Err(ReadError::Empty);
+        };
+        let cp = Checkpoint::open(&head.note, &self.origin, std::slice::from_ref(&self.verifier)).map_err(|e| {
+            ReadError::BadCheckpoint(format!("the latest checkpoint is not signed by this log's key: {e}"))
+        })?;
         if cp.size != head.size || cp.root != head.root {
-            return Err(ReadError::BadCheckpoint("signed size or root differs from the stored columns".into()));
+            return Err(ReadError::BadCheckpoint(
+                "the latest checkpoint's signed size or root differs from its stored columns".into(),
+            ));
+        }
+        if state.size != head.size {
+            return Err(ReadError::BadCheckpoint(format!(
+                "the head row says size {} but the latest checkpoint is {}",
+                state.size, head.size
+            )));
         }
         Ok(head)
     }

@@ -16,7 +16,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection as _, Row as _};
 
-use crate::{EntryRecord, LogStore, StoreError, StoredCheckpoint, blob_to_hashes, hashes_to_blob};
+use crate::{EntryRecord, HeadState, LogStore, StoreError, StoredCheckpoint, blob_to_hashes, hashes_to_blob};
 
 /// Schema migrations, applied in order and recorded in `schema_migrations`.
 const MIGRATIONS: &[(i64, &str)] = &[(
@@ -169,6 +169,22 @@ impl LogStore for SqliteStore {
     async fn head_size(&self) -> Result<u64, StoreError> {
         let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1").fetch_one(&self.pool).await?;
         u(size)
+    }
+
+    async fn head_state(&self) -> Result<HeadState, StoreError> {
+        // One statement is one read snapshot in SQLite.
+        let row = sqlx::query(
+            "SELECT h.size AS head, c.size AS size, c.root AS root, c.note AS note
+             FROM log_head h
+             LEFT JOIN log_checkpoints c ON c.size = (SELECT max(size) FROM log_checkpoints)
+             WHERE h.id = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let size = u(row.try_get("head")?)?;
+        let has_checkpoint = row.try_get::<Option<i64>, _>("size")?.is_some();
+        let checkpoint = if has_checkpoint { Some(checkpoint_from_row(&row)?) } else { None };
+        Ok(HeadState { size, checkpoint })
     }
 
     async fn append(

@@ -113,7 +113,10 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
     let store = reader.store().clone();
     let trusted = vec![reader.verifier().clone()];
     let origin = reader.origin().to_owned();
-    let head_row = store.head_size().await?;
+    // Verify the log as of one snapshot of its head: entries and checkpoints
+    // at or below it never change, so appends that land while verification
+    // runs (a live server) cannot make a sound log look broken.
+    let head_row = store.head_state().await?.size;
     let mut sink = match opts.sink {
         Some(p) if p.exists() => {
             let f =
@@ -128,8 +131,8 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
     let mut n_checkpoints = 0u64;
     let mut last_cp_size = 0u64;
     let mut line = Vec::new();
-    let fetch = |store: std::sync::Arc<dyn crate::LogStore>, start: u64| {
-        tokio::spawn(async move { store.entries(start, start + PAGE).await })
+    let fetch = move |store: std::sync::Arc<dyn crate::LogStore>, start: u64| {
+        tokio::spawn(async move { store.entries(start, (start + PAGE).min(head_row.max(start))).await })
     };
     let mut next_page = fetch(store.clone(), 0);
     // A record that cannot be read at all fails the page fetch; the entries
@@ -238,17 +241,35 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
         }
     }
     let size = frontier.size();
-    if pending_cps.is_empty() {
-        pending_cps.extend(store.checkpoints(last_cp_size, 1).await?);
-    }
-    if let Some(cp) = pending_cps.front() {
+    let pending_in_snapshot = pending_cps.iter().find(|c| c.size <= head_row).cloned();
+    let pending_in_snapshot = match pending_in_snapshot {
+        Some(cp) => Some(cp),
+        None if pending_cps.is_empty() => {
+            store.checkpoints(last_cp_size, 1).await?.into_iter().find(|c| c.size <= head_row)
+        }
+        None => None,
+    };
+    if let Some(cp) = pending_in_snapshot {
         return Err(fail(
             size,
             format!("checkpoint {} covers entries that are missing: the log ends at {size}", cp.size),
         ));
     }
-    if head_row != size {
-        return Err(fail(size.min(head_row), format!("the head says {head_row} entries but {size} are stored")));
+    if size < head_row {
+        return Err(fail(size, format!("the head says {head_row} entries but {size} are stored")));
+    }
+    // Entries or checkpoints beyond the head are forged, unless the head
+    // moved since the snapshot (a live append, committed with its head).
+    let beyond = store.entries(head_row, head_row + PAGE).await?;
+    let cp_beyond = store.checkpoints(head_row, 1).await?;
+    if (!beyond.is_empty() || !cp_beyond.is_empty()) && store.head_state().await?.size == head_row {
+        if beyond.is_empty() {
+            return Err(fail(head_row, format!("checkpoint {} lies beyond the head at {head_row}", cp_beyond[0].size)));
+        }
+        return Err(fail(
+            head_row,
+            format!("the head says {head_row} entries but {} are stored", head_row + beyond.len() as u64),
+        ));
     }
     if last_cp_size != size {
         return Err(fail(

@@ -400,3 +400,26 @@ async fn two_ledgers_sharing_a_sink_acknowledge_every_committed_entry() {
     log.verify_with_sink().await.unwrap();
     log.assert_sink_matches_db().await;
 }
+
+/// Regression: `shutdown` called before the sequencer task was first polled
+/// saw the stop flag, skipped closing the channel, and waited forever for a
+/// request (found as a rare hang of `breakglass debug append` on bad input).
+/// A fresh current-thread runtime per round guarantees the task has not run
+/// when `shutdown` is called.
+#[test]
+fn shutdown_before_the_sequencer_ever_ran_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("log.db");
+    for round in 0..20 {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let store = open_store(&db).await;
+            let clock = ManualClock::new(T0);
+            let ledger = open_ledger(&store, None, &clock).await;
+            let other = ledger.clone();
+            let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), ledger.shutdown()).await;
+            assert!(stopped.is_ok(), "round {round}: shutdown() hung");
+            assert!(matches!(other.append(draft(round)).await, Err(AppendError::Closed)));
+        });
+    }
+}
