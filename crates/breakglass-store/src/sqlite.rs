@@ -131,6 +131,13 @@ impl SqliteStore {
     }
 }
 
+/// The `idx` and parsed `hashes` columns of a `log_entries` row.
+fn index_and_hashes(row: &sqlx::sqlite::SqliteRow) -> Result<(u64, Vec<Hash>), StoreError> {
+    let index = u(row.try_get("idx")?)?;
+    let blob: Vec<u8> = row.try_get("hashes")?;
+    Ok((index, blob_to_hashes(index, &blob)?))
+}
+
 fn checkpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredCheckpoint, StoreError> {
     let size = u(row.try_get("size")?)?;
     let root: Vec<u8> = row.try_get("root")?;
@@ -306,13 +313,7 @@ impl LogStore for SqliteStore {
             .bind(i(end.min(i64::MAX as u64)))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                let index = u(row.try_get("idx")?)?;
-                let blob: Vec<u8> = row.try_get("hashes")?;
-                Ok((index, blob_to_hashes(index, &blob)?))
-            })
-            .collect()
+        rows.iter().map(index_and_hashes).collect()
     }
 
     async fn entries(&self, start: u64, end: u64) -> Result<Vec<EntryRecord>, StoreError> {
@@ -323,9 +324,8 @@ impl LogStore for SqliteStore {
             .await?;
         rows.iter()
             .map(|row| {
-                let index = u(row.try_get("idx")?)?;
-                let blob: Vec<u8> = row.try_get("hashes")?;
-                Ok(EntryRecord { index, hashes: blob_to_hashes(index, &blob)?, data: row.try_get("data")? })
+                let (index, hashes) = index_and_hashes(row)?;
+                Ok(EntryRecord { index, hashes, data: row.try_get("data")? })
             })
             .collect()
     }
