@@ -84,13 +84,26 @@ pub async fn run(dir: &Path, config: Option<&Path>, cmd: AuditCommand) -> CliRes
                 }
             }
         }
-        AuditCommand::Prove { index, out, entry_out } => {
+        AuditCommand::Prove { index, out, entry_out, json } => {
             let (proof, record) = data.reader(None).await?.tlog_proof(index).await?;
             if let Some(p) = entry_out {
                 std::fs::write(&p, &record.data)
                     .map_err(|e| bad_input(format!("cannot write {}: {e}", p.display())))?;
             }
-            write_out(out.as_deref(), proof.to_text().as_bytes())?;
+            if json {
+                let body = &proof.checkpoint[..proof.checkpoint.find("\n\n").map_or(0, |i| i + 1)];
+                let size = Checkpoint::parse_text(body).map(|c| c.size).ok();
+                print_json(&json!({
+                    "index": proof.index,
+                    "size": size,
+                    "hashes": proof.hashes.iter().map(|h| h.to_base64()).collect::<Vec<_>>(),
+                    "checkpoint": proof.checkpoint,
+                    "proof": proof.to_text(),
+                    "entry": String::from_utf8_lossy(&record.data),
+                }));
+            } else {
+                write_out(out.as_deref(), proof.to_text().as_bytes())?;
+            }
         }
         AuditCommand::Verify { since, key, json } => {
             let key = key.as_deref().map(parse_verifier_key).transpose()?;
@@ -145,7 +158,7 @@ pub async fn run(dir: &Path, config: Option<&Path>, cmd: AuditCommand) -> CliRes
                 );
             }
         }
-        AuditCommand::Digest { purpose } => {
+        AuditCommand::Digest { purpose, json } => {
             let mut secret = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut secret)
                 .map_err(|e| bad_input(format!("cannot read the secret from standard input: {e}")))?;
@@ -156,7 +169,12 @@ pub async fn run(dir: &Path, config: Option<&Path>, cmd: AuditCommand) -> CliRes
             if secret.is_empty() {
                 return Err(bad_input("no secret on standard input"));
             }
-            println!("{}", data.digester()?.digest(&purpose, &secret));
+            let digest = data.digester()?.digest(&purpose, &secret);
+            if json {
+                print_json(&json!({ "purpose": purpose, "digest": digest }));
+            } else {
+                println!("{digest}");
+            }
         }
         AuditCommand::VerifyProof { .. } => unreachable!("handled above"),
     }

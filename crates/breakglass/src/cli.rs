@@ -115,6 +115,9 @@ pub enum AuditCommand {
         /// Also write the entry's exact bytes to this file (for verify-proof --entry).
         #[arg(long, value_name = "FILE")]
         entry_out: Option<PathBuf>,
+        /// Print JSON (index, size, proof hashes, checkpoint, the proof text, the entry) instead of the proof.
+        #[arg(long, conflicts_with = "out")]
+        json: bool,
     },
     /// Check a tlog-proof offline: the checkpoint's signature and the entry's inclusion. Needs no data directory.
     #[command(name = "verify-proof", after_help = EXIT_CODES)]
@@ -152,6 +155,8 @@ pub enum AuditCommand {
         /// What kind of secret it is, as recorded in the entry (for example api-token).
         #[arg(long)]
         purpose: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Write the log in the C2SP tlog-tiles layout, incrementally (existing files are never rewritten).
     #[command(after_help = EXIT_CODES)]

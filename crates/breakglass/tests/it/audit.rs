@@ -104,6 +104,8 @@ fn checkpoint_show_and_prove_are_what_an_outside_verifier_needs() {
         assert!(proof.starts_with(&format!("c2sp.org/tlog-proof@v1\nindex {index}\n")), "{proof}");
         assert!(proof.ends_with(&note), "the proof must carry the latest checkpoint verbatim");
         std::fs::write(&proof_file, &proof).unwrap();
+        let as_json: Value = serde_json::from_str(&s.ok(&["audit", "prove", &index.to_string(), "--json"])).unwrap();
+        assert_eq!((as_json["proof"].as_str(), as_json["size"].as_u64()), (Some(proof.as_str()), Some(60)));
 
         // Our own offline verifier, with no data directory...
         let out = std::process::Command::new(BIN)
