@@ -11,6 +11,7 @@
 
 pub mod export;
 pub mod ledger;
+pub mod postgres;
 pub mod reader;
 pub mod sink;
 pub mod sqlite;

@@ -3,6 +3,7 @@
 //! sink repair, tamper detection by `verify_log`, and the tlog-tiles export.
 //! Every log is SQLite in a temp dir; time is a clock the tests move.
 
+mod conformance;
 mod export;
 mod harness;
 mod ledger;

@@ -1,0 +1,285 @@
+//! The PostgreSQL implementation of [`LogStore`], for several servers over
+//! one database. Durability is PostgreSQL's (`synchronous_commit=on`, the
+//! default). The head moves by the same compare-and-swap as on SQLite: under
+//! READ COMMITTED a second writer's `UPDATE log_head … WHERE size = $old`
+//! waits for the first to commit, re-reads the row, and updates nothing, so
+//! it gets [`StoreError::HeadMoved`] and the log never forks.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use breakglass_core::Hash;
+use breakglass_core::tree::{record_of, split_stored_hash_index};
+use sqlx::Row as _;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+
+use crate::{EntryRecord, HeadState, LogStore, StoreError, StoredCheckpoint, blob_to_hashes, hashes_to_blob};
+
+/// Schema migrations, applied in order under an advisory lock so that
+/// servers starting together do not race.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE log_entries (
+         idx BIGINT PRIMARY KEY,
+         hashes BYTEA NOT NULL,
+         data BYTEA NOT NULL
+     );
+     CREATE TABLE log_checkpoints (
+         size BIGINT PRIMARY KEY,
+         root BYTEA NOT NULL,
+         note TEXT NOT NULL
+     );
+     CREATE TABLE log_head (
+         id INTEGER PRIMARY KEY CHECK (id = 1),
+         size BIGINT NOT NULL
+     );
+     INSERT INTO log_head (id, size) VALUES (1, 0);",
+)];
+
+/// An arbitrary constant naming breakglass's migration lock.
+const MIGRATION_LOCK: i64 = 0x6272_6b67_6c73_0001;
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).expect("log sizes fit in i64")
+}
+
+fn u(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative value {v} in the log tables")))
+}
+
+/// The URL without its password, for error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects and applies migrations.
+    pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let open_err = |source| StoreError::Open { path: redact_url(url), source };
+        let pool = PgPoolOptions::new().max_connections(8).connect(url).await.map_err(open_err)?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
+            .execute(&mut *tx)
+            .await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await?;
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)").bind(version).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The pool, for tests and tools that inspect the raw tables.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn checkpoint_from_row(row: &PgRow) -> Result<StoredCheckpoint, StoreError> {
+    let size = u(row.try_get("size")?)?;
+    let root: Vec<u8> = row.try_get("root")?;
+    let root = Hash::from_slice(&root)
+        .ok_or_else(|| StoreError::Corrupt(format!("checkpoint {size}: root is not 32 bytes")))?;
+    Ok(StoredCheckpoint { size, root, note: row.try_get("note")? })
+}
+
+fn index_and_hashes(row: &PgRow) -> Result<(u64, Vec<Hash>), StoreError> {
+    let index = u(row.try_get("idx")?)?;
+    let blob: Vec<u8> = row.try_get("hashes")?;
+    Ok((index, blob_to_hashes(index, &blob)?))
+}
+
+#[async_trait]
+impl LogStore for PostgresStore {
+    async fn head(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let row = sqlx::query("SELECT size, root, note FROM log_checkpoints ORDER BY size DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+
+    async fn head_size(&self) -> Result<u64, StoreError> {
+        let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1").fetch_one(&self.pool).await?;
+        u(size)
+    }
+
+    async fn head_state(&self) -> Result<HeadState, StoreError> {
+        // One statement sees one snapshot, even under READ COMMITTED.
+        let row = sqlx::query(
+            "SELECT h.size AS head, c.size AS size, c.root AS root, c.note AS note
+             FROM log_head h
+             LEFT JOIN log_checkpoints c ON c.size = (SELECT max(size) FROM log_checkpoints)
+             WHERE h.id = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let size = u(row.try_get("head")?)?;
+        let has_checkpoint = row.try_get::<Option<i64>, _>("size")?.is_some();
+        let checkpoint = if has_checkpoint { Some(checkpoint_from_row(&row)?) } else { None };
+        Ok(HeadState { size, checkpoint })
+    }
+
+    async fn append(
+        &self,
+        expected_size: u64,
+        expected_root: &Hash,
+        records: &[EntryRecord],
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<(), StoreError> {
+        debug_assert!(records.iter().enumerate().all(|(k, r)| r.index == expected_size + k as u64));
+        debug_assert_eq!(checkpoint.size, expected_size + records.len() as u64);
+        let mut tx = self.pool.begin().await?;
+        // The row lock taken here serialises writers; the loser re-reads the
+        // row after the winner commits and matches nothing.
+        let moved = sqlx::query(
+            "UPDATE log_head SET size = $1 WHERE id = 1 AND size = $2
+               AND coalesce((SELECT root FROM log_checkpoints WHERE size = $2), $3) = $4",
+        )
+        .bind(i(checkpoint.size))
+        .bind(i(expected_size))
+        .bind(breakglass_core::hash::empty_root().0.to_vec())
+        .bind(expected_root.0.to_vec())
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Err(StoreError::HeadMoved { expected: expected_size });
+        }
+        let idx: Vec<i64> = records.iter().map(|r| i(r.index)).collect();
+        let hashes: Vec<Vec<u8>> = records.iter().map(|r| hashes_to_blob(&r.hashes)).collect();
+        let data: Vec<Vec<u8>> = records.iter().map(|r| r.data.clone()).collect();
+        let inserted = sqlx::query(
+            "INSERT INTO log_entries (idx, hashes, data)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[], $3::BYTEA[])",
+        )
+        .bind(idx)
+        .bind(hashes)
+        .bind(data)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() != records.len() as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "inserted {} of {} entries",
+                inserted.rows_affected(),
+                records.len()
+            )));
+        }
+        sqlx::query("INSERT INTO log_checkpoints (size, root, note) VALUES ($1, $2, $3)")
+            .bind(i(checkpoint.size))
+            .bind(checkpoint.root.0.to_vec())
+            .bind(&checkpoint.note)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        if indexes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<(u64, usize)> = indexes
+            .iter()
+            .map(|&idx| {
+                let (level, n) = split_stored_hash_index(idx);
+                (record_of(level, n), level as usize)
+            })
+            .collect();
+        let mut records: Vec<i64> = wanted.iter().map(|w| i(w.0)).collect();
+        records.sort_unstable();
+        records.dedup();
+        let rows = sqlx::query("SELECT idx, hashes FROM log_entries WHERE idx = ANY($1)")
+            .bind(records)
+            .fetch_all(&self.pool)
+            .await?;
+        let by_record: HashMap<u64, Vec<Hash>> = rows.iter().map(index_and_hashes).collect::<Result<_, _>>()?;
+        wanted
+            .iter()
+            .zip(indexes)
+            .map(|(&(record, offset), &idx)| {
+                by_record.get(&record).and_then(|h| h.get(offset)).copied().ok_or_else(|| {
+                    StoreError::Corrupt(format!("stored hash {idx} (entry {record}, level {offset}) is missing"))
+                })
+            })
+            .collect()
+    }
+
+    async fn entry_hashes(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {
+        let rows = sqlx::query("SELECT idx, hashes FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx")
+            .bind(i(start))
+            .bind(i(end.min(i64::MAX as u64)))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(index_and_hashes).collect()
+    }
+
+    async fn entries(&self, start: u64, end: u64) -> Result<Vec<EntryRecord>, StoreError> {
+        let rows = sqlx::query("SELECT idx, hashes, data FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx")
+            .bind(i(start))
+            .bind(i(end.min(i64::MAX as u64)))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let (index, hashes) = index_and_hashes(row)?;
+                Ok(EntryRecord { index, hashes, data: row.try_get("data")? })
+            })
+            .collect()
+    }
+
+    async fn checkpoints(&self, after: u64, limit: u32) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let rows = sqlx::query("SELECT size, root, note FROM log_checkpoints WHERE size > $1 ORDER BY size LIMIT $2")
+            .bind(i(after))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(checkpoint_from_row).collect()
+    }
+
+    async fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let row = sqlx::query("SELECT size, root, note FROM log_checkpoints WHERE size = $1")
+            .bind(i(size))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(redact_url("postgres://bg:s3cret@db.internal:5432/bg"), "postgres://bg:***@db.internal:5432/bg");
+        assert_eq!(redact_url("postgres://db.internal/bg"), "postgres://db.internal/bg");
+        assert!(!redact_url("postgres://u:p@ss:w@h/db").contains("p@ss"));
+    }
+}

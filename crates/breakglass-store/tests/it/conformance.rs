@@ -1,0 +1,311 @@
+//! The storage conformance suite: every test here runs against every
+//! backend — SQLite in a temp dir always, and PostgreSQL when
+//! `BREAKGLASS_TEST_PG_URL` names a server (each test gets a database of its
+//! own, dropped afterwards). The README's test command starts a throwaway
+//! PostgreSQL cluster and sets `BREAKGLASS_TEST_REQUIRE_PG=1`, so there a
+//! missing PostgreSQL is a failure, not a skip.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use breakglass_core::checkpoint::Checkpoint;
+use breakglass_core::entry::Entry;
+use breakglass_core::hash::{empty_root, leaf_hash};
+use breakglass_core::proof::{verify_consistency, verify_inclusion};
+use breakglass_core::time::{Clock, Timestamp};
+use breakglass_core::tree::MemoryTree;
+use breakglass_store::ledger::{Ledger, LedgerConfig};
+use breakglass_store::postgres::PostgresStore;
+use breakglass_store::reader::LogReader;
+use breakglass_store::sqlite::{OpenOptions, SqliteStore};
+use breakglass_store::verify::{VerifyOptions, verify_log};
+use breakglass_store::{EntryRecord, HeadState, LogStore, StoreError, StoredCheckpoint};
+
+use crate::harness::{ManualClock, ORIGIN, T0, draft, signer};
+
+/// One database of one backend, which can be opened several times (as
+/// several processes or servers would).
+enum TestDb {
+    Sqlite(tempfile::TempDir),
+    Postgres { admin_url: String, name: String, url: String },
+}
+
+static DB_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TestDb {
+    fn kind(&self) -> &'static str {
+        match self {
+            TestDb::Sqlite(_) => "sqlite",
+            TestDb::Postgres { .. } => "postgres",
+        }
+    }
+
+    async fn open(&self) -> Arc<dyn LogStore> {
+        match self {
+            TestDb::Sqlite(dir) => Arc::new(
+                SqliteStore::open(&dir.path().join("log.db"), OpenOptions { create: true, read_only: false })
+                    .await
+                    .expect("open sqlite"),
+            ),
+            TestDb::Postgres { url, .. } => Arc::new(PostgresStore::open(url).await.expect("open postgres")),
+        }
+    }
+
+    async fn drop_db(self) {
+        if let TestDb::Postgres { admin_url, name, .. } = self {
+            let admin = sqlx::PgPool::connect(&admin_url).await.expect("admin connection");
+            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&admin).await.expect("drop test database");
+            admin.close().await;
+        }
+    }
+}
+
+/// `postgres://user@host:port/db?x=y` with the database replaced.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+/// Every backend available to this run, each with a fresh database.
+async fn backends() -> Vec<TestDb> {
+    let mut out = vec![TestDb::Sqlite(tempfile::tempdir().expect("temp dir"))];
+    match std::env::var("BREAKGLASS_TEST_PG_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            let name =
+                format!("bg_test_{}_{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::Relaxed), T0 % 1000);
+            let admin = sqlx::PgPool::connect(&admin_url).await.expect("connect to BREAKGLASS_TEST_PG_URL");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&admin)
+                .await
+                .expect("create test database");
+            admin.close().await;
+            let url = with_database(&admin_url, &name);
+            out.push(TestDb::Postgres { admin_url, name, url });
+        }
+        _ => assert!(
+            std::env::var_os("BREAKGLASS_TEST_REQUIRE_PG").is_none(),
+            "BREAKGLASS_TEST_REQUIRE_PG is set but BREAKGLASS_TEST_PG_URL is not"
+        ),
+    }
+    out
+}
+
+fn reader(store: &Arc<dyn LogStore>) -> LogReader {
+    LogReader::new(store.clone(), ORIGIN, signer().verifier())
+}
+
+async fn ledger(store: &Arc<dyn LogStore>, clock: &Arc<ManualClock>) -> Ledger {
+    Ledger::open(store.clone(), signer(), clock.clone() as Arc<dyn Clock>, LedgerConfig::new(ORIGIN))
+        .await
+        .expect("open ledger")
+}
+
+/// Records and a signed checkpoint for entries `tree.size() .. tree.size() + n`, built by hand.
+fn batch(tree: &mut MemoryTree, n: u64, tag: &str) -> (Vec<EntryRecord>, StoredCheckpoint) {
+    let signer = signer();
+    let mut records = Vec::new();
+    for _ in 0..n {
+        let index = tree.size();
+        let mut d = draft(index);
+        d.data["tag"] = tag.into();
+        let data = Entry::sequence(d, index, Timestamp(T0)).encode().unwrap();
+        let before = tree.stored().len();
+        tree.append(leaf_hash(&data));
+        records.push(EntryRecord { index, data, hashes: tree.stored()[before..].to_vec() });
+    }
+    let cp = Checkpoint { origin: ORIGIN.into(), size: tree.size(), root: tree.root() };
+    let note = cp.sign(&signer).unwrap();
+    (records, StoredCheckpoint { size: cp.size, root: cp.root, note })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_store_has_an_empty_head() {
+    for db in backends().await {
+        let store = db.open().await;
+        let kind = db.kind();
+        assert_eq!(store.head_state().await.unwrap(), HeadState { size: 0, checkpoint: None }, "{kind}");
+        assert_eq!(store.head_size().await.unwrap(), 0, "{kind}");
+        assert!(store.head().await.unwrap().is_none(), "{kind}");
+        assert!(store.entries(0, 10).await.unwrap().is_empty(), "{kind}");
+        assert!(store.checkpoints(0, 10).await.unwrap().is_empty(), "{kind}");
+        assert!(store.read_hashes(&[]).await.unwrap().is_empty(), "{kind}");
+        assert!(matches!(store.read_hashes(&[0]).await, Err(StoreError::Corrupt(_))), "{kind}");
+        // Opening again (a second server, a restart) re-applies no migration and loses nothing.
+        let again = db.open().await;
+        assert_eq!(again.head_size().await.unwrap(), 0, "{kind}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_is_a_compare_and_swap_on_size_and_root() {
+    for db in backends().await {
+        let kind = db.kind();
+        let store = db.open().await;
+        let mut tree = MemoryTree::default();
+        let (first, cp3) = batch(&mut tree, 3, "a");
+        store.append(0, &empty_root(), &first, &cp3).await.unwrap();
+        // The same swap again: the head moved, nothing changes.
+        let mut other = MemoryTree::default();
+        let (rival, rival_cp) = batch(&mut other, 3, "b");
+        assert!(matches!(store.append(0, &empty_root(), &rival, &rival_cp).await, Err(StoreError::HeadMoved { .. })));
+        // The right size with the wrong root (a log regrown to the same size elsewhere).
+        let mut next_tree = tree.clone();
+        let (second, cp5) = batch(&mut next_tree, 2, "a");
+        let wrong_root = rival_cp.root;
+        assert!(
+            matches!(store.append(3, &wrong_root, &second, &cp5).await, Err(StoreError::HeadMoved { .. })),
+            "{kind}"
+        );
+        assert_eq!(store.head_state().await.unwrap(), HeadState { size: 3, checkpoint: Some(cp3.clone()) }, "{kind}");
+        store.append(3, &cp3.root, &second, &cp5).await.unwrap();
+
+        // Everything reads back exactly.
+        let all: Vec<EntryRecord> = first.iter().chain(&second).cloned().collect();
+        assert_eq!(store.entries(0, 100).await.unwrap(), all, "{kind}");
+        assert_eq!(store.entries(2, 4).await.unwrap(), all[2..4].to_vec(), "{kind}");
+        let hashes: Vec<(u64, Vec<_>)> = all.iter().map(|r| (r.index, r.hashes.clone())).collect();
+        assert_eq!(store.entry_hashes(0, 100).await.unwrap(), hashes, "{kind}");
+        let sizes: Vec<u64> = store.checkpoints(0, 10).await.unwrap().iter().map(|c| c.size).collect();
+        assert_eq!(sizes, vec![3, 5], "{kind}");
+        assert_eq!(store.checkpoints(3, 10).await.unwrap(), vec![cp5.clone()], "{kind}");
+        assert_eq!(store.checkpoint(3).await.unwrap(), Some(cp3), "{kind}");
+        assert_eq!(store.checkpoint(4).await.unwrap(), None, "{kind}");
+        assert_eq!(store.head().await.unwrap(), Some(cp5.clone()), "{kind}");
+        let all_indexes: Vec<u64> = (0..next_tree.stored().len() as u64).rev().collect();
+        let want: Vec<_> = all_indexes.iter().map(|&i| next_tree.stored()[i as usize]).collect();
+        assert_eq!(store.read_hashes(&all_indexes).await.unwrap(), want, "{kind}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_exactly_one_wins() {
+    for db in backends().await {
+        let kind = db.kind();
+        let mut tasks = Vec::new();
+        for w in 0..6 {
+            let store = db.open().await;
+            tasks.push(tokio::spawn(async move {
+                let mut tree = MemoryTree::default();
+                let (records, cp) = batch(&mut tree, 4, &format!("writer-{w}"));
+                store.append(0, &empty_root(), &records, &cp).await.map(|()| cp)
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(cp) => winners.push(cp),
+                Err(StoreError::HeadMoved { expected: 0 }) => {}
+                Err(e) => panic!("{kind}: a losing writer must see HeadMoved, not {e}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "{kind}: exactly one writer must win");
+        let store = db.open().await;
+        assert_eq!(store.head().await.unwrap(), Some(winners.remove(0)), "{kind}");
+        assert_eq!(store.entries(0, 100).await.unwrap().len(), 4, "{kind}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_works_the_same_on_every_backend() {
+    for db in backends().await {
+        let kind = db.kind();
+        let store = db.open().await;
+        let clock = ManualClock::new(T0);
+        let led = ledger(&store, &clock).await;
+        let tasks: Vec<_> = (0..8u64)
+            .map(|w| {
+                let led = led.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    for k in 0..40 {
+                        got.push(led.append(draft(w * 1000 + k)).await.unwrap().index);
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut indexes = Vec::new();
+        for t in tasks {
+            indexes.extend(t.await.unwrap());
+        }
+        indexes.sort_unstable();
+        assert_eq!(indexes, (0..320).collect::<Vec<_>>(), "{kind}");
+        let r = reader(&store);
+        let head = r.head().await.unwrap();
+        assert_eq!(head.size, 320, "{kind}");
+        for (i, n) in [(0u64, 1u64), (5, 320), (319, 320), (100, 257)] {
+            let proof = r.prove_inclusion(i, n).await.unwrap();
+            let leaf = store.entries(i, i + 1).await.unwrap()[0].hashes[0];
+            verify_inclusion(i, n, &leaf.0, &proof, &r.tree_hash(n).await.unwrap().0).unwrap();
+        }
+        for (m, n) in [(1u64, 320u64), (64, 200), (199, 320)] {
+            let proof = r.prove_consistency(m, n).await.unwrap();
+            verify_consistency(m, n, &r.tree_hash(m).await.unwrap().0, &r.tree_hash(n).await.unwrap().0, &proof)
+                .unwrap();
+        }
+        let report = verify_log(&r, VerifyOptions::default()).await.unwrap();
+        assert_eq!(report.size, 320, "{kind}");
+        led.shutdown().await;
+        // A restart continues where the log ends.
+        let store = db.open().await;
+        let led = ledger(&store, &clock).await;
+        assert_eq!(led.append(draft(9999)).await.unwrap().index, 320, "{kind}");
+        led.shutdown().await;
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_database_never_fork_the_log() {
+    for db in backends().await {
+        let kind = db.kind();
+        let clock = ManualClock::new(T0);
+        let (a, b) = (ledger(&db.open().await, &clock).await, ledger(&db.open().await, &clock).await);
+        let mut tasks = Vec::new();
+        for (name, led) in [("a", a.clone()), ("b", b.clone())] {
+            for w in 0..4u64 {
+                let led = led.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    for k in 0..25 {
+                        let mut d = draft(w * 100 + k);
+                        d.data["server"] = name.into();
+                        got.push(led.append(d).await.unwrap().index);
+                    }
+                    got
+                }));
+            }
+        }
+        let mut indexes = Vec::new();
+        for t in tasks {
+            indexes.extend(t.await.unwrap());
+        }
+        indexes.sort_unstable();
+        assert_eq!(indexes, (0..200).collect::<Vec<_>>(), "{kind}: every index handed out once");
+        a.shutdown().await;
+        b.shutdown().await;
+        let store = db.open().await;
+        let report = verify_log(&reader(&store), VerifyOptions::default()).await.unwrap();
+        assert_eq!(report.size, 200, "{kind}");
+        db.drop_db().await;
+    }
+}
+
+#[test]
+fn test_database_urls_are_rewritten_correctly() {
+    assert_eq!(with_database("postgres://u@h:5/postgres", "x"), "postgres://u@h:5/x");
+    assert_eq!(with_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
+    assert_eq!(with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+}
