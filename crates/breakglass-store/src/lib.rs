@@ -59,8 +59,8 @@ pub enum StoreError {
     /// hashes blob of the wrong length): tampering at a known index.
     #[error("the log is corrupt at entry {index}: {problem}")]
     CorruptEntry { index: u64, problem: String },
-    #[error("cannot open database at {path}: {source} (hint: run 'breakglass init' or pass --data-dir)")]
-    Open { path: String, source: sqlx::Error },
+    #[error("cannot open database at {path}: {source} (hint: {hint})")]
+    Open { path: String, source: sqlx::Error, hint: &'static str },
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("io error on {path}: {source}")]

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use breakglass_core::Hash;
 use breakglass_core::tree::{record_of, split_stored_hash_index};
-use sqlx::Row as _;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection as _, Row as _};
 
 use crate::{EntryRecord, HeadState, LogStore, StoreError, StoredCheckpoint, blob_to_hashes, hashes_to_blob};
 
@@ -67,8 +67,21 @@ pub fn redact_url(url: &str) -> String {
 impl PostgresStore {
     /// Connects and applies migrations.
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
-        let open_err = |source| StoreError::Open { path: redact_url(url), source };
-        let pool = PgPoolOptions::new().max_connections(8).connect(url).await.map_err(open_err)?;
+        let open_err = |source| StoreError::Open {
+            path: redact_url(url),
+            source,
+            hint: "check --database-url (BREAKGLASS_DATABASE_URL) and that the server accepts connections",
+        };
+        // One direct connection first: a refused or misconfigured connection
+        // fails at once, instead of after the pool's acquire timeout.
+        let conn = sqlx::postgres::PgConnection::connect(url).await.map_err(open_err)?;
+        let _ = conn.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(open_err)?;
         let store = PostgresStore { pool };
         store.migrate().await?;
         Ok(store)

@@ -66,7 +66,11 @@ fn u(v: i64) -> Result<u64, StoreError> {
 
 impl SqliteStore {
     pub async fn open(path: &Path, opts: OpenOptions) -> Result<SqliteStore, StoreError> {
-        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        let open_err = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+            hint: "run 'breakglass init' or pass --data-dir",
+        };
         if !opts.create && !path.exists() {
             return Err(open_err(sqlx::Error::Configuration("the database file does not exist".into())));
         }

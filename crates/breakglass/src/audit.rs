@@ -11,7 +11,7 @@ use breakglass_store::verify::{VerifyError, VerifyOptions, verify_log};
 use serde_json::json;
 
 use crate::cli::AuditCommand;
-use crate::datadir::{DataDir, parse_verifier_key};
+use crate::datadir::{DataDir, Location, parse_verifier_key};
 use crate::error::{CliResult, bad_input, check_failed, internal};
 use crate::print_json;
 
@@ -29,12 +29,12 @@ fn read_input(path: &Path, what: &str) -> CliResult<Vec<u8>> {
     std::fs::read(path).map_err(|e| bad_input(format!("cannot read {what} {}: {e}", path.display())))
 }
 
-pub async fn run(dir: &Path, config: Option<&Path>, cmd: AuditCommand) -> CliResult {
+pub async fn run(loc: &Location, cmd: AuditCommand) -> CliResult {
     // verify-proof is offline: it must work with no data directory at all.
     if let AuditCommand::VerifyProof { proof, entry, key, origin, json } = cmd {
         return verify_proof(&proof, &entry, &key, origin.as_deref(), json);
     }
-    let data = DataDir::open(dir, config)?;
+    let data = DataDir::open(loc)?;
     match cmd {
         AuditCommand::Key { json } => {
             let key = data.signer()?.verifier();

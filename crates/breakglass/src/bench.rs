@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::BenchLedgerArgs;
-use crate::datadir::{DataDir, SystemClock};
+use crate::datadir::{DataDir, Location, SystemClock};
 use crate::error::{CliResult, bad_input, internal};
 use crate::print_json;
 
@@ -86,7 +86,7 @@ pub async fn ledger(args: BenchLedgerArgs) -> CliResult {
             scratch.path().join("data")
         }
     };
-    let (data, _) = DataDir::init(&root, Some("bench.breakglass.local/ledger".into())).await?;
+    let (data, _) = DataDir::init(&Location::at(&root), Some("bench.breakglass.local/ledger".into())).await?;
     let ledger = data.ledger_with(Arc::new(SystemClock), !args.no_sink).await?;
 
     // Phase 1: throughput with N concurrent appenders, each waiting for its acknowledgement.

@@ -32,6 +32,10 @@ pub struct Global {
     /// Default: $XDG_DATA_HOME/breakglass or ~/.local/share/breakglass.
     #[arg(long, global = true, env = "BREAKGLASS_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL database URL (postgres://…), for several servers over one database.
+    /// Default: SQLite in the data directory. Overrides database.url in the configuration.
+    #[arg(long, global = true, env = "BREAKGLASS_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// The configuration file. Default: breakglass.toml in the data directory.
     #[arg(long, global = true, env = "BREAKGLASS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

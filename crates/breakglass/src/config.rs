@@ -3,6 +3,11 @@
 //! variable. Only this crate reads files named by the user and the environment.
 //!
 //! ```toml
+//! [database]
+//! # PostgreSQL for several servers over one database, e.g.
+//! # "postgres://breakglass@db.internal/breakglass". Empty: SQLite in the data directory.
+//! url = ""
+//!
 //! [log]
 //! # The checkpoint origin line and the name of the log's signing key.
 //! origin = "breakglass.local/ci-runner-1"
@@ -21,7 +26,15 @@ use crate::error::{CliResult, bad_input};
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    pub database: DatabaseConfig,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// A `postgres://` URL, or empty for SQLite in the data directory.
+    pub url: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -55,6 +68,16 @@ pub fn validate_origin(origin: &str) -> CliResult {
     Ok(())
 }
 
+pub fn validate_database_url(url: &str) -> CliResult {
+    if url.is_empty() || url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(());
+    }
+    let shown = breakglass_store::postgres::redact_url(url);
+    Err(bad_input(format!(
+        "invalid database URL {shown:?}: expected postgres://… (or nothing, for SQLite in the data directory)"
+    )))
+}
+
 impl Config {
     /// Reads the file if it exists (a missing file means defaults), then applies the environment.
     pub fn load(path: &Path) -> CliResult<Config> {
@@ -66,14 +89,18 @@ impl Config {
         };
         config.apply_env(|k| std::env::var(k).ok())?;
         validate_origin(&config.log.origin)?;
+        validate_database_url(&config.database.url)?;
         if config.log.max_batch == 0 {
             return Err(bad_input("invalid log.max_batch 0: must be at least 1"));
         }
         Ok(config)
     }
 
-    /// `BREAKGLASS_LOG_ORIGIN`, `BREAKGLASS_LOG_SINK`, `BREAKGLASS_LOG_MAX_BATCH`.
+    /// `BREAKGLASS_DATABASE_URL`, `BREAKGLASS_LOG_ORIGIN`, `BREAKGLASS_LOG_SINK`, `BREAKGLASS_LOG_MAX_BATCH`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> CliResult {
+        if let Some(v) = get("BREAKGLASS_DATABASE_URL") {
+            self.database.url = v;
+        }
         if let Some(v) = get("BREAKGLASS_LOG_ORIGIN") {
             self.log.origin = v;
         }

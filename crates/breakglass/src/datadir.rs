@@ -21,7 +21,9 @@ use std::sync::Arc;
 use breakglass_core::entry::SecretDigester;
 use breakglass_core::note::{NoteSigner, NoteVerifier};
 use breakglass_core::time::{Clock, Timestamp};
+use breakglass_store::LogStore;
 use breakglass_store::ledger::{Ledger, LedgerConfig};
+use breakglass_store::postgres::PostgresStore;
 use breakglass_store::reader::LogReader;
 use breakglass_store::sqlite::{OpenOptions, SqliteStore};
 use serde::Serialize;
@@ -56,6 +58,31 @@ pub fn default_data_dir() -> PathBuf {
     }
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/breakglass")
+}
+
+/// Where things are, as the command line and environment say.
+#[derive(Clone, Debug)]
+pub struct Location {
+    pub root: PathBuf,
+    pub config_file: Option<PathBuf>,
+    /// `--database-url` / `BREAKGLASS_DATABASE_URL`, over the configuration file.
+    pub database_url: Option<String>,
+}
+
+impl Location {
+    pub fn at(root: &Path) -> Location {
+        Location { root: root.to_owned(), config_file: None, database_url: None }
+    }
+
+    fn load_config(&self) -> CliResult<Config> {
+        let path = self.config_file.clone().unwrap_or_else(|| self.root.join(CONFIG_FILE));
+        let mut config = Config::load(&path)?;
+        if let Some(url) = &self.database_url {
+            crate::config::validate_database_url(url)?;
+            config.database.url = url.clone();
+        }
+        Ok(config)
+    }
 }
 
 #[derive(Debug)]
@@ -103,7 +130,8 @@ impl DataDir {
     }
 
     /// Opens an existing data directory; a missing one is an error, never created.
-    pub fn open(root: &Path, config_file: Option<&Path>) -> CliResult<DataDir> {
+    pub fn open(loc: &Location) -> CliResult<DataDir> {
+        let root = loc.root.as_path();
         if !root.is_dir() {
             return Err(not_found(format!(
                 "data directory {} does not exist (hint: run 'breakglass init' or pass --data-dir)",
@@ -117,14 +145,20 @@ impl DataDir {
                 root.display()
             )));
         }
-        let config_path = config_file.map(Path::to_path_buf).unwrap_or_else(|| root.join(CONFIG_FILE));
-        let config = Config::load(&config_path)?;
+        let config = loc.load_config()?;
         Ok(DataDir { root: root.to_owned(), config })
     }
 
     /// Creates the data directory, keys, configuration and database, keeping
     /// whatever already exists. Safe to run twice.
-    pub async fn init(root: &Path, origin: Option<String>) -> CliResult<(DataDir, InitReport)> {
+    pub async fn init(loc: &Location, origin: Option<String>) -> CliResult<(DataDir, InitReport)> {
+        let root = loc.root.as_path();
+        let configured = loc.load_config()?;
+        if !configured.database.url.is_empty() {
+            // Reach the database (and create its tables) before writing anything
+            // here, so an unreachable database leaves no half-made data directory.
+            PostgresStore::open(&configured.database.url).await?.close().await;
+        }
         let mut created = Vec::new();
         let mut existing = Vec::new();
         if !root.exists() {
@@ -137,8 +171,8 @@ impl DataDir {
             }
             created.push(root.to_owned());
         }
-        let config_path = root.join(CONFIG_FILE);
-        let mut config = Config::load(&config_path)?;
+        let config_path = loc.config_file.clone().unwrap_or_else(|| root.join(CONFIG_FILE));
+        let mut config = loc.load_config()?;
         if config_path.exists() {
             existing.push(config_path.clone());
             if let Some(o) = &origin
@@ -155,7 +189,11 @@ impl DataDir {
                 validate_origin(&o)?;
                 config.log.origin = o;
             }
-            create_file(&config_path, config.to_toml().as_bytes(), 0o644)?;
+            // The database URL may hold a password: it is not written to the file
+            // (pass it with --database-url or BREAKGLASS_DATABASE_URL).
+            let mut written = config.clone();
+            written.database.url.clear();
+            create_file(&config_path, written.to_toml().as_bytes(), 0o644)?;
             created.push(config_path);
         }
         let key_path = root.join(SIGNING_KEY_FILE);
@@ -181,20 +219,22 @@ impl DataDir {
             create_file(&hmac_path, format!("{}\n", hex::encode(random_32()?)).as_bytes(), 0o600)?;
             created.push(hmac_path);
         }
-        let db_path = root.join(DB_FILE);
-        if db_path.exists() {
-            existing.push(db_path.clone());
-        } else {
-            created.push(db_path.clone());
-        }
-        let store = SqliteStore::open(&db_path, OpenOptions { create: true, read_only: false }).await?;
-        store.close().await;
-        #[cfg(unix)]
-        {
-            // The database holds the log and, later, grants: owner-only, like the keys.
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| internal(format!("cannot set permissions on {}: {e}", db_path.display())))?;
+        if config.database.url.is_empty() {
+            let db_path = root.join(DB_FILE);
+            if db_path.exists() {
+                existing.push(db_path.clone());
+            } else {
+                created.push(db_path.clone());
+            }
+            let store = SqliteStore::open(&db_path, OpenOptions { create: true, read_only: false }).await?;
+            store.close().await;
+            #[cfg(unix)]
+            {
+                // The database holds the log and, later, grants: owner-only, like the keys.
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| internal(format!("cannot set permissions on {}: {e}", db_path.display())))?;
+            }
         }
         let dir = DataDir { root: root.to_owned(), config };
         if signer.name() != dir.config.log.origin {
@@ -236,7 +276,11 @@ impl DataDir {
         Ok(SecretDigester::new(key))
     }
 
-    pub async fn store(&self, read_only: bool) -> CliResult<Arc<SqliteStore>> {
+    /// The log's store: PostgreSQL when a database URL is configured, else SQLite here.
+    pub async fn store(&self, read_only: bool) -> CliResult<Arc<dyn LogStore>> {
+        if !self.config.database.url.is_empty() {
+            return Ok(Arc::new(PostgresStore::open(&self.config.database.url).await?));
+        }
         let path = self.path(DB_FILE);
         Ok(Arc::new(SqliteStore::open(&path, OpenOptions { create: false, read_only }).await?))
     }

@@ -5,19 +5,18 @@
 //! acknowledged entry survived.
 
 use std::io::Write as _;
-use std::path::Path;
 use std::sync::Arc;
 
 use breakglass_core::entry::EntryDraft;
 use serde_json::json;
 
 use crate::cli::DebugCommand;
-use crate::datadir::{DataDir, SystemClock};
+use crate::datadir::{DataDir, Location, SystemClock};
 use crate::error::{CliResult, bad_input, internal};
 
-pub async fn run(dir: &Path, config: Option<&Path>, cmd: DebugCommand) -> CliResult {
+pub async fn run(loc: &Location, cmd: DebugCommand) -> CliResult {
     let DebugCommand::Append { count, writers, label, pad } = cmd;
-    let data = DataDir::open(dir, config)?;
+    let data = DataDir::open(loc)?;
     let ledger = data.ledger(Arc::new(SystemClock)).await?;
     let padding = "x".repeat(pad);
     let mut tasks = Vec::new();

@@ -46,11 +46,14 @@ fn data_dir(cli_dir: &Option<PathBuf>) -> PathBuf {
 }
 
 async fn run(cli: Cli) -> CliResult {
-    let dir = data_dir(&cli.global.data_dir);
-    let config = cli.global.config.as_deref();
+    let loc = datadir::Location {
+        root: data_dir(&cli.global.data_dir),
+        config_file: cli.global.config.clone(),
+        database_url: cli.global.database_url.clone(),
+    };
     match cli.command {
         Command::Init(args) => {
-            let (_, report) = datadir::DataDir::init(&dir, args.origin).await?;
+            let (_, report) = datadir::DataDir::init(&loc, args.origin).await?;
             if args.json {
                 print_json(&report);
             } else {
@@ -66,9 +69,9 @@ async fn run(cli: Cli) -> CliResult {
             }
             Ok(())
         }
-        Command::Audit(cmd) => audit::run(&dir, config, cmd).await,
+        Command::Audit(cmd) => audit::run(&loc, cmd).await,
         Command::Bench(cli::BenchCommand::Ledger(args)) => bench::ledger(args).await,
-        Command::Debug(cmd) => debug::run(&dir, config, cmd).await,
+        Command::Debug(cmd) => debug::run(&loc, cmd).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "breakglass", &mut std::io::stdout());
             Ok(())

@@ -78,6 +78,29 @@ fn missing_data_dir_is_a_clear_error_and_is_not_created() {
 }
 
 #[test]
+fn an_unreachable_database_is_a_clear_error_and_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let out = std::process::Command::new(BIN)
+        .args(["init", "--database-url", "postgres://bg:hunter2@127.0.0.1:1/breakglass", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("postgres://bg:***@127.0.0.1:1/breakglass") && err.contains("--database-url"), "{err}");
+    assert!(!err.contains("hunter2"), "the password reached the error message: {err}");
+    assert!(!dir.exists(), "init left a partial data directory");
+    let out = std::process::Command::new(BIN)
+        .args(["init", "--database-url", "mysql://x@y/z", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected postgres://"));
+}
+
+#[test]
 fn checkpoint_show_and_prove_are_what_an_outside_verifier_needs() {
     let s = Scratch::new();
     s.append(20, 3);

@@ -74,7 +74,19 @@ fn sigkill_during_concurrent_appends_loses_nothing_acknowledged() {
 
 #[test]
 fn two_processes_appending_at_once_never_fork_the_log() {
-    let s = Scratch::new();
+    two_processes_on(Scratch::new());
+}
+
+/// The same with the log on PostgreSQL: two processes stand for two servers
+/// over one database (here they share a data directory, keys and sink).
+#[test]
+fn two_processes_on_one_postgres_database_never_fork_the_log() {
+    let Some(s) = Scratch::postgres() else { return };
+    assert!(!s.db().exists(), "the log must not be in SQLite");
+    two_processes_on(s);
+}
+
+fn two_processes_on(s: Scratch) {
     let spawn = |label: &str| {
         s.cmd(&["debug", "append", "--count", "150", "--writers", "4", "--label", label])
             .stdout(Stdio::piped())

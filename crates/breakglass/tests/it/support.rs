@@ -5,16 +5,52 @@ use std::process::{Command, Output};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_breakglass");
 
-/// A scratch data directory, initialised with a fixed origin.
+/// A scratch data directory, initialised with a fixed origin; the log is
+/// SQLite in the directory, or a fresh PostgreSQL database.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
+    /// (admin URL, database name, database URL) when the log is on PostgreSQL.
+    pub pg: Option<(String, String, String)>,
 }
+
+static PG_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Scratch {
     pub fn new() -> Scratch {
-        let s = Scratch { dir: tempfile::tempdir().unwrap() };
+        let s = Scratch { dir: tempfile::tempdir().unwrap(), pg: None };
         s.ok(&["init", "--origin", "test.breakglass.local/log"]);
         s
+    }
+
+    /// A scratch whose log is a new database on `BREAKGLASS_TEST_PG_URL`;
+    /// `None` when no PostgreSQL is configured (a failure instead when
+    /// `BREAKGLASS_TEST_REQUIRE_PG` is set, as the README's test command sets it).
+    pub fn postgres() -> Option<Scratch> {
+        let Some(admin) = std::env::var("BREAKGLASS_TEST_PG_URL").ok().filter(|u| !u.is_empty()) else {
+            assert!(
+                std::env::var_os("BREAKGLASS_TEST_REQUIRE_PG").is_none(),
+                "BREAKGLASS_TEST_REQUIRE_PG is set but BREAKGLASS_TEST_PG_URL is not"
+            );
+            return None;
+        };
+        let name =
+            format!("bg_cli_{}_{}", std::process::id(), PG_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let sql = format!("CREATE DATABASE \"{name}\"");
+        let admin_for_create = admin.clone();
+        run_async(async move {
+            let pool = sqlx::PgPool::connect(&admin_for_create).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+            pool.close().await;
+        });
+        let (base, query) = admin.split_once('?').map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
+        let base = &base[..base.rfind('/').filter(|i| *i > base.find("://").unwrap() + 2).unwrap_or(base.len())];
+        let url = match query {
+            Some(q) => format!("{base}/{name}?{q}"),
+            None => format!("{base}/{name}"),
+        };
+        let s = Scratch { dir: tempfile::tempdir().unwrap(), pg: Some((admin, name, url)) };
+        s.ok(&["init", "--origin", "test.breakglass.local/log"]);
+        Some(s)
     }
 
     pub fn data(&self) -> PathBuf {
@@ -28,6 +64,10 @@ impl Scratch {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args).arg("--data-dir").arg(self.data()).env_remove("BREAKGLASS_DATA_DIR");
+        c.env_remove("BREAKGLASS_DATABASE_URL");
+        if let Some((_, _, url)) = &self.pg {
+            c.arg("--database-url").arg(url);
+        }
         c
     }
 
@@ -73,11 +113,23 @@ impl Scratch {
     /// All entries' bytes, straight from the database.
     pub fn entries(&self) -> Vec<Vec<u8>> {
         let db = self.db();
+        let pg = self.pg.as_ref().map(|p| p.2.clone());
         run_async(async move {
             use breakglass_store::LogStore as _;
-            let store = breakglass_store::sqlite::SqliteStore::open(&db, Default::default()).await.unwrap();
-            let rows = store.entries(0, u64::MAX).await.unwrap();
-            store.close().await;
+            let rows = match pg {
+                Some(url) => {
+                    let store = breakglass_store::postgres::PostgresStore::open(&url).await.unwrap();
+                    let rows = store.entries(0, u64::MAX).await.unwrap();
+                    store.close().await;
+                    rows
+                }
+                None => {
+                    let store = breakglass_store::sqlite::SqliteStore::open(&db, Default::default()).await.unwrap();
+                    let rows = store.entries(0, u64::MAX).await.unwrap();
+                    store.close().await;
+                    rows
+                }
+            };
             rows.into_iter()
                 .enumerate()
                 .map(|(k, r)| {
@@ -90,6 +142,20 @@ impl Scratch {
 
     pub fn key(&self) -> String {
         self.ok(&["audit", "key"]).trim().to_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some((admin, name, _)) = self.pg.take() {
+            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            run_async(async move {
+                if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                    pool.close().await;
+                }
+            });
+        }
     }
 }
 
