@@ -11,6 +11,7 @@
 
 pub mod checkpoint;
 pub mod entry;
+pub mod grant;
 pub mod hash;
 pub mod note;
 pub mod proof;
