@@ -15,6 +15,7 @@ pub mod grant;
 pub mod hash;
 pub mod note;
 pub mod proof;
+pub mod scope;
 pub mod tiles;
 pub mod time;
 pub mod tlog_proof;
