@@ -16,9 +16,11 @@ pub mod hash;
 pub mod note;
 pub mod proof;
 pub mod scope;
+pub mod sshsig;
 pub mod tiles;
 pub mod time;
 pub mod tlog_proof;
+pub mod token;
 pub mod tree;
 
 pub use hash::Hash;

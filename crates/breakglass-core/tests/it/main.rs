@@ -1,4 +1,7 @@
 //! Integration tests of breakglass-core: the public RFC 6962 / RFC 9162
-//! transparency-dev test vectors.
+//! transparency-dev test vectors, and SSH signatures checked against the real
+//! `ssh-keygen`.
 
+mod sshsig;
+mod token;
 mod vectors;
