@@ -109,9 +109,38 @@ pub trait LogStore: Send + Sync + 'static {
         checkpoint: &StoredCheckpoint,
     ) -> Result<(), StoreError>;
 
-    /// Reads stored hashes by storage index, in the order asked. A missing
-    /// hash is [`StoreError::Corrupt`].
-    async fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError>;
+    /// The stored hashes of the entries with these indexes, in any order;
+    /// entries that do not exist are simply absent.
+    async fn hashes_of(&self, entries: &[u64]) -> Result<Vec<(u64, Vec<Hash>)>, StoreError>;
+
+    /// Reads stored hashes by storage index, in the order asked, with one
+    /// query. A missing hash is [`StoreError::Corrupt`].
+    async fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        if indexes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each stored hash lives in the blob of the entry whose append made it.
+        let located: Vec<(u64, usize)> = indexes
+            .iter()
+            .map(|&idx| {
+                let (level, n) = breakglass_core::tree::split_stored_hash_index(idx);
+                (breakglass_core::tree::record_of(level, n), level as usize)
+            })
+            .collect();
+        let mut entries: Vec<u64> = located.iter().map(|l| l.0).collect();
+        entries.sort_unstable();
+        entries.dedup();
+        let by_entry: std::collections::HashMap<u64, Vec<Hash>> = self.hashes_of(&entries).await?.into_iter().collect();
+        located
+            .iter()
+            .zip(indexes)
+            .map(|(&(entry, level), &idx)| {
+                by_entry.get(&entry).and_then(|h| h.get(level)).copied().ok_or_else(|| {
+                    StoreError::Corrupt(format!("stored hash {idx} (entry {entry}, level {level}) is missing"))
+                })
+            })
+            .collect()
+    }
 
     /// The stored hashes of entries with `start <= index < end`, in index
     /// order, without their data (fewer if the log is shorter).

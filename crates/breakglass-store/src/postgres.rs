@@ -5,11 +5,8 @@
 //! waits for the first to commit, re-reads the row, and updates nothing, so
 //! it gets [`StoreError::HeadMoved`] and the log never forks.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use breakglass_core::Hash;
-use breakglass_core::tree::{record_of, split_stored_hash_index};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection as _, Row as _};
 
@@ -214,34 +211,13 @@ impl LogStore for PostgresStore {
         Ok(())
     }
 
-    async fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
-        if indexes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let wanted: Vec<(u64, usize)> = indexes
-            .iter()
-            .map(|&idx| {
-                let (level, n) = split_stored_hash_index(idx);
-                (record_of(level, n), level as usize)
-            })
-            .collect();
-        let mut records: Vec<i64> = wanted.iter().map(|w| i(w.0)).collect();
-        records.sort_unstable();
-        records.dedup();
+    async fn hashes_of(&self, entries: &[u64]) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {
+        let entries: Vec<i64> = entries.iter().map(|&e| i(e)).collect();
         let rows = sqlx::query("SELECT idx, hashes FROM log_entries WHERE idx = ANY($1)")
-            .bind(records)
+            .bind(entries)
             .fetch_all(&self.pool)
             .await?;
-        let by_record: HashMap<u64, Vec<Hash>> = rows.iter().map(index_and_hashes).collect::<Result<_, _>>()?;
-        wanted
-            .iter()
-            .zip(indexes)
-            .map(|(&(record, offset), &idx)| {
-                by_record.get(&record).and_then(|h| h.get(offset)).copied().ok_or_else(|| {
-                    StoreError::Corrupt(format!("stored hash {idx} (entry {record}, level {offset}) is missing"))
-                })
-            })
-            .collect()
+        rows.iter().map(index_and_hashes).collect()
     }
 
     async fn entry_hashes(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {

@@ -3,14 +3,12 @@
 //! head row, taken under `BEGIN IMMEDIATE` so that writers in several
 //! processes serialise instead of forking the log.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use breakglass_core::Hash;
-use breakglass_core::tree::{record_of, split_stored_hash_index};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -268,21 +266,8 @@ impl LogStore for SqliteStore {
         Ok(())
     }
 
-    async fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
-        if indexes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let wanted: Vec<(u64, usize)> = indexes
-            .iter()
-            .map(|&idx| {
-                let (level, n) = split_stored_hash_index(idx);
-                (record_of(level, n), level as usize)
-            })
-            .collect();
-        let mut records: Vec<u64> = wanted.iter().map(|w| w.0).collect();
-        records.sort_unstable();
-        records.dedup();
-        let list = serde_json::to_string(&records).expect("numbers serialise");
+    async fn hashes_of(&self, entries: &[u64]) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {
+        let list = serde_json::to_string(entries).expect("numbers serialise");
         // One row back, whatever the number of entries: the database thread
         // hands over one value instead of streaming a row per entry.
         let packed: Option<String> = sqlx::query_scalar(
@@ -292,23 +277,15 @@ impl LogStore for SqliteStore {
         .bind(list)
         .fetch_one(&self.pool)
         .await?;
-        let mut by_record = HashMap::with_capacity(records.len());
+        let mut out = Vec::with_capacity(entries.len());
         for item in packed.as_deref().unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
             let parsed = item.split_once(':').and_then(|(idx, hex)| Some((idx.parse::<u64>().ok()?, decode_hex(hex)?)));
             let Some((idx, blob)) = parsed else {
                 return Err(StoreError::Corrupt(format!("unreadable stored hashes {item:?}")));
             };
-            by_record.insert(idx, blob_to_hashes(idx, &blob)?);
+            out.push((idx, blob_to_hashes(idx, &blob)?));
         }
-        wanted
-            .iter()
-            .zip(indexes)
-            .map(|(&(record, offset), &idx)| {
-                by_record.get(&record).and_then(|h| h.get(offset)).copied().ok_or_else(|| {
-                    StoreError::Corrupt(format!("stored hash {idx} (entry {record}, level {offset}) is missing"))
-                })
-            })
-            .collect()
+        Ok(out)
     }
 
     async fn entry_hashes(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {
