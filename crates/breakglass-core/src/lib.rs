@@ -14,6 +14,7 @@ pub mod entry;
 pub mod grant;
 pub mod hash;
 pub mod note;
+pub mod policy;
 pub mod proof;
 pub mod scope;
 pub mod sshsig;

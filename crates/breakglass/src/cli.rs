@@ -49,6 +49,9 @@ pub enum Command {
     /// Inspect, prove, verify and export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Check, test and explain the Cedar policies that decide who may break glass.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Run benchmarks and print their figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -171,6 +174,89 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Parse every *.cedar file in a directory and validate it strictly against the breakglass schema.
+    /// Prints every problem, with its file and position; nothing is half-loaded.
+    #[command(after_help = EXIT_CODES)]
+    Check {
+        /// The policy directory.
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a test table (TOML, [[case]] entries with an expected allow or deny) against the policies.
+    #[command(after_help = EXIT_CODES)]
+    Test {
+        /// The test table.
+        file: PathBuf,
+        /// The policy directory. Default: the test table's directory.
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what the policies decide for one principal, action and scope, and which policies decided it.
+    /// With --action request and --cap, decides the whole request: every scope and capability,
+    /// auto-approval and the grant's terms.
+    #[command(after_help = EXIT_CODES)]
+    Explain(Box<PolicyExplainArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyExplainArgs {
+    /// The policy directory.
+    #[arg(long, value_name = "DIR")]
+    pub policies: PathBuf,
+    /// Who acts.
+    #[arg(long)]
+    pub principal: String,
+    /// A group the principal is in (repeatable).
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// request, auto-approve, approve, review, push, force-push, delete, skip-gate, advisory-gate or deploy.
+    #[arg(long)]
+    pub action: String,
+    /// A scope, e.g. git:payments/api@refs/heads/main (repeatable).
+    #[arg(long = "scope", value_name = "SCOPE", required = true)]
+    pub scopes: Vec<String>,
+    /// A capability, e.g. push or skip-gate:tests (repeatable). With a gate action it names the gate.
+    #[arg(long = "cap", value_name = "CAPABILITY")]
+    pub caps: Vec<String>,
+    /// The gate, for skip-gate and advisory-gate without --cap.
+    #[arg(long)]
+    pub gate: Option<String>,
+    /// The grant's duration.
+    #[arg(long, default_value = "30m")]
+    pub duration: String,
+    /// The reason given.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Who requested the grant (approve, review). Default: the principal.
+    #[arg(long)]
+    pub requester: Option<String>,
+    /// The requester's overdue reviews.
+    #[arg(long, default_value_t = 0)]
+    pub overdue_reviews: u32,
+    /// An open incident of this severity (1 is the most severe).
+    #[arg(long, value_name = "N")]
+    pub incident_severity: Option<i64>,
+    /// The incident's status: triggered, acknowledged or resolved.
+    #[arg(long, default_value = "triggered", requires = "incident_severity")]
+    pub incident_status: String,
+    /// The incident's id.
+    #[arg(long, default_value = "", requires = "incident_severity")]
+    pub incident_id: String,
+    /// The requester is one of the incident's responders.
+    #[arg(long, requires = "incident_severity")]
+    pub responder: bool,
+    /// Decide as of this time (RFC 3339). Default: now.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ mod config;
 mod datadir;
 mod debug;
 mod error;
+mod policy;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -70,6 +71,7 @@ async fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Audit(cmd) => audit::run(&loc, cmd).await,
+        Command::Policy(cmd) => policy::run(cmd),
         Command::Bench(cli::BenchCommand::Ledger(args)) => bench::ledger(args).await,
         Command::Debug(cmd) => debug::run(&loc, cmd).await,
         Command::Completions { shell } => {

@@ -3,4 +3,5 @@
 
 mod audit;
 mod crash;
+mod policy;
 mod support;
