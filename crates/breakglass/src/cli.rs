@@ -261,6 +261,16 @@ pub struct PolicyExplainArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Time the in-process decisions of the grant path: offline grant-token
+    /// verification and Cedar policy decisions (the shipped example policy).
+    #[command(after_help = EXIT_CODES)]
+    Core {
+        /// Iterations of each measurement.
+        #[arg(long, default_value_t = 20_000)]
+        iterations: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Append, prove and verify in a scratch data directory, and print the figures.
     #[command(after_help = EXIT_CODES)]
     Ledger(BenchLedgerArgs),

@@ -73,6 +73,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Audit(cmd) => audit::run(&loc, cmd).await,
         Command::Policy(cmd) => policy::run(cmd),
         Command::Bench(cli::BenchCommand::Ledger(args)) => bench::ledger(args).await,
+        Command::Bench(cli::BenchCommand::Core { iterations, json }) => bench::core(iterations, json),
         Command::Debug(cmd) => debug::run(&loc, cmd).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "breakglass", &mut std::io::stdout());

@@ -25,6 +25,7 @@ fn every_command_has_help_with_exit_codes() {
         vec!["audit", "digest", "--help"],
         vec!["audit", "export", "--help"],
         vec!["bench", "ledger", "--help"],
+        vec!["bench", "core", "--help"],
         vec!["completions", "--help"],
     ] {
         let out = std::process::Command::new(BIN).args(&args).output().unwrap();
@@ -338,4 +339,28 @@ fn export_writes_tiles_incrementally_that_an_independent_verifier_accepts() {
     let checked = independent(&[Path::new("tiles"), Path::new(&s.key()), &out]);
     assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
     assert_eq!(std::fs::read_to_string(out.join("checkpoint")).unwrap(), s.ok(&["audit", "checkpoint"]));
+}
+
+#[test]
+fn the_benchmarks_run_and_report_their_figures() {
+    let out = std::process::Command::new(BIN).args(["bench", "core", "--iterations", "50", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["token_verify", "policy_decide", "policy_decide_request_1x1"] {
+        assert!(v[key]["p50_us"].as_f64().unwrap() > 0.0, "{key}: {v}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let keep = tmp.path().join("bench");
+    let out = std::process::Command::new(BIN)
+        .args(["bench", "ledger", "--entries", "300", "--appenders", "4", "--rate", "100", "--rate-seconds", "1"])
+        .args(["--proofs", "20", "--json", "--keep"])
+        .arg(&keep)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["log_size"], 400);
+    // The kept log is a real data directory that verifies.
+    let out = std::process::Command::new(BIN).args(["audit", "verify", "--data-dir"]).arg(&keep).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
