@@ -85,16 +85,20 @@ pub enum StoreError {
 ///    checkpoint; only the head row moves, forward.
 #[async_trait]
 pub trait LogStore: Send + Sync + 'static {
-    /// The current head: the latest checkpoint, or `None` for an empty log.
-    async fn head(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
-
-    /// The head size recorded in the head row (which must equal the latest
-    /// checkpoint's size; `audit verify` checks that it does).
-    async fn head_size(&self) -> Result<u64, StoreError>;
-
     /// The head row and the latest checkpoint in one consistent read, so that
     /// a writer committing in between cannot make them look inconsistent.
     async fn head_state(&self) -> Result<HeadState, StoreError>;
+
+    /// The latest checkpoint, or `None` for an empty log.
+    async fn head(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        Ok(self.head_state().await?.checkpoint)
+    }
+
+    /// The size in the head row (which must equal the latest checkpoint's
+    /// size; `audit verify` checks that it does).
+    async fn head_size(&self) -> Result<u64, StoreError> {
+        Ok(self.head_state().await?.size)
+    }
 
     /// Atomically appends `records` and `checkpoint` if the head is at
     /// `expected_size` and the checkpoint stored at that size has root

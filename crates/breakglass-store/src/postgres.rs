@@ -128,18 +128,6 @@ fn index_and_hashes(row: &PgRow) -> Result<(u64, Vec<Hash>), StoreError> {
 
 #[async_trait]
 impl LogStore for PostgresStore {
-    async fn head(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let row = sqlx::query("SELECT size, root, note FROM log_checkpoints ORDER BY size DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(checkpoint_from_row).transpose()
-    }
-
-    async fn head_size(&self) -> Result<u64, StoreError> {
-        let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1").fetch_one(&self.pool).await?;
-        u(size)
-    }
-
     async fn head_state(&self) -> Result<HeadState, StoreError> {
         // One statement sees one snapshot, even under READ COMMITTED.
         let row = sqlx::query(

@@ -168,18 +168,6 @@ const INSERT_BATCH: &str = "INSERT INTO log_entries (idx, hashes, data)
 
 #[async_trait]
 impl LogStore for SqliteStore {
-    async fn head(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let row = sqlx::query("SELECT size, root, note FROM log_checkpoints ORDER BY size DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(checkpoint_from_row).transpose()
-    }
-
-    async fn head_size(&self) -> Result<u64, StoreError> {
-        let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1").fetch_one(&self.pool).await?;
-        u(size)
-    }
-
     async fn head_state(&self) -> Result<HeadState, StoreError> {
         // One statement is one read snapshot in SQLite.
         let row = sqlx::query(
