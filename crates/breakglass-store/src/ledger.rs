@@ -22,6 +22,11 @@
 //! waits up to `linger` (1 ms) for it to fill to that size. A lone appender
 //! at a low rate never waits: its batches are all of size one.
 //!
+//! State mutations ride with entries: [`Ledger::append_with`] commits a
+//! request's entries and its [`Mutation`]s in one transaction. When a
+//! mutation's compare-and-swap fails, only that request is refused (with
+//! [`AppendError::Conflict`]); the rest of its batch is committed without it.
+//!
 //! Durability is pipelined: once a batch is committed to the database, it is
 //! handed to the sink thread, which writes and fsyncs it and then
 //! acknowledges it, while the sequencer already commits the next batch.
@@ -40,7 +45,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::reader::{LogReader, ReadError};
 use crate::sink::FileSink;
-use crate::{EntryRecord, LogStore, StoreError, StoredCheckpoint};
+use crate::{EntryRecord, LogStore, Mutation, StoreError, StoredCheckpoint};
 
 /// Ledger settings.
 #[derive(Clone, Debug)]
@@ -85,6 +90,10 @@ pub enum AppendError {
     Failed(String),
     #[error("the audit log is shut down")]
     Closed,
+    /// A state mutation's compare-and-swap failed: the object changed since
+    /// the caller read it. Nothing of this request was written; re-read and retry.
+    #[error("{kind} {id} was changed concurrently; nothing was written")]
+    Conflict { kind: String, id: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +112,7 @@ type Reply = oneshot::Sender<Result<Receipt, AppendError>>;
 
 struct Request {
     drafts: Vec<EntryDraft>,
+    mutations: Vec<Mutation>,
     reply: Reply,
 }
 
@@ -224,6 +234,13 @@ impl Ledger {
 
     /// Appends entries atomically (all in one batch, consecutive indexes).
     pub async fn append_all(&self, drafts: Vec<EntryDraft>) -> Result<Receipt, AppendError> {
+        self.append_with(drafts, Vec::new()).await
+    }
+
+    /// Appends entries atomically together with state mutations: both are
+    /// committed in one transaction, or neither is. Fails with
+    /// [`AppendError::Conflict`] when a mutation's expected version is stale.
+    pub async fn append_with(&self, drafts: Vec<EntryDraft>, mutations: Vec<Mutation>) -> Result<Receipt, AppendError> {
         // Bad input is refused here, before it reaches the sequencer, so it
         // can never fail someone else's batch.
         for d in &drafts {
@@ -233,7 +250,7 @@ impl Ledger {
             return Err(AppendError::Failed("no entries to append".into()));
         }
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Request { drafts, reply }).await.map_err(|_| AppendError::Closed)?;
+        self.tx.send(Request { drafts, mutations, reply }).await.map_err(|_| AppendError::Closed)?;
         rx.await.map_err(|_| AppendError::Closed)?
     }
 
@@ -318,8 +335,25 @@ impl Sequencer {
                 }
             }
             self.last_batch = n;
-            let drafts: Vec<Vec<EntryDraft>> = batch.iter_mut().map(|r| std::mem::take(&mut r.drafts)).collect();
-            match self.commit(drafts).await {
+            let mut work: Vec<(Vec<EntryDraft>, Vec<Mutation>)> =
+                batch.iter_mut().map(|r| (std::mem::take(&mut r.drafts), std::mem::take(&mut r.mutations))).collect();
+            // A request whose mutation conflicts is refused alone; the rest
+            // of the batch is committed without it.
+            let res = loop {
+                match self.commit(&work).await {
+                    Err(CommitError::Conflict { request, kind, id }) => {
+                        work.remove(request);
+                        let _ = batch.remove(request).reply.send(Err(AppendError::Conflict { kind, id }));
+                        if work.is_empty() {
+                            break None;
+                        }
+                    }
+                    Err(CommitError::Append(e)) => break Some(Err(e)),
+                    Ok(done) => break Some(Ok(done)),
+                }
+            };
+            let Some(res) = res else { continue };
+            match res {
                 Ok((receipts, records, end)) => {
                     let replies: Vec<(Reply, Receipt)> = batch.into_iter().map(|r| r.reply).zip(receipts).collect();
                     match &self.sink_tx {
@@ -401,10 +435,10 @@ impl Sequencer {
     /// records, and the new log size.
     async fn commit(
         &mut self,
-        requests: Vec<Vec<EntryDraft>>,
-    ) -> Result<(Vec<Receipt>, Vec<EntryRecord>, u64), AppendError> {
+        requests: &[(Vec<EntryDraft>, Vec<Mutation>)],
+    ) -> Result<(Vec<Receipt>, Vec<EntryRecord>, u64), CommitError> {
         if let Some(why) = &self.fatal {
-            return Err(AppendError::Fatal(why.clone()));
+            return Err(AppendError::Fatal(why.clone()).into());
         }
         if self.dirty {
             self.reload().await?;
@@ -413,20 +447,27 @@ impl Sequencer {
             // The frontier we extend must be the tree of the last signed checkpoint.
             let expected_root = self.head.as_ref().map(|h| h.root).unwrap_or_else(breakglass_core::hash::empty_root);
             if self.frontier.root() != expected_root {
-                return Err(self.halt("the in-memory tree no longer matches the last checkpoint".into()));
+                return Err(self.halt("the in-memory tree no longer matches the last checkpoint".into()).into());
             }
             let time = self.clock.now().max(self.last_time);
             let start = self.frontier.size();
             let mut frontier = self.frontier.clone();
-            let mut records = Vec::with_capacity(requests.iter().map(Vec::len).sum());
+            let mut records = Vec::with_capacity(requests.iter().map(|r| r.0.len()).sum());
             let mut receipts = Vec::with_capacity(requests.len());
-            for drafts in &requests {
+            let mut mutations = Vec::new();
+            // Which request each mutation belongs to, to refuse only that one on a conflict.
+            let mut owner_of = Vec::new();
+            for (k, (drafts, muts)) in requests.iter().enumerate() {
                 let first = frontier.size();
                 for d in drafts {
                     let index = frontier.size();
-                    let data = Entry::sequence(d.clone(), index, time).encode()?;
+                    let data = Entry::sequence(d.clone(), index, time).encode().map_err(AppendError::from)?;
                     let hashes = frontier.append(leaf_hash(&data));
                     records.push(EntryRecord { index, data, hashes });
+                }
+                for m in muts {
+                    mutations.push((m.clone(), first..frontier.size()));
+                    owner_of.push(k);
                 }
                 receipts.push(Receipt { index: first, count: drafts.len() as u64, checkpoint_size: 0, time });
             }
@@ -435,15 +476,20 @@ impl Sequencer {
             let note = cp.sign(&self.signer).map_err(|e| self.halt(format!("cannot sign checkpoint: {e}")))?;
             let stored = StoredCheckpoint { size: cp.size, root: cp.root, note };
             let t_signed = std::time::Instant::now();
-            match self.store.append(start, &expected_root, &records, &stored).await {
+            match self.store.append_with(start, &expected_root, &records, &stored, &mutations).await {
                 Ok(()) => {}
                 Err(StoreError::HeadMoved { .. }) => {
                     self.reload().await?;
                     continue;
                 }
+                Err(StoreError::Conflict { mutation, kind, id, .. }) => {
+                    // The transaction was rolled back: the head and the
+                    // frontier are as they were.
+                    return Err(CommitError::Conflict { request: owner_of[mutation], kind, id });
+                }
                 Err(e) => {
                     self.dirty = true;
-                    return Err(AppendError::Failed(e.to_string()));
+                    return Err(AppendError::Failed(e.to_string()).into());
                 }
             }
             self.frontier = frontier;
@@ -460,6 +506,17 @@ impl Sequencer {
             );
             return Ok((receipts, records, cp.size));
         }
-        Err(AppendError::Failed(format!("gave up after {MAX_CAS_RETRIES} compare-and-swap retries")))
+        Err(AppendError::Failed(format!("gave up after {MAX_CAS_RETRIES} compare-and-swap retries")).into())
+    }
+}
+
+enum CommitError {
+    Append(AppendError),
+    Conflict { request: usize, kind: String, id: String },
+}
+
+impl From<AppendError> for CommitError {
+    fn from(e: AppendError) -> CommitError {
+        CommitError::Append(e)
     }
 }

@@ -8,6 +8,10 @@
 //!   them to the JSON-lines [`sink`], and only then acknowledges.
 //! - [`reader::LogReader`] serves entries, checkpoints and proofs.
 //! - [`verify`] recomputes a whole log; [`export`] writes the tlog-tiles layout.
+//! - The service's state (grants, API tokens, sessions, used login
+//!   challenges) is a table of versioned [`StateObject`]s that changes only
+//!   through [`Mutation`]s committed in the same transaction as the log
+//!   entries that record them ([`LogStore::append_with`]).
 
 pub mod export;
 pub mod ledger;
@@ -48,8 +52,64 @@ pub struct HeadState {
     pub checkpoint: Option<StoredCheckpoint>,
 }
 
+/// One object of the service's state: a grant, an API token, a session, a
+/// used login challenge. `body` is the object as JSON; `status`, `owner` and
+/// `due` are copied out of it so that the store can index them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateObject {
+    pub kind: String,
+    pub id: String,
+    /// 1 when created; each mutation adds one.
+    pub version: u64,
+    pub status: String,
+    /// Whose it is (the grantee, the token's creator); "" when nobody's.
+    pub owner: String,
+    /// When something must next happen to it (a grant's expiry, a pending
+    /// request's lapse), in milliseconds since the epoch.
+    pub due: Option<i64>,
+    pub body: String,
+}
+
+/// A change to one state object, committed only together with the log
+/// entries of the same append, and only if the object is still at
+/// `expected_version` (0: it must not exist yet). This compare-and-swap is
+/// what keeps two servers from activating or expiring a grant twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mutation {
+    pub kind: String,
+    pub id: String,
+    pub expected_version: u64,
+    pub status: String,
+    pub owner: String,
+    pub due: Option<i64>,
+    pub body: String,
+}
+
+impl Mutation {
+    /// The version the object has after this mutation.
+    pub fn new_version(&self) -> u64 {
+        self.expected_version + 1
+    }
+}
+
+/// Which state objects to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectFilter {
+    /// Only these statuses (all when empty).
+    pub statuses: Vec<String>,
+    /// Only this owner.
+    pub owner: Option<String>,
+    /// At most this many, newest first (by id, which sorts by time for
+    /// breakglass's ids); 0 means 1000.
+    pub limit: u32,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A mutation's compare-and-swap failed: the object changed (or was
+    /// created) since it was read. Nothing of the append was committed.
+    #[error("{kind} {id} changed concurrently (expected version {expected_version})")]
+    Conflict { mutation: usize, kind: String, id: String, expected_version: u64 },
     /// The compare-and-swap on the head failed: another sequencer appended.
     #[error("the log head moved: expected size {expected}, another writer appended first")]
     HeadMoved { expected: u64 },
@@ -111,7 +171,45 @@ pub trait LogStore: Send + Sync + 'static {
         expected_root: &Hash,
         records: &[EntryRecord],
         checkpoint: &StoredCheckpoint,
+    ) -> Result<(), StoreError> {
+        self.append_with(expected_size, expected_root, records, checkpoint, &[]).await
+    }
+
+    /// [`LogStore::append`], and in the same transaction the state
+    /// `mutations`, each linked to the log indexes in its range. The head's
+    /// compare-and-swap is checked first ([`StoreError::HeadMoved`]); then
+    /// each mutation's version, in order: the first that fails aborts the
+    /// whole transaction with [`StoreError::Conflict`] naming it.
+    async fn append_with(
+        &self,
+        expected_size: u64,
+        expected_root: &Hash,
+        records: &[EntryRecord],
+        checkpoint: &StoredCheckpoint,
+        mutations: &[(Mutation, std::ops::Range<u64>)],
     ) -> Result<(), StoreError>;
+
+    /// One state object, if it exists.
+    async fn object(&self, kind: &str, id: &str) -> Result<Option<StateObject>, StoreError>;
+
+    /// State objects of a kind, newest id first.
+    async fn objects(&self, kind: &str, filter: &ObjectFilter) -> Result<Vec<StateObject>, StoreError>;
+
+    /// Objects of a kind with `due <= until` and one of `statuses`, soonest
+    /// first, at most `limit`.
+    async fn due_objects(
+        &self,
+        kind: &str,
+        statuses: &[&str],
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<StateObject>, StoreError>;
+
+    /// The earliest `due` among objects of a kind with one of `statuses`.
+    async fn next_due(&self, kind: &str, statuses: &[&str]) -> Result<Option<i64>, StoreError>;
+
+    /// The log indexes of the entries that recorded changes to an object, in order.
+    async fn object_log(&self, kind: &str, id: &str) -> Result<Vec<u64>, StoreError>;
 
     /// The stored hashes of the entries with these indexes, in any order;
     /// entries that do not exist are simply absent.
@@ -158,6 +256,30 @@ pub trait LogStore: Send + Sync + 'static {
 
     /// The checkpoint of exactly this size, if one was stored.
     async fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError>;
+}
+
+/// The migration that adds the state tables; the same SQL on both databases.
+pub(crate) const STATE_MIGRATION: &str = "CREATE TABLE state_objects (
+         kind TEXT NOT NULL,
+         id TEXT NOT NULL,
+         version BIGINT NOT NULL,
+         status TEXT NOT NULL,
+         owner TEXT NOT NULL,
+         due BIGINT,
+         body TEXT NOT NULL,
+         PRIMARY KEY (kind, id)
+     );
+     CREATE INDEX state_objects_owner ON state_objects (kind, owner, status);
+     CREATE INDEX state_objects_due ON state_objects (kind, due) WHERE due IS NOT NULL;
+     CREATE TABLE state_log (
+         kind TEXT NOT NULL,
+         id TEXT NOT NULL,
+         idx BIGINT NOT NULL,
+         PRIMARY KEY (kind, id, idx)
+     );";
+
+pub(crate) fn effective_limit(limit: u32) -> i64 {
+    if limit == 0 { 1000 } else { i64::from(limit.min(10_000)) }
 }
 
 pub fn hashes_to_blob(hashes: &[Hash]) -> Vec<u8> {

@@ -10,13 +10,17 @@ use breakglass_core::Hash;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection as _, Row as _};
 
-use crate::{EntryRecord, HeadState, LogStore, StoreError, StoredCheckpoint, blob_to_hashes, hashes_to_blob};
+use crate::{
+    EntryRecord, HeadState, LogStore, Mutation, ObjectFilter, StateObject, StoreError, StoredCheckpoint,
+    blob_to_hashes, effective_limit, hashes_to_blob,
+};
 
 /// Schema migrations, applied in order under an advisory lock so that
 /// servers starting together do not race.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE log_entries (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE log_entries (
          idx BIGINT PRIMARY KEY,
          hashes BYTEA NOT NULL,
          data BYTEA NOT NULL
@@ -31,7 +35,9 @@ const MIGRATIONS: &[(i64, &str)] = &[(
          size BIGINT NOT NULL
      );
      INSERT INTO log_head (id, size) VALUES (1, 0);",
-)];
+    ),
+    (2, crate::STATE_MIGRATION),
+];
 
 /// An arbitrary constant naming breakglass's migration lock.
 const MIGRATION_LOCK: i64 = 0x6272_6b67_6c73_0001;
@@ -120,6 +126,18 @@ fn checkpoint_from_row(row: &PgRow) -> Result<StoredCheckpoint, StoreError> {
     Ok(StoredCheckpoint { size, root, note: row.try_get("note")? })
 }
 
+fn object_from_row(row: &PgRow) -> Result<StateObject, StoreError> {
+    Ok(StateObject {
+        kind: row.try_get("kind")?,
+        id: row.try_get("id")?,
+        version: u(row.try_get("version")?)?,
+        status: row.try_get("status")?,
+        owner: row.try_get("owner")?,
+        due: row.try_get("due")?,
+        body: row.try_get("body")?,
+    })
+}
+
 fn index_and_hashes(row: &PgRow) -> Result<(u64, Vec<Hash>), StoreError> {
     let index = u(row.try_get("idx")?)?;
     let blob: Vec<u8> = row.try_get("hashes")?;
@@ -144,12 +162,13 @@ impl LogStore for PostgresStore {
         Ok(HeadState { size, checkpoint })
     }
 
-    async fn append(
+    async fn append_with(
         &self,
         expected_size: u64,
         expected_root: &Hash,
         records: &[EntryRecord],
         checkpoint: &StoredCheckpoint,
+        mutations: &[(Mutation, std::ops::Range<u64>)],
     ) -> Result<(), StoreError> {
         debug_assert!(records.iter().enumerate().all(|(k, r)| r.index == expected_size + k as u64));
         debug_assert_eq!(checkpoint.size, expected_size + records.len() as u64);
@@ -195,8 +214,128 @@ impl LogStore for PostgresStore {
             .bind(&checkpoint.note)
             .execute(&mut *tx)
             .await?;
+        // Under READ COMMITTED an UPDATE that waited for another writer's
+        // row lock re-checks `version` against the committed row, and an
+        // INSERT that collides does nothing: either way the loser changes no
+        // row and gets a conflict.
+        for (k, (m, log)) in mutations.iter().enumerate() {
+            let changed = if m.expected_version == 0 {
+                sqlx::query(
+                    "INSERT INTO state_objects (kind, id, version, status, owner, due, body)
+                     VALUES ($1, $2, 1, $3, $4, $5, $6) ON CONFLICT (kind, id) DO NOTHING",
+                )
+                .bind(&m.kind)
+                .bind(&m.id)
+                .bind(&m.status)
+                .bind(&m.owner)
+                .bind(m.due)
+                .bind(&m.body)
+            } else {
+                sqlx::query(
+                    "UPDATE state_objects SET version = version + 1, status = $3, owner = $4, due = $5, body = $6
+                     WHERE kind = $1 AND id = $2 AND version = $7",
+                )
+                .bind(&m.kind)
+                .bind(&m.id)
+                .bind(&m.status)
+                .bind(&m.owner)
+                .bind(m.due)
+                .bind(&m.body)
+                .bind(i(m.expected_version))
+            }
+            .execute(&mut *tx)
+            .await?;
+            if changed.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Err(StoreError::Conflict {
+                    mutation: k,
+                    kind: m.kind.clone(),
+                    id: m.id.clone(),
+                    expected_version: m.expected_version,
+                });
+            }
+            let idx: Vec<i64> = log.clone().map(i).collect();
+            sqlx::query(
+                "INSERT INTO state_log (kind, id, idx) SELECT $1, $2, x FROM UNNEST($3::BIGINT[]) AS x
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&m.kind)
+            .bind(&m.id)
+            .bind(idx)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn object(&self, kind: &str, id: &str) -> Result<Option<StateObject>, StoreError> {
+        let row = sqlx::query(
+            "SELECT kind, id, version, status, owner, due, body FROM state_objects WHERE kind = $1 AND id = $2",
+        )
+        .bind(kind)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(object_from_row).transpose()
+    }
+
+    async fn objects(&self, kind: &str, filter: &ObjectFilter) -> Result<Vec<StateObject>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, id, version, status, owner, due, body FROM state_objects
+             WHERE kind = $1 AND ($2::TEXT IS NULL OR owner = $2)
+               AND (cardinality($3::TEXT[]) = 0 OR status = ANY($3))
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(kind)
+        .bind(filter.owner.as_deref())
+        .bind(&filter.statuses)
+        .bind(effective_limit(filter.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(object_from_row).collect()
+    }
+
+    async fn due_objects(
+        &self,
+        kind: &str,
+        statuses: &[&str],
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<StateObject>, StoreError> {
+        let statuses: Vec<String> = statuses.iter().map(|s| (*s).to_owned()).collect();
+        let rows = sqlx::query(
+            "SELECT kind, id, version, status, owner, due, body FROM state_objects
+             WHERE kind = $1 AND due IS NOT NULL AND due <= $2 AND status = ANY($3)
+             ORDER BY due LIMIT $4",
+        )
+        .bind(kind)
+        .bind(until)
+        .bind(statuses)
+        .bind(effective_limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(object_from_row).collect()
+    }
+
+    async fn next_due(&self, kind: &str, statuses: &[&str]) -> Result<Option<i64>, StoreError> {
+        let statuses: Vec<String> = statuses.iter().map(|s| (*s).to_owned()).collect();
+        Ok(sqlx::query_scalar(
+            "SELECT min(due) FROM state_objects WHERE kind = $1 AND due IS NOT NULL AND status = ANY($2)",
+        )
+        .bind(kind)
+        .bind(statuses)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn object_log(&self, kind: &str, id: &str) -> Result<Vec<u64>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT idx FROM state_log WHERE kind = $1 AND id = $2 ORDER BY idx")
+            .bind(kind)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(u).collect()
     }
 
     async fn hashes_of(&self, entries: &[u64]) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {

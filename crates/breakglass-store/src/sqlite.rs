@@ -14,12 +14,16 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection as _, Row as _};
 
-use crate::{EntryRecord, HeadState, LogStore, StoreError, StoredCheckpoint, blob_to_hashes, hashes_to_blob};
+use crate::{
+    EntryRecord, HeadState, LogStore, Mutation, ObjectFilter, StateObject, StoreError, StoredCheckpoint,
+    blob_to_hashes, effective_limit, hashes_to_blob,
+};
 
 /// Schema migrations, applied in order and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE log_entries (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE log_entries (
          idx INTEGER PRIMARY KEY,
          hashes BLOB NOT NULL,
          data BLOB NOT NULL
@@ -34,7 +38,9 @@ const MIGRATIONS: &[(i64, &str)] = &[(
          size INTEGER NOT NULL
      );
      INSERT INTO log_head (id, size) VALUES (1, 0);",
-)];
+    ),
+    (2, crate::STATE_MIGRATION),
+];
 
 /// How the database is opened.
 #[derive(Clone, Copy, Debug, Default)]
@@ -140,6 +146,18 @@ fn index_and_hashes(row: &sqlx::sqlite::SqliteRow) -> Result<(u64, Vec<Hash>), S
     Ok((index, blob_to_hashes(index, &blob)?))
 }
 
+fn object_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StateObject, StoreError> {
+    Ok(StateObject {
+        kind: row.try_get("kind")?,
+        id: row.try_get("id")?,
+        version: u(row.try_get("version")?)?,
+        status: row.try_get("status")?,
+        owner: row.try_get("owner")?,
+        due: row.try_get("due")?,
+        body: row.try_get("body")?,
+    })
+}
+
 fn checkpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredCheckpoint, StoreError> {
     let size = u(row.try_get("size")?)?;
     let root: Vec<u8> = row.try_get("root")?;
@@ -184,12 +202,13 @@ impl LogStore for SqliteStore {
         Ok(HeadState { size, checkpoint })
     }
 
-    async fn append(
+    async fn append_with(
         &self,
         expected_size: u64,
         expected_root: &Hash,
         records: &[EntryRecord],
         checkpoint: &StoredCheckpoint,
+        mutations: &[(Mutation, std::ops::Range<u64>)],
     ) -> Result<(), StoreError> {
         debug_assert!(records.iter().enumerate().all(|(k, r)| r.index == expected_size + k as u64));
         debug_assert_eq!(checkpoint.size, expected_size + records.len() as u64);
@@ -250,8 +269,122 @@ impl LogStore for SqliteStore {
             .bind(&checkpoint.note)
             .execute(&mut *tx)
             .await?;
+        for (k, (m, log)) in mutations.iter().enumerate() {
+            let changed = if m.expected_version == 0 {
+                sqlx::query(
+                    "INSERT INTO state_objects (kind, id, version, status, owner, due, body)
+                     VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6) ON CONFLICT (kind, id) DO NOTHING",
+                )
+                .bind(&m.kind)
+                .bind(&m.id)
+                .bind(&m.status)
+                .bind(&m.owner)
+                .bind(m.due)
+                .bind(&m.body)
+            } else {
+                sqlx::query(
+                    "UPDATE state_objects SET version = version + 1, status = ?3, owner = ?4, due = ?5, body = ?6
+                     WHERE kind = ?1 AND id = ?2 AND version = ?7",
+                )
+                .bind(&m.kind)
+                .bind(&m.id)
+                .bind(&m.status)
+                .bind(&m.owner)
+                .bind(m.due)
+                .bind(&m.body)
+                .bind(i(m.expected_version))
+            }
+            .execute(&mut *tx)
+            .await?;
+            if changed.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Err(StoreError::Conflict {
+                    mutation: k,
+                    kind: m.kind.clone(),
+                    id: m.id.clone(),
+                    expected_version: m.expected_version,
+                });
+            }
+            for idx in log.clone() {
+                sqlx::query("INSERT OR IGNORE INTO state_log (kind, id, idx) VALUES (?, ?, ?)")
+                    .bind(&m.kind)
+                    .bind(&m.id)
+                    .bind(i(idx))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn object(&self, kind: &str, id: &str) -> Result<Option<StateObject>, StoreError> {
+        let row = sqlx::query(
+            "SELECT kind, id, version, status, owner, due, body FROM state_objects WHERE kind = ? AND id = ?",
+        )
+        .bind(kind)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(object_from_row).transpose()
+    }
+
+    async fn objects(&self, kind: &str, filter: &ObjectFilter) -> Result<Vec<StateObject>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, id, version, status, owner, due, body FROM state_objects
+             WHERE kind = ?1 AND (?2 IS NULL OR owner = ?2)
+               AND (?3 = '[]' OR status IN (SELECT value FROM json_each(?3)))
+             ORDER BY id DESC LIMIT ?4",
+        )
+        .bind(kind)
+        .bind(filter.owner.as_deref())
+        .bind(serde_json::to_string(&filter.statuses).expect("strings serialise"))
+        .bind(effective_limit(filter.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(object_from_row).collect()
+    }
+
+    async fn due_objects(
+        &self,
+        kind: &str,
+        statuses: &[&str],
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<StateObject>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, id, version, status, owner, due, body FROM state_objects
+             WHERE kind = ?1 AND due IS NOT NULL AND due <= ?2
+               AND status IN (SELECT value FROM json_each(?3))
+             ORDER BY due LIMIT ?4",
+        )
+        .bind(kind)
+        .bind(until)
+        .bind(serde_json::to_string(statuses).expect("strings serialise"))
+        .bind(effective_limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(object_from_row).collect()
+    }
+
+    async fn next_due(&self, kind: &str, statuses: &[&str]) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT min(due) FROM state_objects
+             WHERE kind = ?1 AND due IS NOT NULL AND status IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(kind)
+        .bind(serde_json::to_string(statuses).expect("strings serialise"))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn object_log(&self, kind: &str, id: &str) -> Result<Vec<u64>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT idx FROM state_log WHERE kind = ? AND id = ? ORDER BY idx")
+            .bind(kind)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(u).collect()
     }
 
     async fn hashes_of(&self, entries: &[u64]) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {

@@ -14,12 +14,13 @@ use breakglass_core::hash::{empty_root, leaf_hash};
 use breakglass_core::proof::{verify_consistency, verify_inclusion};
 use breakglass_core::time::{Clock, Timestamp};
 use breakglass_core::tree::MemoryTree;
+use breakglass_store::ledger::AppendError;
 use breakglass_store::ledger::{Ledger, LedgerConfig};
 use breakglass_store::postgres::PostgresStore;
 use breakglass_store::reader::LogReader;
 use breakglass_store::sqlite::{OpenOptions, SqliteStore};
 use breakglass_store::verify::{VerifyOptions, verify_log};
-use breakglass_store::{EntryRecord, HeadState, LogStore, StoreError, StoredCheckpoint};
+use breakglass_store::{EntryRecord, HeadState, LogStore, Mutation, ObjectFilter, StoreError, StoredCheckpoint};
 
 use crate::harness::{ManualClock, ORIGIN, T0, draft, signer};
 
@@ -299,6 +300,118 @@ async fn two_servers_on_one_database_never_fork_the_log() {
         let store = db.open().await;
         let report = verify_log(&reader(&store), VerifyOptions::default()).await.unwrap();
         assert_eq!(report.size, 200, "{kind}");
+        db.drop_db().await;
+    }
+}
+
+fn grant_mutation(id: &str, expected_version: u64, status: &str, owner: &str, due: Option<i64>) -> Mutation {
+    Mutation {
+        kind: "grant".into(),
+        id: id.into(),
+        expected_version,
+        status: status.into(),
+        owner: owner.into(),
+        due,
+        body: format!("{{\"id\":\"{id}\",\"status\":\"{status}\"}}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_mutations_commit_with_their_entries_by_compare_and_swap() {
+    for db in backends().await {
+        let kind = db.kind();
+        let store = db.open().await;
+        let mut tree = MemoryTree::default();
+        let (first, cp1) = batch(&mut tree, 2, "create");
+        let create = grant_mutation("g1", 0, "pending", "alice", Some(T0 + 1000));
+        store.append_with(0, &empty_root(), &first, &cp1, &[(create.clone(), 0..2)]).await.unwrap();
+        let got = store.object("grant", "g1").await.unwrap().expect("created");
+        assert_eq!(
+            (got.version, got.status.as_str(), got.owner.as_str(), got.due),
+            (1, "pending", "alice", Some(T0 + 1000))
+        );
+        assert_eq!(store.object_log("grant", "g1").await.unwrap(), vec![0, 1], "{kind}");
+
+        // Creating it again conflicts, and nothing of that append is committed.
+        let mut rival_tree = tree.clone();
+        let (rival, rival_cp) = batch(&mut rival_tree, 1, "dup");
+        let err = store.append_with(2, &cp1.root, &rival, &rival_cp, &[(create, 2..3)]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { mutation: 0, .. }), "{kind}: {err}");
+        assert_eq!(store.head_size().await.unwrap(), 2, "{kind}: a conflict commits no entry");
+
+        // An update at the current version succeeds; a stale one conflicts,
+        // even when another mutation before it in the same append was fine.
+        let (second, cp2) = batch(&mut tree, 1, "activate");
+        let activate = grant_mutation("g1", 1, "active", "alice", Some(T0 + 5000));
+        store.append_with(2, &cp1.root, &second, &cp2, &[(activate, 2..3)]).await.unwrap();
+        let mut stale_tree = tree.clone();
+        let (third, cp3) = batch(&mut stale_tree, 1, "stale");
+        let other = grant_mutation("g2", 0, "pending", "bob", Some(T0 + 2000));
+        let stale = grant_mutation("g1", 1, "revoked", "alice", None);
+        let err = store.append_with(3, &cp2.root, &third, &cp3, &[(other, 3..4), (stale, 3..4)]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { mutation: 1, .. }), "{kind}: {err}");
+        assert!(store.object("grant", "g2").await.unwrap().is_none(), "{kind}: rolled back as a whole");
+        assert_eq!(store.object("grant", "g1").await.unwrap().unwrap().status, "active", "{kind}");
+        assert_eq!(store.head_size().await.unwrap(), 3, "{kind}");
+
+        // Listing and due times.
+        let (fourth, cp4) = batch(&mut tree, 1, "more");
+        let g3 = grant_mutation("g3", 0, "pending", "bob", Some(T0 + 3000));
+        store.append_with(3, &cp2.root, &fourth, &cp4, &[(g3, 3..4)]).await.unwrap();
+        let all = store.objects("grant", &ObjectFilter::default()).await.unwrap();
+        assert_eq!(all.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), ["g3", "g1"], "{kind}");
+        let bobs = ObjectFilter { owner: Some("bob".into()), ..Default::default() };
+        assert_eq!(store.objects("grant", &bobs).await.unwrap().len(), 1, "{kind}");
+        let active = ObjectFilter { statuses: vec!["active".into()], ..Default::default() };
+        assert_eq!(store.objects("grant", &active).await.unwrap()[0].id, "g1", "{kind}");
+        assert_eq!(store.next_due("grant", &["active", "pending"]).await.unwrap(), Some(T0 + 3000), "{kind}");
+        assert_eq!(store.next_due("grant", &["active"]).await.unwrap(), Some(T0 + 5000), "{kind}");
+        assert_eq!(store.next_due("token", &["active"]).await.unwrap(), None, "{kind}");
+        let due = store.due_objects("grant", &["active", "pending"], T0 + 4000, 10).await.unwrap();
+        assert_eq!(due.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), ["g3"], "{kind}");
+        let due = store.due_objects("grant", &["active", "pending"], T0 + 5000, 10).await.unwrap();
+        assert_eq!(due.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), ["g3", "g1"], "{kind}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_request_is_refused_alone_and_two_servers_never_both_win() {
+    for db in backends().await {
+        let kind = db.kind();
+        let clock = ManualClock::new(T0);
+        let (a, b) = (ledger(&db.open().await, &clock).await, ledger(&db.open().await, &clock).await);
+        a.append_with(vec![draft(1)], vec![grant_mutation("g", 0, "pending", "alice", None)]).await.unwrap();
+        // Many racers, on two servers, all try to move version 1 on; exactly
+        // one wins, and every loser's entry is absent from the log.
+        let mut tasks = Vec::new();
+        for k in 0..16u64 {
+            let led = if k % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                let mut d = draft(100 + k);
+                d.data["racer"] = k.into();
+                let res = led.append_with(vec![d], vec![grant_mutation("g", 1, "active", "alice", None)]).await;
+                // An unrelated append in the same batches is never refused.
+                led.append(draft(200 + k)).await.unwrap();
+                res
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => wins += 1,
+                Err(AppendError::Conflict { kind: k, id }) => assert_eq!((k.as_str(), id.as_str()), ("grant", "g")),
+                Err(e) => panic!("{kind}: unexpected {e}"),
+            }
+        }
+        assert_eq!(wins, 1, "{kind}: exactly one racer moves the object");
+        a.shutdown().await;
+        b.shutdown().await;
+        let store = db.open().await;
+        assert_eq!(store.object("grant", "g").await.unwrap().unwrap().version, 2, "{kind}");
+        let report = verify_log(&reader(&store), VerifyOptions::default()).await.unwrap();
+        assert_eq!(report.size, 1 + 1 + 16, "{kind}: one creation, one winner, sixteen unrelated entries");
+        assert_eq!(store.object_log("grant", "g").await.unwrap().len(), 2, "{kind}");
         db.drop_db().await;
     }
 }
