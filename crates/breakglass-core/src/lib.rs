@@ -9,12 +9,15 @@
 //! Invariant: nothing in here reads the clock, the environment, the network or
 //! the file system. Time is a parameter ([`time::Timestamp`]).
 
+pub mod api;
 pub mod checkpoint;
 pub mod entry;
 pub mod grant;
 pub mod hash;
+pub mod login;
 pub mod note;
 pub mod policy;
+pub mod principals;
 pub mod proof;
 pub mod scope;
 pub mod sshsig;

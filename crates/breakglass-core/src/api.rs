@@ -1,0 +1,297 @@
+//! The HTTP API's request and response bodies, shared by the server and the
+//! client so that the two cannot drift apart. Pure data; the routes are in
+//! the server crate and listed in docs/api.md.
+//!
+//! Conventions: every body is JSON; times are integers, milliseconds since
+//! the Unix epoch, UTC (see [`Timestamp`]); durations are strings like `30m`
+//! or `1h30m`; errors are [`ErrorBody`] with a 4xx or 5xx status.
+
+use serde::{Deserialize, Serialize};
+
+use crate::grant::{Approval, Extension, Grant, GrantState};
+use crate::time::Timestamp;
+
+/// Every error response: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    /// A stable machine-readable code, e.g. `unauthorized`, `policy_denied`.
+    pub code: String,
+    /// A sentence for a human that names the input and what is wrong.
+    pub message: String,
+    /// Explanations from policy, when policy decided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// `POST /v1/login/challenge`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    pub principal: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChallengeResponse {
+    /// The exact bytes to sign with `ssh-keygen -Y sign -n <namespace>`.
+    pub challenge: String,
+    pub namespace: String,
+    pub expires_at: Timestamp,
+}
+
+/// `POST /v1/login`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub principal: String,
+    pub challenge: String,
+    /// The armored SSHSIG signature (`-----BEGIN SSH SIGNATURE-----`).
+    pub signature: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginResponse {
+    /// A bearer session token; shown once, stored hashed by the server.
+    pub token: String,
+    pub principal: String,
+    pub expires_at: Timestamp,
+    /// The SHA-256 fingerprint of the key that signed.
+    pub key_fingerprint: String,
+}
+
+/// `GET /v1/whoami`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WhoAmI {
+    /// The principal (for a session) or the token's name (for an API token).
+    pub name: String,
+    /// `session` or `api-token`.
+    pub kind: String,
+    /// For API tokens: `admin`, `service` or `reader`; for sessions: `user`.
+    pub role: String,
+    pub groups: Vec<String>,
+}
+
+/// `POST /v1/grants`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    pub scopes: Vec<String>,
+    pub capabilities: Vec<String>,
+    /// e.g. `30m`.
+    pub duration: String,
+    pub reason: String,
+    #[serde(default)]
+    pub incident: Option<String>,
+}
+
+/// `POST /v1/grants/{id}/deny` and `/revoke`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRequest {
+    pub reason: String,
+}
+
+/// `POST /v1/grants/{id}/approve`
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// `POST /v1/grants/{id}/extend`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExtendRequest {
+    /// e.g. `15m`.
+    pub by: String,
+    pub reason: String,
+}
+
+/// A grant as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GrantView {
+    pub id: String,
+    pub principal: String,
+    pub scopes: Vec<String>,
+    pub capabilities: Vec<String>,
+    pub reason: String,
+    pub incident: Option<String>,
+    /// The stored state, except that an active grant past its expiry (or a
+    /// pending one past its lapse time) shows as `expired` (`lapsed`) even
+    /// before the server has written that down.
+    pub state: GrantState,
+    /// Whether the grant is honoured right now.
+    pub effective: bool,
+    pub requested_at: Timestamp,
+    pub duration: String,
+    pub max_duration: String,
+    pub approvals_required: u32,
+    pub approvals: Vec<Approval>,
+    pub pending_until: Timestamp,
+    pub activated_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+    pub extensions: Vec<Extension>,
+    pub ended_at: Option<Timestamp>,
+    pub ended_by: Option<String>,
+    pub end_reason: Option<String>,
+    /// The log indexes of the entries that recorded this grant's changes.
+    #[serde(default)]
+    pub log_indexes: Vec<u64>,
+}
+
+impl GrantView {
+    /// The view of `grant` at `now`.
+    pub fn of(grant: &Grant, now: Timestamp, log_indexes: Vec<u64>) -> GrantView {
+        let mut shown = grant.clone();
+        // Show what is true at `now`, not what the timer has got round to.
+        let _ = shown.expire(now);
+        GrantView {
+            id: grant.id.clone(),
+            principal: grant.principal.clone(),
+            scopes: grant.scopes.clone(),
+            capabilities: grant.capabilities.clone(),
+            reason: grant.reason.clone(),
+            incident: grant.incident.clone(),
+            state: shown.state,
+            effective: grant.is_effective(now),
+            requested_at: grant.requested_at,
+            duration: crate::grant::human_duration(grant.duration_ms),
+            max_duration: crate::grant::human_duration(grant.max_duration_ms),
+            approvals_required: grant.approvals_required,
+            approvals: grant.approvals.clone(),
+            pending_until: grant.pending_until,
+            activated_at: grant.activated_at,
+            expires_at: shown.expires_at,
+            extensions: grant.extensions.clone(),
+            ended_at: shown.ended_at,
+            ended_by: shown.ended_by.clone(),
+            end_reason: shown.end_reason.clone(),
+            log_indexes,
+        }
+    }
+}
+
+/// `GET /v1/grants`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GrantList {
+    pub grants: Vec<GrantView>,
+}
+
+/// `GET /v1/grants/{id}/status`: the hot path for hooks and CI steps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GrantStatus {
+    pub id: String,
+    pub principal: String,
+    pub state: GrantState,
+    pub effective: bool,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// `GET /v1/check?principal=..&scope=..&capability=..`: is there an
+/// effective grant held by the principal that covers the scope with the
+/// capability?
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckResponse {
+    pub allowed: bool,
+    /// The grant that allows it (the one that expires last), if any.
+    pub grant: Option<GrantStatus>,
+}
+
+/// `POST /v1/grants/{id}/token`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenResponse {
+    /// The signed grant token (EdDSA JWT).
+    pub token: String,
+    pub key_id: String,
+    pub expires_at: Timestamp,
+}
+
+/// `POST /v1/tokens`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiToken {
+    pub name: String,
+    /// `admin`, `service` or `reader`.
+    pub role: String,
+    /// Optional lifetime, e.g. `90d` is not accepted: use hours (`2160h`).
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiTokenView {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedApiToken {
+    /// The secret, shown this once; the server keeps only its hash.
+    pub token: String,
+    #[serde(flatten)]
+    pub view: ApiTokenView,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiTokenList {
+    pub tokens: Vec<ApiTokenView>,
+}
+
+/// `POST /v1/policy/reload`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PolicyReloaded {
+    pub policies: usize,
+    pub principals: usize,
+    pub files: Vec<String>,
+}
+
+/// `GET /v1/log/checkpoint`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckpointView {
+    pub size: u64,
+    /// Base64 of the root hash.
+    pub root: String,
+    /// The signed note, verbatim.
+    pub note: String,
+}
+
+/// `GET /v1/log/entries/{index}`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EntryView {
+    pub index: u64,
+    /// The entry's canonical JSON, parsed.
+    pub entry: serde_json::Value,
+}

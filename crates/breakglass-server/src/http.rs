@@ -1,0 +1,492 @@
+//! The HTTP API: axum routes, authentication, error mapping, metrics and the
+//! OpenAPI document. Handlers are thin: they parse, call the [`Service`], and
+//! map its errors to statuses. The routes are listed in docs/api.md.
+//!
+//! Every endpoint but `/healthz`, `/readyz`, `/.well-known/jwks.json` and
+//! the two login endpoints (where the SSH signature is the credential)
+//! requires a bearer token. Error bodies never carry internal detail; the
+//! server's own log does.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use breakglass_core::api::*;
+use breakglass_core::grant::{Approval, Extension, GrantState};
+use breakglass_core::time::Timestamp;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use utoipa::OpenApi;
+
+use crate::service::{Caller, Service, ServiceError};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+    pub metrics: Option<PrometheusHandle>,
+    /// Lets an admin move the server's clock (`POST /v1/debug/clock`); only
+    /// for tests and drills, never on a real server.
+    pub test_clock: Option<Arc<crate::OffsetClock>>,
+}
+
+/// An API error: a status and the JSON body of [`ErrorBody`].
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorBody { error: ErrorDetail { code: code.into(), message: message.into(), reasons: Vec::new() } },
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> ApiError {
+        let (status, code) = match &e {
+            ServiceError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ServiceError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ServiceError::PolicyDenied { .. } => (StatusCode::FORBIDDEN, "policy_denied"),
+            ServiceError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let reasons = match &e {
+            ServiceError::PolicyDenied { reasons, .. } => reasons.clone(),
+            _ => Vec::new(),
+        };
+        let mut err = ApiError::new(status, code, e.to_string());
+        err.body.error.reasons = reasons;
+        err
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = (self.status, Json(self.body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// JSON bodies with errors in our shape (axum's own rejections are plain text).
+pub struct Body<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
+                let status = if status == StatusCode::PAYLOAD_TOO_LARGE { status } else { StatusCode::BAD_REQUEST };
+                Err(ApiError::new(status, code, format!("invalid request body: {}", rejection.body_text())))
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(unauthorized(
+                "authentication required: send Authorization: Bearer <token> (run 'breakglass login', or use an API token)",
+            ));
+        };
+        let value = value.to_str().map_err(|_| unauthorized("the Authorization header is not ASCII"))?;
+        let Some(token) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) else {
+            return Err(unauthorized("the Authorization header must be 'Bearer <token>'"));
+        };
+        Ok(state.service.authenticate(token.trim()).await?)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "breakglass", description = "Emergency access for Git and CI/CD: time-bound, policy-approved grants, recorded in a tamper-evident log."),
+    paths(
+        healthz, readyz, jwks, login_challenge, login, whoami, request_grant, list_grants, show_grant, grant_status,
+        approve, deny, revoke, extend, grant_token, check, create_token, list_tokens, revoke_token, reload_policy,
+        checkpoint, entry
+    ),
+    components(schemas(
+        ErrorBody, ErrorDetail, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, WhoAmI,
+        GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, GrantList, GrantStatus,
+        CheckResponse, TokenResponse, CreateApiToken, ApiTokenView, CreatedApiToken, ApiTokenList,
+        PolicyReloaded, CheckpointView, EntryView, GrantState, Approval, Extension, Timestamp
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The OpenAPI document, as served at `/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The router over `state`, with the body limit (bytes).
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let mut v1 = Router::new()
+        .route("/login/challenge", post(login_challenge))
+        .route("/login", post(login))
+        .route("/whoami", get(whoami))
+        .route("/grants", post(request_grant).get(list_grants))
+        .route("/grants/{id}", get(show_grant))
+        .route("/grants/{id}/status", get(grant_status))
+        .route("/grants/{id}/approve", post(approve))
+        .route("/grants/{id}/deny", post(deny))
+        .route("/grants/{id}/revoke", post(revoke))
+        .route("/grants/{id}/extend", post(extend))
+        .route("/grants/{id}/token", post(grant_token))
+        .route("/check", get(check))
+        .route("/tokens", post(create_token).get(list_tokens))
+        .route("/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/policy/reload", post(reload_policy))
+        .route("/log/checkpoint", get(checkpoint))
+        .route("/log/entries/{index}", get(entry))
+        .route("/openapi.json", get(openapi_json));
+    if state.test_clock.is_some() {
+        v1 = v1.route("/debug/clock", post(advance_clock));
+    }
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/.well-known/jwks.json", get(jwks))
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(track))
+        .with_state(state)
+}
+
+/// Counts requests and their latency by route and status.
+async fn track(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!("breakglass_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("breakglass_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    res
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /v1/openapi.json")
+}
+
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "The process is up")))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+#[utoipa::path(get, path = "/readyz", security(()), responses(
+    (status = 200, description = "The database answers and the log accepts appends"),
+    (status = 503, description = "Not ready", body = ErrorBody)))]
+async fn readyz(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    match st.service.store().head_state().await {
+        Ok(h) => Ok(Json(serde_json::json!({ "status": "ready", "log_size": h.size }))),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the database does not answer");
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database does not answer"))
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/.well-known/jwks.json", security(()), responses((status = 200, description = "JWKS of the grant-token keys")))]
+async fn jwks(State(st): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], st.service.jwks()).into_response()
+}
+
+async fn metrics_text(_caller: Caller, State(st): State<AppState>) -> ApiResult<Response> {
+    let counts = st.service.grant_counts().await?;
+    for (state, n) in counts {
+        metrics::gauge!("breakglass_grants", "state" => state).set(n as f64);
+    }
+    let text = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+async fn openapi_json(_caller: Caller) -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
+}
+
+#[utoipa::path(post, path = "/v1/login/challenge", security(()), request_body = ChallengeRequest,
+    responses((status = 200, body = ChallengeResponse), (status = 401, body = ErrorBody)))]
+async fn login_challenge(
+    State(st): State<AppState>,
+    Body(req): Body<ChallengeRequest>,
+) -> ApiResult<Json<ChallengeResponse>> {
+    Ok(Json(st.service.login_challenge(&req.principal)?))
+}
+
+#[utoipa::path(post, path = "/v1/login", security(()), request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody)))]
+async fn login(State(st): State<AppState>, Body(req): Body<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
+    Ok(Json(st.service.login(&req.principal, &req.challenge, &req.signature).await?))
+}
+
+#[utoipa::path(get, path = "/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+async fn whoami(caller: Caller, State(st): State<AppState>) -> Json<WhoAmI> {
+    Json(st.service.whoami(&caller))
+}
+
+#[utoipa::path(post, path = "/v1/grants", request_body = GrantRequest, responses(
+    (status = 201, body = GrantView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn request_grant(
+    caller: Caller,
+    State(st): State<AppState>,
+    Body(req): Body<GrantRequest>,
+) -> ApiResult<(StatusCode, Json<GrantView>)> {
+    let start = Instant::now();
+    let v = st.service.request(&caller, &req).await?;
+    if v.effective {
+        metrics::histogram!("breakglass_grant_request_to_active_seconds").record(start.elapsed().as_secs_f64());
+    }
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    principal: Option<String>,
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/grants", params(
+    ("state" = Option<String>, Query, description = "pending, active, expired, revoked, denied or lapsed"),
+    ("principal" = Option<String>, Query), ("limit" = Option<u32>, Query)),
+    responses((status = 200, body = GrantList)))]
+async fn list_grants(
+    caller: Caller,
+    State(st): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<GrantList>> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let grants = st.service.list(&caller, q.state.as_deref(), q.principal.as_deref(), q.limit.unwrap_or(100)).await?;
+    Ok(Json(GrantList { grants }))
+}
+
+#[utoipa::path(get, path = "/v1/grants/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = GrantView), (status = 404, body = ErrorBody)))]
+async fn show_grant(caller: Caller, State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<GrantView>> {
+    Ok(Json(st.service.show(&caller, &id).await?))
+}
+
+#[utoipa::path(get, path = "/v1/grants/{id}/status", params(("id" = String, Path)),
+    responses((status = 200, body = GrantStatus), (status = 404, body = ErrorBody)))]
+async fn grant_status(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<GrantStatus>> {
+    Ok(Json(st.service.status(&caller, &id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/grants/{id}/approve", params(("id" = String, Path)), request_body = ApproveRequest,
+    responses((status = 200, body = GrantView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn approve(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Body(req): Body<ApproveRequest>,
+) -> ApiResult<Json<GrantView>> {
+    Ok(Json(st.service.approve(&caller, &id, req.comment.as_deref()).await?))
+}
+
+#[utoipa::path(post, path = "/v1/grants/{id}/deny", params(("id" = String, Path)), request_body = ReasonRequest,
+    responses((status = 200, body = GrantView), (status = 403, body = ErrorBody)))]
+async fn deny(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Body(req): Body<ReasonRequest>,
+) -> ApiResult<Json<GrantView>> {
+    Ok(Json(st.service.deny(&caller, &id, &req.reason).await?))
+}
+
+#[utoipa::path(post, path = "/v1/grants/{id}/revoke", params(("id" = String, Path)), request_body = ReasonRequest,
+    responses((status = 200, body = GrantView), (status = 403, body = ErrorBody)))]
+async fn revoke(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Body(req): Body<ReasonRequest>,
+) -> ApiResult<Json<GrantView>> {
+    Ok(Json(st.service.revoke(&caller, &id, &req.reason).await?))
+}
+
+#[utoipa::path(post, path = "/v1/grants/{id}/extend", params(("id" = String, Path)), request_body = ExtendRequest,
+    responses((status = 200, body = GrantView), (status = 400, body = ErrorBody)))]
+async fn extend(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Body(req): Body<ExtendRequest>,
+) -> ApiResult<Json<GrantView>> {
+    Ok(Json(st.service.extend(&caller, &id, &req.by, &req.reason).await?))
+}
+
+#[utoipa::path(post, path = "/v1/grants/{id}/token", params(("id" = String, Path)),
+    responses((status = 200, body = TokenResponse), (status = 409, body = ErrorBody)))]
+async fn grant_token(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TokenResponse>> {
+    Ok(Json(st.service.token(&caller, &id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckQuery {
+    principal: String,
+    scope: String,
+    capability: String,
+}
+
+#[utoipa::path(get, path = "/v1/check", params(("principal" = String, Query), ("scope" = String, Query), ("capability" = String, Query)),
+    responses((status = 200, body = CheckResponse)))]
+async fn check(
+    caller: Caller,
+    State(st): State<AppState>,
+    query: Result<Query<CheckQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<CheckResponse>> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    Ok(Json(st.service.check(&caller, &q.principal, &q.scope, &q.capability).await?))
+}
+
+#[utoipa::path(post, path = "/v1/tokens", request_body = CreateApiToken,
+    responses((status = 201, body = CreatedApiToken), (status = 403, body = ErrorBody)))]
+async fn create_token(
+    caller: Caller,
+    State(st): State<AppState>,
+    Body(req): Body<CreateApiToken>,
+) -> ApiResult<(StatusCode, Json<CreatedApiToken>)> {
+    Ok((StatusCode::CREATED, Json(st.service.create_api_token(Some(&caller), &req).await?)))
+}
+
+#[utoipa::path(get, path = "/v1/tokens", responses((status = 200, body = ApiTokenList)))]
+async fn list_tokens(caller: Caller, State(st): State<AppState>) -> ApiResult<Json<ApiTokenList>> {
+    Ok(Json(ApiTokenList { tokens: st.service.list_api_tokens(&caller).await? }))
+}
+
+#[utoipa::path(delete, path = "/v1/tokens/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = ApiTokenView), (status = 404, body = ErrorBody)))]
+async fn revoke_token(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiTokenView>> {
+    Ok(Json(st.service.revoke_api_token(&caller, &id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/policy/reload",
+    responses((status = 200, body = PolicyReloaded), (status = 422, body = ErrorBody)))]
+async fn reload_policy(caller: Caller, State(st): State<AppState>) -> ApiResult<Json<PolicyReloaded>> {
+    if caller.role != crate::auth::Role::Admin {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an admin API token may reload the policy"));
+    }
+    match st.service.reload(&caller.name).await {
+        Ok(r) => Ok(Json(r)),
+        Err(ServiceError::PolicyDenied { message, reasons }) => {
+            let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_policy", message);
+            e.body.error.reasons = reasons;
+            Err(e)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/log/checkpoint", responses((status = 200, body = CheckpointView)))]
+async fn checkpoint(_caller: Caller, State(st): State<AppState>) -> ApiResult<Json<CheckpointView>> {
+    use base64::Engine as _;
+    let Some(cp) = st.service.store().head().await.map_err(ServiceError::from)? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "the log is empty"));
+    };
+    Ok(Json(CheckpointView {
+        size: cp.size,
+        root: base64::engine::general_purpose::STANDARD.encode(cp.root.0),
+        note: cp.note,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/log/entries/{index}", params(("index" = u64, Path)),
+    responses((status = 200, body = EntryView), (status = 404, body = ErrorBody)))]
+async fn entry(_caller: Caller, State(st): State<AppState>, Path(index): Path<u64>) -> ApiResult<Json<EntryView>> {
+    let recs = st.service.store().entries(index, index.saturating_add(1)).await.map_err(ServiceError::from)?;
+    let Some(rec) = recs.into_iter().next() else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no log entry {index}")));
+    };
+    let entry = serde_json::from_slice(&rec.data)
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a stored entry is unreadable"))?;
+    Ok(Json(EntryView { index, entry }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockAdvance {
+    advance_ms: i64,
+}
+
+async fn advance_clock(
+    caller: Caller,
+    State(st): State<AppState>,
+    Body(req): Body<ClockAdvance>,
+) -> ApiResult<Json<serde_json::Value>> {
+    if caller.role != crate::auth::Role::Admin {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an admin may move the test clock"));
+    }
+    let Some(clock) = &st.test_clock else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no test clock"));
+    };
+    if req.advance_ms < 0 {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "the clock only moves forward"));
+    }
+    clock.advance(req.advance_ms);
+    st.service.wake.notify_one();
+    let now = breakglass_core::time::Clock::now(clock.as_ref());
+    Ok(Json(serde_json::json!({ "now": now })))
+}

@@ -1,0 +1,952 @@
+//! The grant service: what the HTTP handlers call. It authenticates callers,
+//! asks policy, moves grants through their state machine, and writes every
+//! change as log entries together with the new state in one transaction.
+//!
+//! This is a pretty important and security sensitive part of the code. Its
+//! rules: a grant is honoured only while [`Grant::is_effective`] says so at
+//! the current time, whatever the stored state (the expiry timer may be
+//! late; the server may have been down); a change is acknowledged only after
+//! its log entry is durable; a state change whose object moved underneath it
+//! (another request, another server) is re-read and re-decided, never
+//! applied blindly.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use breakglass_core::api::{
+    ApiTokenView, CheckResponse, CreateApiToken, CreatedApiToken, GrantRequest, GrantStatus, GrantView, LoginResponse,
+    PolicyReloaded, TokenResponse, WhoAmI,
+};
+use breakglass_core::entry::{EntryDraft, SecretDigester};
+use breakglass_core::grant::{Grant, GrantError, GrantState, Request, parse_duration};
+use breakglass_core::login::{self, ChallengeKey};
+use breakglass_core::policy::{ContextInput, Policy, RequestInput};
+use breakglass_core::principals::Principals;
+use breakglass_core::scope::{Capability, Scope};
+use breakglass_core::sshsig;
+use breakglass_core::time::{Clock, Timestamp};
+use breakglass_core::token::{IssueRequest, KeySet, TokenSigner};
+use breakglass_store::ledger::{AppendError, Ledger};
+use breakglass_store::{LogStore, Mutation, ObjectFilter, StateObject, StoreError};
+use serde_json::json;
+
+use crate::auth::{
+    self, API_PREFIX, API_TOKEN_KIND, CHALLENGE_KIND, Role, SESSION_KIND, SESSION_PREFIX, StoredCredential,
+};
+
+pub const GRANT_KIND: &str = "grant";
+
+/// Server settings the service needs.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// The server's public URL: the `iss` of grant tokens and the origin of
+    /// login challenges.
+    pub issuer: String,
+    pub policy_dir: PathBuf,
+    pub principals_file: PathBuf,
+    pub session_ttl_ms: i64,
+    pub pending_ttl_ms: i64,
+    pub challenge_ttl_ms: i64,
+}
+
+/// The server's secrets.
+pub struct Keys {
+    pub token_signer: TokenSigner,
+    pub challenge_key: ChallengeKey,
+    pub digester: SecretDigester,
+}
+
+/// Why a call failed, as the HTTP layer maps it to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{message}")]
+    PolicyDenied { message: String, reasons: Vec<String> },
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> ServiceError {
+        tracing::error!(error = %e, "storage failure");
+        ServiceError::Unavailable("the database failed; nothing was changed".into())
+    }
+}
+
+impl From<AppendError> for ServiceError {
+    fn from(e: AppendError) -> ServiceError {
+        match e {
+            AppendError::Conflict { kind, id } => ServiceError::Conflict(format!("{kind} {id} changed concurrently")),
+            AppendError::Invalid(e) => ServiceError::BadRequest(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "audit log append failed");
+                ServiceError::Unavailable(format!("the audit log could not record this, so nothing was done: {other}"))
+            }
+        }
+    }
+}
+
+fn grant_error(e: GrantError) -> ServiceError {
+    match e {
+        GrantError::MissingReason
+        | GrantError::NothingRequested
+        | GrantError::BadDuration { .. }
+        | GrantError::OverMaximum { .. }
+        | GrantError::ExtensionOverMaximum { .. } => ServiceError::BadRequest(e.to_string()),
+        GrantError::SelfApproval { .. } => ServiceError::Forbidden(e.to_string()),
+        GrantError::WrongState { .. }
+        | GrantError::DuplicateApproval { .. }
+        | GrantError::RequestLapsed { .. }
+        | GrantError::AlreadyExpired { .. } => ServiceError::Conflict(e.to_string()),
+    }
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
+    tracing::error!(error = %e, "{what}");
+    ServiceError::Internal(format!("{what}; nothing was changed"))
+}
+
+/// Who is calling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The principal (sessions) or the API token's name.
+    pub name: String,
+    pub role: Role,
+    pub groups: Vec<String>,
+    /// The credential's id, for the log.
+    pub credential: String,
+}
+
+impl Caller {
+    fn is_user(&self) -> bool {
+        self.role == Role::User
+    }
+
+    fn require_user(&self, what: &str) -> Result<()> {
+        if self.is_user() {
+            return Ok(());
+        }
+        Err(ServiceError::Forbidden(format!(
+            "only a logged-in principal may {what} (this is the {} API token {:?})",
+            self.role.as_str(),
+            self.name
+        )))
+    }
+
+    fn require_admin(&self, what: &str) -> Result<()> {
+        if self.role == Role::Admin {
+            return Ok(());
+        }
+        Err(ServiceError::Forbidden(format!("only an admin API token may {what}")))
+    }
+}
+
+/// The policy and principals in force, swapped as a whole on reload.
+pub struct Loaded {
+    pub policy: Policy,
+    pub principals: Principals,
+    pub files: Vec<(String, String)>,
+}
+
+/// Reads `*.cedar` in `dir` (sorted by name) as (file name, text) pairs.
+pub fn read_policy_dir(dir: &Path) -> std::result::Result<Vec<(String, String)>, String> {
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("cannot read the policy directory {}: {e}", dir.display()))?;
+    let mut files = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| format!("cannot read the policy directory {}: {e}", dir.display()))?;
+        let path = ent.path();
+        if path.extension().is_some_and(|x| x == "cedar") {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            files.push((path.file_name().unwrap_or_default().to_string_lossy().into_owned(), text));
+        }
+    }
+    if files.is_empty() {
+        return Err(format!("no .cedar files in the policy directory {}", dir.display()));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Loads the policy directory and the principals file, all or nothing.
+pub fn load(config: &ServiceConfig) -> std::result::Result<Loaded, Vec<String>> {
+    let sources = read_policy_dir(&config.policy_dir).map_err(|e| vec![e])?;
+    let policy = Policy::load(&sources)
+        .map_err(|e| e.problems.iter().map(|p| format!("{}: {p}", config.policy_dir.display())).collect::<Vec<_>>())?;
+    let source = config.principals_file.display().to_string();
+    let text = std::fs::read_to_string(&config.principals_file)
+        .map_err(|e| vec![format!("cannot read the principals file {source}: {e}")])?;
+    let principals = Principals::parse(&text, &source).map_err(|e| vec![e.to_string()])?;
+    let mut files: Vec<(String, String)> =
+        sources.iter().map(|(name, text)| (name.clone(), sha256_hex(text.as_bytes()))).collect();
+    files.push((source, sha256_hex(text.as_bytes())));
+    Ok(Loaded { policy, principals, files })
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+fn random_hex(n: usize) -> Result<String> {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).map_err(|e| internal("no randomness available", e))?;
+    Ok(hex::encode(buf))
+}
+
+/// `gr_<time base36, 9 digits><8 hex>`: unique, and sorts by request time.
+fn new_grant_id(now: Timestamp) -> Result<String> {
+    let mut t = now.0.max(0) as u64;
+    let mut digits = [b'0'; 9];
+    for d in digits.iter_mut().rev() {
+        *d = b"0123456789abcdefghijklmnopqrstuvwxyz"[(t % 36) as usize];
+        t /= 36;
+    }
+    Ok(format!("gr_{}{}", String::from_utf8_lossy(&digits), random_hex(4)?))
+}
+
+const MAX_RETRIES: usize = 8;
+
+pub struct Service {
+    ledger: Ledger,
+    store: Arc<dyn LogStore>,
+    clock: Arc<dyn Clock>,
+    keys: Keys,
+    config: ServiceConfig,
+    loaded: RwLock<Arc<Loaded>>,
+    /// Wakes the expiry timer when a grant's due time may have moved earlier.
+    pub(crate) wake: tokio::sync::Notify,
+}
+
+impl Service {
+    /// A service over an open ledger; fails when the policy or the
+    /// principals do not load.
+    pub fn new(
+        ledger: Ledger,
+        store: Arc<dyn LogStore>,
+        clock: Arc<dyn Clock>,
+        keys: Keys,
+        config: ServiceConfig,
+    ) -> std::result::Result<Service, Vec<String>> {
+        let loaded = load(&config)?;
+        Ok(Service {
+            ledger,
+            store,
+            clock,
+            keys,
+            config,
+            loaded: RwLock::new(Arc::new(loaded)),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn store(&self) -> &Arc<dyn LogStore> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    pub fn loaded(&self) -> Arc<Loaded> {
+        self.loaded.read().expect("policy lock").clone()
+    }
+
+    pub fn jwks(&self) -> String {
+        KeySet::new([self.keys.token_signer.public_key().clone()]).expect("one key").to_jwks()
+    }
+
+    // ---- authentication ------------------------------------------------
+
+    /// The caller behind a bearer token.
+    pub async fn authenticate(&self, token: &str) -> Result<Caller> {
+        let unauthorized = |why: &str| ServiceError::Unauthorized(format!("invalid bearer token: {why}"));
+        let (kind, id) = auth::parse_token(token).map_err(unauthorized)?;
+        let Some(obj) = self.store.object(kind, id).await? else {
+            return Err(unauthorized("unknown token"));
+        };
+        let cred: StoredCredential =
+            serde_json::from_str(&obj.body).map_err(|e| internal("a stored credential is unreadable", e))?;
+        cred.accepts(token, self.now()).map_err(unauthorized)?;
+        if kind == SESSION_KIND {
+            // A principal removed from the principals file loses its sessions at once.
+            let loaded = self.loaded();
+            let Some(p) = loaded.principals.get(&cred.name) else {
+                return Err(unauthorized("the principal is no longer in the principals file"));
+            };
+            return Ok(Caller { name: cred.name, role: Role::User, groups: p.groups.clone(), credential: cred.id });
+        }
+        Ok(Caller { name: cred.name, role: cred.role, groups: Vec::new(), credential: cred.id })
+    }
+
+    pub fn whoami(&self, caller: &Caller) -> WhoAmI {
+        WhoAmI {
+            name: caller.name.clone(),
+            kind: if caller.is_user() { "session" } else { "api-token" }.into(),
+            role: caller.role.as_str().into(),
+            groups: caller.groups.clone(),
+        }
+    }
+
+    // ---- login -----------------------------------------------------------
+
+    pub fn login_challenge(&self, principal: &str) -> Result<breakglass_core::api::ChallengeResponse> {
+        let loaded = self.loaded();
+        let Some(p) = loaded.principals.get(principal) else {
+            return Err(ServiceError::Unauthorized(format!(
+                "unknown principal {principal:?}: not in the principals file"
+            )));
+        };
+        if p.ssh_keys.is_empty() {
+            return Err(ServiceError::Unauthorized(format!(
+                "principal {principal:?} has no SSH keys in the principals file, so cannot log in"
+            )));
+        }
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce).map_err(|e| internal("no randomness available", e))?;
+        let now = self.now();
+        let challenge = login::issue(
+            &self.keys.challenge_key,
+            &self.config.issuer,
+            principal,
+            nonce,
+            now,
+            self.config.challenge_ttl_ms,
+        )
+        .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        Ok(breakglass_core::api::ChallengeResponse {
+            challenge,
+            namespace: sshsig::LOGIN_NAMESPACE.into(),
+            expires_at: Timestamp(now.0 + self.config.challenge_ttl_ms),
+        })
+    }
+
+    pub async fn login(&self, principal: &str, challenge: &str, signature: &str) -> Result<LoginResponse> {
+        let now = self.now();
+        let refused = |why: String| ServiceError::Unauthorized(format!("login refused: {why}"));
+        let claims = login::open(&self.keys.challenge_key, challenge, &self.config.issuer, principal, now)
+            .map_err(|e| refused(e.to_string()))?;
+        let loaded = self.loaded();
+        let Some(p) = loaded.principals.get(principal) else {
+            return Err(refused(format!("unknown principal {principal:?}")));
+        };
+        let verified = sshsig::verify(signature, challenge.as_bytes(), sshsig::LOGIN_NAMESPACE, &p.ssh_keys)
+            .map_err(|e| refused(e.to_string()))?;
+        let fingerprint = verified.fingerprint.to_string();
+        let (id, token) = auth::new_token(SESSION_PREFIX).map_err(|e| internal("no randomness available", e))?;
+        let expires_at = Timestamp(now.0 + self.config.session_ttl_ms);
+        let cred = StoredCredential {
+            id: id.clone(),
+            name: principal.to_owned(),
+            role: Role::User,
+            hash: auth::hash_token(&token),
+            created_at: now,
+            created_by: principal.to_owned(),
+            expires_at: Some(expires_at),
+            revoked_at: None,
+            key_fingerprint: Some(fingerprint.clone()),
+        };
+        let used = Mutation {
+            kind: CHALLENGE_KIND.into(),
+            id: claims.nonce.clone(),
+            expected_version: 0,
+            status: "used".into(),
+            owner: principal.to_owned(),
+            due: Some(claims.expires_at.0),
+            body: "{}".into(),
+        };
+        let session = credential_mutation(SESSION_KIND, &cred, 0)?;
+        let entry = EntryDraft::new(
+            principal,
+            "login",
+            json!({
+                "session": id,
+                "key_fingerprint": fingerprint,
+                "key_type": verified.algorithm.to_string(),
+                "user_verified": verified.security_key.map(|k| k.user_verified()),
+                "expires_at": expires_at.to_rfc3339(),
+            }),
+        );
+        match self.ledger.append_with(vec![entry], vec![used, session]).await {
+            Ok(_) => {}
+            Err(AppendError::Conflict { kind, .. }) if kind == CHALLENGE_KIND => {
+                return Err(refused("this challenge was already used; ask for a new one".into()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(LoginResponse { token, principal: principal.to_owned(), expires_at, key_fingerprint: fingerprint })
+    }
+
+    // ---- API tokens ------------------------------------------------------
+
+    /// Creates an API token. `by` is `None` only for the bootstrap admin
+    /// token made at setup.
+    pub async fn create_api_token(&self, by: Option<&Caller>, req: &CreateApiToken) -> Result<CreatedApiToken> {
+        if let Some(c) = by {
+            c.require_admin("create API tokens")?;
+        }
+        let name = req.name.trim();
+        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
+        {
+            return Err(ServiceError::BadRequest(format!(
+                "invalid token name {:?}: 1-64 characters of letters, digits, '.', '_', '@' and '-'",
+                req.name
+            )));
+        }
+        let role = Role::parse_api(&req.role).map_err(ServiceError::BadRequest)?;
+        let now = self.now();
+        let expires_at = match &req.expires_in {
+            None => None,
+            Some(s) => Some(Timestamp(now.0 + parse_token_lifetime(s).map_err(ServiceError::BadRequest)?)),
+        };
+        let (id, token) = auth::new_token(API_PREFIX).map_err(|e| internal("no randomness available", e))?;
+        let created_by = by.map_or_else(|| "breakglass-setup".to_owned(), |c| c.name.clone());
+        let cred = StoredCredential {
+            id: id.clone(),
+            name: name.to_owned(),
+            role,
+            hash: auth::hash_token(&token),
+            created_at: now,
+            created_by: created_by.clone(),
+            expires_at,
+            revoked_at: None,
+            key_fingerprint: None,
+        };
+        let entry = EntryDraft::new(
+            created_by,
+            "api_token.created",
+            json!({
+                "id": id,
+                "name": name,
+                "role": role.as_str(),
+                "expires_at": expires_at.map(|t| t.to_rfc3339()),
+                "token_digest": self.keys.digester.digest("api-token", token.as_bytes()),
+            }),
+        );
+        self.ledger.append_with(vec![entry], vec![credential_mutation(API_TOKEN_KIND, &cred, 0)?]).await?;
+        Ok(CreatedApiToken { token, view: token_view(&cred) })
+    }
+
+    pub async fn list_api_tokens(&self, caller: &Caller) -> Result<Vec<ApiTokenView>> {
+        caller.require_admin("list API tokens")?;
+        let objs = self.store.objects(API_TOKEN_KIND, &ObjectFilter::default()).await?;
+        objs.iter().map(|o| Ok(token_view(&parse_credential(o)?))).collect()
+    }
+
+    pub async fn revoke_api_token(&self, caller: &Caller, id: &str) -> Result<ApiTokenView> {
+        caller.require_admin("revoke API tokens")?;
+        for _ in 0..MAX_RETRIES {
+            let Some(obj) = self.store.object(API_TOKEN_KIND, id).await? else {
+                return Err(ServiceError::NotFound(format!("no API token with id {id:?}")));
+            };
+            let mut cred = parse_credential(&obj)?;
+            if cred.revoked_at.is_some() {
+                return Err(ServiceError::Conflict(format!("API token {id:?} is already revoked")));
+            }
+            cred.revoked_at = Some(self.now());
+            let entry = EntryDraft::new(&caller.name, "api_token.revoked", json!({ "id": id, "name": cred.name }));
+            match self
+                .ledger
+                .append_with(vec![entry], vec![credential_mutation(API_TOKEN_KIND, &cred, obj.version)?])
+                .await
+            {
+                Ok(_) => return Ok(token_view(&cred)),
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Conflict(format!("API token {id:?} kept changing; try again")))
+    }
+
+    // ---- policy ----------------------------------------------------------
+
+    /// Reloads the policy and the principals; on any problem the old ones
+    /// stay in force and the problems are returned.
+    pub async fn reload(&self, by: &str) -> Result<PolicyReloaded> {
+        let new = load(&self.config).map_err(|problems| {
+            tracing::warn!(problems = problems.len(), "policy reload refused; the old policy stays in force");
+            ServiceError::PolicyDenied {
+                message: "the new policy or principals file is invalid; the old one stays in force".into(),
+                reasons: problems,
+            }
+        })?;
+        let out = PolicyReloaded {
+            policies: new.policy.len(),
+            principals: new.principals.len(),
+            files: new.files.iter().map(|f| f.0.clone()).collect(),
+        };
+        let files: serde_json::Map<String, serde_json::Value> =
+            new.files.iter().map(|(n, d)| (n.clone(), json!(d))).collect();
+        // Logged before it takes effect: a policy nobody can see in the log never decides.
+        self.ledger
+            .append(EntryDraft::new(
+                by,
+                "policy.reloaded",
+                json!({ "policies": out.policies, "principals": out.principals, "sha256": files }),
+            ))
+            .await?;
+        *self.loaded.write().expect("policy lock") = Arc::new(new);
+        Ok(out)
+    }
+
+    // ---- grants ----------------------------------------------------------
+
+    async fn read_grant(&self, id: &str) -> Result<(Grant, u64)> {
+        let Some(obj) = self.store.object(GRANT_KIND, id).await? else {
+            return Err(ServiceError::NotFound(format!("no grant with id {id:?}")));
+        };
+        let grant: Grant = serde_json::from_str(&obj.body).map_err(|e| internal("a stored grant is unreadable", e))?;
+        Ok((grant, obj.version))
+    }
+
+    fn view(&self, grant: &Grant, log: Vec<u64>) -> GrantView {
+        GrantView::of(grant, self.now(), log)
+    }
+
+    pub async fn request(&self, caller: &Caller, req: &GrantRequest) -> Result<GrantView> {
+        caller.require_user("request a grant")?;
+        if req.reason.trim().is_empty() {
+            return Err(ServiceError::BadRequest("a reason is required: say why you need to break glass".into()));
+        }
+        if req.reason.len() > 2000 {
+            return Err(ServiceError::BadRequest("the reason is longer than 2000 characters".into()));
+        }
+        let scopes = req
+            .scopes
+            .iter()
+            .map(|s| Scope::parse(s).map_err(|e| ServiceError::BadRequest(e.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        let caps = req
+            .capabilities
+            .iter()
+            .map(|c| Capability::parse(c).map_err(|e| ServiceError::BadRequest(e.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        if scopes.is_empty() || caps.is_empty() {
+            return Err(ServiceError::BadRequest("a request names at least one scope and one capability".into()));
+        }
+        let duration_ms = parse_duration(&req.duration).map_err(ServiceError::BadRequest)?;
+        let now = self.now();
+        let loaded = self.loaded();
+        let decision = loaded.policy.decide_request(&RequestInput {
+            principal: caller.name.clone(),
+            groups: caller.groups.clone(),
+            scopes: scopes.clone(),
+            capabilities: caps.clone(),
+            duration_ms,
+            reason: req.reason.clone(),
+            incident: None,
+            overdue_reviews: 0,
+            now,
+            pending_ttl_ms: self.config.pending_ttl_ms,
+        });
+        metrics::counter!("breakglass_policy_decisions_total", "action" => "request", "decision" => if decision.allowed { "allow" } else { "deny" }).increment(1);
+        let reasons: Vec<String> = decision.reasons.iter().map(|r| r.to_string()).collect();
+        let terms = if decision.allowed { decision.terms.clone() } else { None };
+        let Some(terms) = terms else {
+            let denials: Vec<String> = decision.denials().map(|r| r.to_string()).collect();
+            // The refusal is part of the record: who asked for what, and why not.
+            self.ledger
+                .append(EntryDraft::new(
+                    &caller.name,
+                    "grant.refused",
+                    json!({
+                        "scopes": req.scopes,
+                        "capabilities": req.capabilities,
+                        "duration_ms": duration_ms,
+                        "reason": req.reason,
+                        "denials": denials,
+                    }),
+                ))
+                .await?;
+            metrics::counter!("breakglass_grant_requests_total", "outcome" => "refused").increment(1);
+            return Err(ServiceError::PolicyDenied {
+                message: format!("policy does not allow {} this request", caller.name),
+                reasons: if denials.is_empty() { reasons } else { denials },
+            });
+        };
+        let id = new_grant_id(now)?;
+        let (grant, mut drafts) = Grant::request(
+            Request {
+                id: id.clone(),
+                principal: caller.name.clone(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                capabilities: caps.iter().map(|c| c.to_string()).collect(),
+                duration_ms,
+                reason: req.reason.clone(),
+                incident: req.incident.clone(),
+            },
+            &terms,
+            now,
+        )
+        .map_err(grant_error)?;
+        if let Some(first) = drafts.first_mut() {
+            first.data["policy"] = json!(reasons);
+            first.data["session"] = json!(caller.credential);
+        }
+        let receipt = self.ledger.append_with(drafts, vec![grant_mutation(&grant, 0)?]).await?;
+        metrics::counter!("breakglass_grant_requests_total", "outcome" => if grant.state == GrantState::Active { "activated" } else { "pending" }).increment(1);
+        self.wake.notify_one();
+        Ok(self.view(&grant, (receipt.index..receipt.index + receipt.count).collect()))
+    }
+
+    /// Re-reads the grant, applies `change`, and commits it with its entries;
+    /// retries when another writer changed the grant in between.
+    async fn change_grant<F>(&self, id: &str, mut change: F) -> Result<GrantView>
+    where
+        F: FnMut(&mut Grant, Timestamp, &Loaded) -> Result<Vec<EntryDraft>>,
+    {
+        for _ in 0..MAX_RETRIES {
+            let (mut grant, version) = self.read_grant(id).await?;
+            let now = self.now();
+            let loaded = self.loaded();
+            let drafts = change(&mut grant, now, &loaded)?;
+            match self.ledger.append_with(drafts, vec![grant_mutation(&grant, version)?]).await {
+                Ok(_) => {
+                    self.wake.notify_one();
+                    let log = self.store.object_log(GRANT_KIND, id).await?;
+                    return Ok(self.view(&grant, log));
+                }
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Conflict(format!("grant {id} kept changing; try again")))
+    }
+
+    fn approval_context(grant: &Grant, now: Timestamp) -> ContextInput {
+        ContextInput {
+            requester: grant.principal.clone(),
+            duration_ms: grant.duration_ms,
+            reason: grant.reason.clone(),
+            now,
+            ..ContextInput::default()
+        }
+    }
+
+    fn may_approve(loaded: &Loaded, caller: &Caller, grant: &Grant, now: Timestamp) -> Result<()> {
+        let scopes = grant
+            .scopes
+            .iter()
+            .map(|s| Scope::parse(s).map_err(|e| internal("a stored grant has a bad scope", e)))
+            .collect::<Result<Vec<_>>>()?;
+        let d =
+            loaded.policy.decide_approval(&caller.name, &caller.groups, &scopes, &Self::approval_context(grant, now));
+        metrics::counter!("breakglass_policy_decisions_total", "action" => "approve", "decision" => if d.allowed { "allow" } else { "deny" }).increment(1);
+        if d.allowed {
+            return Ok(());
+        }
+        let mut reasons = d.errors.clone();
+        if reasons.is_empty() {
+            reasons.push(format!("no policy permits {} to approve grants on {}", caller.name, grant.scopes.join(", ")));
+        }
+        Err(ServiceError::PolicyDenied {
+            message: format!("{} may not approve grant {}", caller.name, grant.id),
+            reasons,
+        })
+    }
+
+    pub async fn approve(&self, caller: &Caller, id: &str, comment: Option<&str>) -> Result<GrantView> {
+        caller.require_user("approve a grant")?;
+        self.change_grant(id, |grant, now, loaded| {
+            if grant.principal == caller.name {
+                return Err(ServiceError::Forbidden(format!(
+                    "{} requested grant {} and cannot approve it",
+                    caller.name, grant.id
+                )));
+            }
+            Self::may_approve(loaded, caller, grant, now)?;
+            let mut drafts = grant.approve(&caller.name, now).map_err(grant_error)?;
+            if let (Some(c), Some(first)) = (comment, drafts.first_mut()) {
+                first.data["comment"] = json!(c);
+            }
+            Ok(drafts)
+        })
+        .await
+    }
+
+    pub async fn deny(&self, caller: &Caller, id: &str, reason: &str) -> Result<GrantView> {
+        caller.require_user("deny a grant")?;
+        self.change_grant(id, |grant, now, loaded| {
+            if grant.principal == caller.name {
+                return Err(ServiceError::Forbidden(format!(
+                    "{} requested grant {} and cannot deny it (revoke it instead)",
+                    caller.name, grant.id
+                )));
+            }
+            Self::may_approve(loaded, caller, grant, now)?;
+            grant.deny(&caller.name, reason, now).map_err(grant_error)
+        })
+        .await
+    }
+
+    /// The grantee, an admin, or anyone policy lets approve it may revoke a grant.
+    pub async fn revoke(&self, caller: &Caller, id: &str, reason: &str) -> Result<GrantView> {
+        self.change_grant(id, |grant, now, loaded| {
+            if caller.role != Role::Admin && grant.principal != caller.name {
+                if !caller.is_user() {
+                    return Err(ServiceError::Forbidden(format!(
+                        "the {} API token {:?} may not revoke grants",
+                        caller.role.as_str(),
+                        caller.name
+                    )));
+                }
+                Self::may_approve(loaded, caller, grant, now)?;
+            }
+            grant.revoke(&caller.name, reason, now).map_err(grant_error)
+        })
+        .await
+    }
+
+    /// Only the grantee extends a grant, with a reason, within the maximum
+    /// policy gave it at request time.
+    pub async fn extend(&self, caller: &Caller, id: &str, by: &str, reason: &str) -> Result<GrantView> {
+        let added = parse_duration(by).map_err(ServiceError::BadRequest)?;
+        self.change_grant(id, |grant, now, _| {
+            if grant.principal != caller.name {
+                return Err(ServiceError::Forbidden(format!("only {} may extend grant {}", grant.principal, grant.id)));
+            }
+            grant.extend(&caller.name, added, reason, now).map_err(grant_error)
+        })
+        .await
+    }
+
+    pub async fn show(&self, _caller: &Caller, id: &str) -> Result<GrantView> {
+        let (grant, _) = self.read_grant(id).await?;
+        let log = self.store.object_log(GRANT_KIND, id).await?;
+        Ok(self.view(&grant, log))
+    }
+
+    pub async fn status(&self, _caller: &Caller, id: &str) -> Result<GrantStatus> {
+        let (grant, _) = self.read_grant(id).await?;
+        Ok(status_of(&grant, self.now()))
+    }
+
+    pub async fn list(
+        &self,
+        _caller: &Caller,
+        state: Option<&str>,
+        principal: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<GrantView>> {
+        let now = self.now();
+        let mut statuses = Vec::new();
+        if let Some(s) = state {
+            if !["pending", "active", "expired", "revoked", "denied", "lapsed"].contains(&s) {
+                return Err(ServiceError::BadRequest(format!(
+                    "invalid state {s:?}: expected pending, active, expired, revoked, denied or lapsed"
+                )));
+            }
+            // A grant past its time may still be stored as active or pending.
+            statuses.push(s.to_owned());
+            match s {
+                "expired" => statuses.push("active".into()),
+                "lapsed" => statuses.push("pending".into()),
+                _ => {}
+            }
+        }
+        let filter = ObjectFilter { statuses, owner: principal.map(str::to_owned), limit };
+        let objs = self.store.objects(GRANT_KIND, &filter).await?;
+        let mut out = Vec::with_capacity(objs.len());
+        for o in &objs {
+            let grant: Grant =
+                serde_json::from_str(&o.body).map_err(|e| internal("a stored grant is unreadable", e))?;
+            let v = GrantView::of(&grant, now, Vec::new());
+            if state.is_none_or(|s| v.state.as_str() == s) {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Is there a grant, effective now, held by `principal`, covering
+    /// `scope` with `capability`? For hooks and CI steps.
+    pub async fn check(
+        &self,
+        caller: &Caller,
+        principal: &str,
+        scope: &str,
+        capability: &str,
+    ) -> Result<CheckResponse> {
+        if caller.role == Role::Reader {
+            return Err(ServiceError::Forbidden("a reader token may not check grants".into()));
+        }
+        let scope = Scope::parse(scope).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        let cap = Capability::parse(capability).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        let filter = ObjectFilter { statuses: vec!["active".into()], owner: Some(principal.to_owned()), limit: 1000 };
+        let now = self.now();
+        let mut best: Option<Grant> = None;
+        for o in self.store.objects(GRANT_KIND, &filter).await? {
+            let grant: Grant =
+                serde_json::from_str(&o.body).map_err(|e| internal("a stored grant is unreadable", e))?;
+            let covers = grant.scopes.iter().any(|s| Scope::parse(s).is_ok_and(|s| s.covers(&scope)));
+            let has = grant.capabilities.iter().any(|c| Capability::parse(c).is_ok_and(|c| c == cap));
+            if grant.is_effective(now) && covers && has && best.as_ref().is_none_or(|b| b.expires_at < grant.expires_at)
+            {
+                best = Some(grant);
+            }
+        }
+        Ok(CheckResponse { allowed: best.is_some(), grant: best.map(|g| status_of(&g, now)) })
+    }
+
+    /// Signs a grant token for an effective grant, for its holder (or an admin).
+    pub async fn token(&self, caller: &Caller, id: &str) -> Result<TokenResponse> {
+        let (grant, _) = self.read_grant(id).await?;
+        if caller.role != Role::Admin && grant.principal != caller.name {
+            return Err(ServiceError::Forbidden(format!("only {} may get a token for grant {id}", grant.principal)));
+        }
+        let now = self.now();
+        if !grant.is_effective(now) {
+            let v = GrantView::of(&grant, now, Vec::new());
+            return Err(ServiceError::Conflict(format!("grant {id} is {}, not active", v.state.as_str())));
+        }
+        let jti = random_hex(16)?;
+        let issue =
+            IssueRequest::for_grant(&grant, &self.config.issuer, &jti).map_err(|e| internal("cannot issue", e))?;
+        let token = self.keys.token_signer.issue(&issue, now).map_err(|e| ServiceError::Conflict(e.to_string()))?;
+        let expires_at = grant.expires_at.unwrap_or(now);
+        self.ledger
+            .append(
+                EntryDraft::new(
+                    &caller.name,
+                    "grant.token_issued",
+                    json!({ "jti": jti, "key_id": self.keys.token_signer.key_id(), "expires_at": expires_at.to_rfc3339() }),
+                )
+                .with_grant(id),
+            )
+            .await?;
+        Ok(TokenResponse { token, key_id: self.keys.token_signer.key_id().to_owned(), expires_at })
+    }
+
+    // ---- expiry ----------------------------------------------------------
+
+    /// Ends every grant whose time is up at `now` (expiry or lapse), each
+    /// with its entry, at its exact time. Returns how many it ended; another
+    /// server ending one first is not an error.
+    pub async fn expire_due(&self) -> Result<usize> {
+        let now = self.now();
+        let due = self.store.due_objects(GRANT_KIND, &["active", "pending"], now.0, 100).await?;
+        let mut ended = 0;
+        for obj in due {
+            let mut grant: Grant =
+                serde_json::from_str(&obj.body).map_err(|e| internal("a stored grant is unreadable", e))?;
+            let Some((draft, _)) = grant.expire(now) else { continue };
+            match self.ledger.append_with(vec![draft], vec![grant_mutation(&grant, obj.version)?]).await {
+                Ok(_) => {
+                    ended += 1;
+                    metrics::counter!("breakglass_grants_ended_total", "state" => grant.state.as_str()).increment(1);
+                }
+                Err(AppendError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(ended)
+    }
+
+    /// When the next grant is due to end, if any.
+    pub async fn next_due(&self) -> Result<Option<Timestamp>> {
+        Ok(self.store.next_due(GRANT_KIND, &["active", "pending"]).await?.map(Timestamp))
+    }
+
+    /// Counts of grants by stored state, for metrics.
+    pub async fn grant_counts(&self) -> Result<Vec<(&'static str, usize)>> {
+        let mut out = Vec::new();
+        for s in ["pending", "active", "expired", "revoked", "denied", "lapsed"] {
+            let f = ObjectFilter { statuses: vec![s.into()], owner: None, limit: 10_000 };
+            out.push((s, self.store.objects(GRANT_KIND, &f).await?.len()));
+        }
+        Ok(out)
+    }
+}
+
+fn status_of(grant: &Grant, now: Timestamp) -> GrantStatus {
+    let v = GrantView::of(grant, now, Vec::new());
+    GrantStatus {
+        id: grant.id.clone(),
+        principal: grant.principal.clone(),
+        state: v.state,
+        effective: v.effective,
+        expires_at: v.expires_at,
+    }
+}
+
+fn grant_mutation(grant: &Grant, expected_version: u64) -> Result<Mutation> {
+    let due = match grant.state {
+        GrantState::Pending => Some(grant.pending_until.0),
+        GrantState::Active => grant.expires_at.map(|t| t.0),
+        _ => None,
+    };
+    Ok(Mutation {
+        kind: GRANT_KIND.into(),
+        id: grant.id.clone(),
+        expected_version,
+        status: grant.state.as_str().into(),
+        owner: grant.principal.clone(),
+        due,
+        body: serde_json::to_string(grant).map_err(|e| internal("cannot encode a grant", e))?,
+    })
+}
+
+fn credential_mutation(kind: &str, cred: &StoredCredential, expected_version: u64) -> Result<Mutation> {
+    Ok(Mutation {
+        kind: kind.into(),
+        id: cred.id.clone(),
+        expected_version,
+        status: if cred.revoked_at.is_some() { "revoked" } else { "active" }.into(),
+        owner: cred.name.clone(),
+        due: cred.expires_at.map(|t| t.0),
+        body: serde_json::to_string(cred).map_err(|e| internal("cannot encode a credential", e))?,
+    })
+}
+
+fn parse_credential(obj: &StateObject) -> Result<StoredCredential> {
+    serde_json::from_str(&obj.body).map_err(|e| internal("a stored credential is unreadable", e))
+}
+
+fn token_view(c: &StoredCredential) -> ApiTokenView {
+    ApiTokenView {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        role: c.role.as_str().into(),
+        created_at: c.created_at,
+        created_by: c.created_by.clone(),
+        expires_at: c.expires_at,
+        revoked_at: c.revoked_at,
+    }
+}
+
+/// API-token lifetimes: `12h`, `720h`, `90d`; at most ten years.
+fn parse_token_lifetime(s: &str) -> std::result::Result<i64, String> {
+    let bad = || format!("invalid token lifetime {s:?}: expected a number of hours or days, like 720h or 90d");
+    let (num, unit) = s.trim().split_at(s.trim().len().saturating_sub(1));
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        _ => None,
+    }
+    .filter(|ms| *ms > 0 && *ms <= 3650 * 86_400_000)
+    .ok_or_else(bad)?;
+    Ok(ms)
+}

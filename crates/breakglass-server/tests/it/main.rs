@@ -1,0 +1,10 @@
+//! The server's integration tests: the grant service through its HTTP
+//! router (in process, `oneshot`), with real SSH keys from `ssh-keygen`,
+//! real signatures from `ssh-keygen -Y sign`, real SQLite files, and a real
+//! PostgreSQL when `BREAKGLASS_TEST_PG_URL` is set. Time is an input: the
+//! service runs on a clock the tests move.
+
+mod grants;
+mod harness;
+mod login;
+mod multi;
