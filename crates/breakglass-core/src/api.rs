@@ -235,7 +235,7 @@ pub struct CreateApiToken {
     pub name: String,
     /// `admin`, `service` or `reader`.
     pub role: String,
-    /// Optional lifetime, e.g. `90d` is not accepted: use hours (`2160h`).
+    /// Optional lifetime in hours or days, e.g. `720h` or `90d` (at most ten years).
     #[serde(default)]
     pub expires_in: Option<String>,
 }

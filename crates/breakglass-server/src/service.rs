@@ -221,6 +221,48 @@ fn new_grant_id(now: Timestamp) -> Result<String> {
 
 const MAX_RETRIES: usize = 8;
 
+/// How long a credential read from the database is trusted without reading
+/// it again. Revocation on this server takes effect at once (the entry is
+/// dropped); on another server over the same database, within this time.
+pub const CREDENTIAL_CACHE_MS: i64 = 2_000;
+const CREDENTIAL_CACHE_MAX: usize = 10_000;
+
+/// Credentials by (kind, id), as read at a time; the token is still checked
+/// against the stored hash, and the expiry against the clock, on every use.
+type CredentialMap = std::collections::HashMap<(&'static str, String), (StoredCredential, Timestamp)>;
+
+#[derive(Default)]
+struct CredentialCache {
+    entries: std::sync::Mutex<CredentialMap>,
+}
+
+impl CredentialCache {
+    fn get(&self, kind: &'static str, id: &str, now: Timestamp) -> Option<StoredCredential> {
+        let map = self.entries.lock().expect("credential cache lock");
+        let (cred, at) = map.get(&(kind, id.to_owned()))?;
+        (now.0 - at.0 < CREDENTIAL_CACHE_MS && now >= *at).then(|| cred.clone())
+    }
+
+    fn put(&self, kind: &'static str, cred: StoredCredential, now: Timestamp) {
+        let mut map = self.entries.lock().expect("credential cache lock");
+        if map.len() >= CREDENTIAL_CACHE_MAX {
+            map.retain(|_, (_, at)| now.0 - at.0 < CREDENTIAL_CACHE_MS);
+            if map.len() >= CREDENTIAL_CACHE_MAX {
+                map.clear();
+            }
+        }
+        map.insert((kind, cred.id.clone()), (cred, now));
+    }
+
+    fn forget(&self, kind: &'static str, id: &str) {
+        self.entries.lock().expect("credential cache lock").remove(&(kind, id.to_owned()));
+    }
+
+    fn clear(&self) {
+        self.entries.lock().expect("credential cache lock").clear();
+    }
+}
+
 pub struct Service {
     ledger: Ledger,
     store: Arc<dyn LogStore>,
@@ -228,6 +270,7 @@ pub struct Service {
     keys: Keys,
     config: ServiceConfig,
     loaded: RwLock<Arc<Loaded>>,
+    credentials: CredentialCache,
     /// Wakes the expiry timer when a grant's due time may have moved earlier.
     pub(crate) wake: tokio::sync::Notify,
 }
@@ -250,6 +293,7 @@ impl Service {
             keys,
             config,
             loaded: RwLock::new(Arc::new(loaded)),
+            credentials: CredentialCache::default(),
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -284,12 +328,20 @@ impl Service {
     pub async fn authenticate(&self, token: &str) -> Result<Caller> {
         let unauthorized = |why: &str| ServiceError::Unauthorized(format!("invalid bearer token: {why}"));
         let (kind, id) = auth::parse_token(token).map_err(unauthorized)?;
-        let Some(obj) = self.store.object(kind, id).await? else {
-            return Err(unauthorized("unknown token"));
+        let now = self.now();
+        let cred = match self.credentials.get(kind, id, now) {
+            Some(c) => c,
+            None => {
+                let Some(obj) = self.store.object(kind, id).await? else {
+                    return Err(unauthorized("unknown token"));
+                };
+                let cred: StoredCredential =
+                    serde_json::from_str(&obj.body).map_err(|e| internal("a stored credential is unreadable", e))?;
+                self.credentials.put(kind, cred.clone(), now);
+                cred
+            }
         };
-        let cred: StoredCredential =
-            serde_json::from_str(&obj.body).map_err(|e| internal("a stored credential is unreadable", e))?;
-        cred.accepts(token, self.now()).map_err(unauthorized)?;
+        cred.accepts(token, now).map_err(unauthorized)?;
         if kind == SESSION_KIND {
             // A principal removed from the principals file loses its sessions at once.
             let loaded = self.loaded();
@@ -472,7 +524,11 @@ impl Service {
                 .append_with(vec![entry], vec![credential_mutation(API_TOKEN_KIND, &cred, obj.version)?])
                 .await
             {
-                Ok(_) => return Ok(token_view(&cred)),
+                Ok(_) => {
+                    // Refused at once on this server; on others within CREDENTIAL_CACHE_MS.
+                    self.credentials.forget(API_TOKEN_KIND, id);
+                    return Ok(token_view(&cred));
+                }
                 Err(AppendError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -508,6 +564,7 @@ impl Service {
             ))
             .await?;
         *self.loaded.write().expect("policy lock") = Arc::new(new);
+        self.credentials.clear();
         Ok(out)
     }
 

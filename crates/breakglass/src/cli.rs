@@ -43,7 +43,12 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create the data directory, the log signing key, the configuration and the database.
+    /// Run the breakglass server (HTTP API on 127.0.0.1:7468 by default). On first run it sets up
+    /// the data directory, keys, an example policy and principals, and prints a bootstrap admin token.
+    #[command(after_help = EXIT_CODES)]
+    Serve(ServeArgs),
+    /// Create the data directory, the signing keys, the configuration, an example policy and
+    /// principals file, the database and a bootstrap admin API token, without starting the server.
     #[command(after_help = EXIT_CODES)]
     Init(InitArgs),
     /// Inspect, prove, verify and export the tamper-evident audit log.
@@ -55,6 +60,45 @@ pub enum Command {
     /// Run benchmarks and print their figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Log in to a breakglass server with an SSH key: sign the server's challenge with
+    /// `ssh-keygen -Y sign` and store the session token in the credentials file.
+    #[command(after_help = CLIENT_HELP)]
+    Login(LoginArgs),
+    /// Forget the session stored for the server (the credentials file's entry for --server).
+    #[command(after_help = CLIENT_HELP)]
+    Logout(LogoutArgs),
+    /// Show who the server thinks you are: name, kind of token, role and groups.
+    #[command(after_help = CLIENT_HELP)]
+    Whoami(WhoamiArgs),
+    /// Break glass: ask for a time-bound grant of capabilities on scopes. It is active at once
+    /// when policy auto-approves it, else pending until enough others approve it.
+    #[command(after_help = CLIENT_HELP)]
+    Request(RequestArgs),
+    /// Approve someone else's pending grant.
+    #[command(after_help = CLIENT_HELP)]
+    Approve(ApproveArgs),
+    /// Refuse someone else's pending grant.
+    #[command(after_help = CLIENT_HELP)]
+    Deny(ReasonArgs),
+    /// End a pending or active grant now (the grantee, an approver or an admin).
+    #[command(after_help = CLIENT_HELP)]
+    Revoke(ReasonArgs),
+    /// Extend your active grant, with a new reason; never past the policy maximum.
+    #[command(after_help = CLIENT_HELP)]
+    Extend(ExtendArgs),
+    /// List grants: id, principal, state, scopes, capabilities and expiry.
+    #[command(after_help = CLIENT_HELP)]
+    Grants(GrantsArgs),
+    /// Show one grant: every field, its approvals, extensions and audit log indexes.
+    #[command(after_help = CLIENT_HELP)]
+    Show(ShowArgs),
+    /// Print the signed token of an active grant (`breakglass token ID`), or manage API tokens
+    /// (`breakglass token create|list|revoke`).
+    #[command(args_conflicts_with_subcommands = true, arg_required_else_help = true, after_help = TOKEN_HELP)]
+    Token(TokenArgs),
+    /// Work with grant tokens: `grant verify` checks one offline.
+    #[command(subcommand)]
+    Grant(GrantCommand),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         #[arg(value_enum)]
@@ -74,6 +118,20 @@ pub struct InitArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on. Default: server.listen in the configuration
+    /// (BREAKGLASS_SERVER_LISTEN), else 127.0.0.1:7468. Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The log's origin, used when the data directory is created on first run.
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Let an admin move this server's clock forward (POST /v1/debug/clock), for tests and drills.
+    #[arg(long, hide = true)]
+    pub unsafe_test_clock: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +256,10 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the server to re-read its policy directory. The new policies replace the old ones only
+    /// if every file parses and validates; otherwise the server keeps the old ones and this prints why.
+    #[command(after_help = CLIENT_HELP)]
+    Reload(PolicyReloadArgs),
     /// Show what the policies decide for one principal, action and scope, and which policies decided it.
     /// With --action request and --cap, decides the whole request: every scope and capability,
     /// auto-approval and the grant's terms.
@@ -257,6 +319,322 @@ pub struct PolicyExplainArgs {
     pub at: Option<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Help shared by the commands that talk to a server.
+pub const CLIENT_HELP: &str = "\
+Server and authentication:
+  The server is --server, else $BREAKGLASS_SERVER, else http://127.0.0.1:7468.
+  The bearer token is $BREAKGLASS_TOKEN when it is set (a session or API token), else the
+  session `breakglass login` stored for that server in the credentials file:
+  $BREAKGLASS_CREDENTIALS, else $XDG_CONFIG_HOME/breakglass/credentials.toml, else
+  ~/.config/breakglass/credentials.toml. Tokens are never read from the command line,
+  where other users could see them in the process list.
+
+Exit codes:
+  0  success
+  1  refused or failed a check: not logged in, the token is unknown or expired (HTTP 401),
+     not allowed (403), denied by policy, in conflict with the grant's state (409),
+     or a grant token that does not verify
+  2  usage error or invalid input (HTTP 400, 413, 422); an unsafe credentials file
+  3  not found (HTTP 404): no such grant or token; no SSH key or ssh-keygen for login
+  4  the server could not be reached, timed out, failed (5xx) or sent a malformed answer";
+
+const TOKEN_HELP: &str = "\
+`breakglass token ID` prints the signed token of your active grant ID, and nothing else, so
+that `$(breakglass token ID)` works. A first word of create, list or revoke is a subcommand
+instead, for API tokens (hooks, CI runners, automation; admin only).
+
+Server and authentication:
+  The server is --server, else $BREAKGLASS_SERVER, else http://127.0.0.1:7468.
+  The bearer token is $BREAKGLASS_TOKEN when it is set, else the session stored by
+  `breakglass login` for that server. Tokens are never read from the command line.
+
+Exit codes: 0 success; 1 refused (401, 403, 409); 2 invalid input (400, 422);
+3 not found (404); 4 server unreachable or failing (5xx).";
+
+/// Where the server is. The token comes from the environment or the credentials file, never from argv.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The breakglass server's URL.
+    #[arg(long, env = "BREAKGLASS_SERVER", default_value = "http://127.0.0.1:7468", value_name = "URL")]
+    pub server: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The principal to log in as, as named in the server's principals file.
+    #[arg(long)]
+    pub principal: String,
+    /// The SSH key to sign with: a private key file, or a public key (.pub) whose private half is
+    /// in ssh-agent or on a FIDO token. Default: the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa,
+    /// id_ed25519_sk and id_ecdsa_sk that exists.
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// Print JSON (principal, expiry, key fingerprint, server, credentials file; never the token).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WhoamiArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// A scope to act on, e.g. git:payments/api@refs/heads/main or
+    /// pipeline:payments/api/deploy@production (repeatable).
+    #[arg(long = "scope", value_name = "SCOPE", required = true)]
+    pub scopes: Vec<String>,
+    /// A capability, e.g. push, force-push, delete, deploy, skip-gate:tests (repeatable).
+    #[arg(long = "cap", value_name = "CAPABILITY", required = true)]
+    pub caps: Vec<String>,
+    /// How long the grant lasts once active, e.g. 30m or 1h30m; policy sets the maximum.
+    #[arg(long = "for", value_name = "DURATION", default_value = "30m")]
+    pub duration: String,
+    /// Why you need it; recorded in the audit log and shown to approvers and reviewers.
+    #[arg(long)]
+    pub reason: String,
+    /// The incident this is for (e.g. a PagerDuty incident id); policy may auto-approve for open incidents.
+    #[arg(long, value_name = "ID")]
+    pub incident: Option<String>,
+    /// Print the grant as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The grant id.
+    pub id: String,
+    /// A comment for the record.
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Print the grant as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReasonArgs {
+    /// The grant id.
+    pub id: String,
+    /// Why; recorded in the audit log.
+    #[arg(long)]
+    pub reason: String,
+    /// Print the grant as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtendArgs {
+    /// The grant id.
+    pub id: String,
+    /// How much longer, e.g. 15m; the total may not pass the policy maximum.
+    #[arg(long, value_name = "DURATION")]
+    pub by: String,
+    /// Why more time is needed; recorded in the audit log.
+    #[arg(long)]
+    pub reason: String,
+    /// Print the grant as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantsArgs {
+    /// Only active grants (with --pending: active and pending ones).
+    #[arg(long)]
+    pub active: bool,
+    /// Only pending grants, waiting for approval (with --active: active and pending ones).
+    #[arg(long)]
+    pub pending: bool,
+    /// Only this principal's grants.
+    #[arg(long, value_name = "NAME")]
+    pub principal: Option<String>,
+    /// Print JSON ({"grants": [...]}).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The grant id.
+    pub id: String,
+    /// Print the grant as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: Option<TokenCommand>,
+    /// The id of your active grant whose signed token to print.
+    #[arg(value_name = "GRANT_ID")]
+    pub id: Option<String>,
+    /// Write the token to this file (mode 0600) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print JSON (token, key id, expiry) instead of the bare token.
+    #[arg(long, conflicts_with = "out")]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApiTokenRole {
+    /// Everything.
+    Admin,
+    /// Grant status and checks, log reads: for hooks and CI steps.
+    Service,
+    /// Reads only.
+    Reader,
+}
+
+impl ApiTokenRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiTokenRole::Admin => "admin",
+            ApiTokenRole::Service => "service",
+            ApiTokenRole::Reader => "reader",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token (admin only). The secret is printed once, on standard output.
+    #[command(after_help = CLIENT_HELP)]
+    Create {
+        /// A name saying what uses the token, e.g. ci-payments.
+        #[arg(long)]
+        name: String,
+        /// What the token may do.
+        #[arg(long, value_enum)]
+        role: ApiTokenRole,
+        /// The token's lifetime, in hours, minutes or seconds (e.g. 720h). Default: the server's.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// Print JSON (the secret included) instead of the bare secret.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List API tokens (admin only); never their secrets.
+    #[command(after_help = CLIENT_HELP)]
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke an API token (admin only).
+    #[command(after_help = CLIENT_HELP)]
+    Revoke {
+        /// The API token's id (from `token list`).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// Verify a grant token offline: signature, issuer, time window, principal, scope and
+    /// capability. With --key nothing goes over the network; without it, the server's public keys
+    /// are fetched from its /.well-known/jwks.json (or --jwks-url), which is not offline.
+    #[command(after_help = VERIFY_HELP)]
+    Verify(Box<GrantVerifyArgs>),
+}
+
+const VERIFY_HELP: &str = "\
+Exit codes:
+  0  the token is valid for the scope and capability (and, with --also-online, still active)
+  1  it is not: the reason is printed
+  2  usage error or invalid input (a bad scope, capability or key file)
+  3  a file was not found
+  4  the server could not be reached (fetching keys, or --also-online)";
+
+#[derive(Debug, Args)]
+pub struct GrantVerifyArgs {
+    /// The grant token, or - to read it from standard input.
+    pub token: String,
+    /// The concrete scope acted on, e.g. git:payments/api@refs/heads/main.
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: String,
+    /// The capability needed, e.g. push or skip-gate:tests.
+    #[arg(long = "cap", value_name = "CAPABILITY")]
+    pub cap: String,
+    /// The principal acting (for a Git hook, the pusher); the token must belong to them.
+    #[arg(long, value_name = "NAME")]
+    pub principal: Option<String>,
+    /// Trust only the keys in this file: a JWKS, a single JWK, or `ed25519 <base64url key>` lines.
+    /// With it, verification is entirely offline.
+    #[arg(long, value_name = "FILE", conflicts_with = "jwks_url")]
+    pub key: Option<PathBuf>,
+    /// Fetch the keys from this JWKS URL (no credentials are sent). Default: the server's
+    /// /.well-known/jwks.json.
+    #[arg(long, value_name = "URL")]
+    pub jwks_url: Option<String>,
+    /// The issuer the token must name. Default: the server URL without a trailing slash.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// The longest lifetime (exp - nbf) accepted: the policy's maximum grant length.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub max_lifetime: String,
+    /// Also ask the server whether the grant is still active, which covers early revocation.
+    #[arg(long)]
+    pub also_online: bool,
+    /// Print JSON: {"valid": true, "claims": {...}} or {"valid": false, "error": "..."}.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyReloadArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,6 +15,31 @@
 //! sink = "audit.jsonl"
 //! # The most entries committed in one transaction (group commit).
 //! max_batch = 256
+//!
+//! [server]
+//! # Where `breakglass serve` listens. Loopback by default; to serve other
+//! # machines, configure TLS below or put a TLS-terminating reverse proxy in front.
+//! listen = "127.0.0.1:7468"
+//! # The URL clients use to reach this server: the issuer (iss) of grant
+//! # tokens and the origin bound into login challenges. Default: http(s)://<listen>.
+//! public_url = ""
+//! # PEM certificate chain and private key: when both are set, the server speaks HTTPS (rustls).
+//! tls_cert = ""
+//! tls_key = ""
+//! # The largest request body accepted, in bytes (larger: 413).
+//! max_body_bytes = 65536
+//! # How long a login session lasts.
+//! session_ttl = "12h"
+//! # How long a request waits for approvals before it lapses.
+//! pending_ttl = "30m"
+//! # How long a login challenge may be used.
+//! challenge_ttl = "2m"
+//!
+//! [policy]
+//! # The directory of *.cedar policies; relative paths are under the data directory.
+//! dir = "policy"
+//! # The principals file (TOML): names, groups, SSH keys, e-mail addresses.
+//! principals = "principals.toml"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -28,6 +53,108 @@ use crate::error::{CliResult, bad_input};
 pub struct Config {
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    pub server: ServerConfig,
+    pub policy: PolicyConfig,
+}
+
+/// The default port of `breakglass serve` (and of client commands' default server URL).
+pub const DEFAULT_PORT: u16 = 7468;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub public_url: String,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub max_body_bytes: usize,
+    pub session_ttl: String,
+    pub pending_ttl: String,
+    pub challenge_ttl: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: format!("127.0.0.1:{DEFAULT_PORT}"),
+            public_url: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            max_body_bytes: 64 * 1024,
+            session_ttl: "12h".into(),
+            pending_ttl: "30m".into(),
+            challenge_ttl: "2m".into(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks every value, naming the key at fault.
+    pub fn validate(&self) -> CliResult {
+        self.listen.parse::<std::net::SocketAddr>().map_err(|_| {
+            bad_input(format!("invalid server.listen {:?}: expected IP:PORT like 127.0.0.1:7468", self.listen))
+        })?;
+        for (key, value) in [
+            ("server.session_ttl", &self.session_ttl),
+            ("server.pending_ttl", &self.pending_ttl),
+            ("server.challenge_ttl", &self.challenge_ttl),
+        ] {
+            breakglass_core::grant::parse_duration(value).map_err(|e| bad_input(format!("invalid {key}: {e}")))?;
+        }
+        if self.challenge_ttl_ms() > 600_000 {
+            return Err(bad_input("invalid server.challenge_ttl: at most 10m"));
+        }
+        if self.max_body_bytes == 0 || self.max_body_bytes > 16 << 20 {
+            return Err(bad_input(format!(
+                "invalid server.max_body_bytes {}: between 1 and 16777216",
+                self.max_body_bytes
+            )));
+        }
+        if self.tls_cert.as_os_str().is_empty() != self.tls_key.as_os_str().is_empty() {
+            return Err(bad_input("server.tls_cert and server.tls_key must be set together"));
+        }
+        let scheme_ok = self.public_url.starts_with("http://") || self.public_url.starts_with("https://");
+        if !self.public_url.is_empty() && !scheme_ok {
+            return Err(bad_input(format!(
+                "invalid server.public_url {:?}: expected http://… or https://…",
+                self.public_url
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn tls(&self) -> bool {
+        !self.tls_cert.as_os_str().is_empty()
+    }
+
+    fn ms(value: &str) -> i64 {
+        breakglass_core::grant::parse_duration(value).unwrap_or(0)
+    }
+
+    pub fn session_ttl_ms(&self) -> i64 {
+        Self::ms(&self.session_ttl)
+    }
+
+    pub fn pending_ttl_ms(&self) -> i64 {
+        Self::ms(&self.pending_ttl)
+    }
+
+    pub fn challenge_ttl_ms(&self) -> i64 {
+        Self::ms(&self.challenge_ttl)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub dir: PathBuf,
+    pub principals: PathBuf,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> PolicyConfig {
+        PolicyConfig { dir: PathBuf::from("policy"), principals: PathBuf::from("principals.toml") }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -93,11 +220,40 @@ impl Config {
         if config.log.max_batch == 0 {
             return Err(bad_input("invalid log.max_batch 0: must be at least 1"));
         }
+        config.server.validate()?;
         Ok(config)
     }
 
-    /// `BREAKGLASS_DATABASE_URL`, `BREAKGLASS_LOG_ORIGIN`, `BREAKGLASS_LOG_SINK`, `BREAKGLASS_LOG_MAX_BATCH`.
+    /// `BREAKGLASS_<SECTION>_<KEY>` for every key, e.g. `BREAKGLASS_LOG_ORIGIN`,
+    /// `BREAKGLASS_SERVER_LISTEN`, `BREAKGLASS_POLICY_DIR`; and `BREAKGLASS_DATABASE_URL`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> CliResult {
+        let s = &mut self.server;
+        for (var, field) in [
+            ("BREAKGLASS_SERVER_LISTEN", &mut s.listen),
+            ("BREAKGLASS_SERVER_PUBLIC_URL", &mut s.public_url),
+            ("BREAKGLASS_SERVER_SESSION_TTL", &mut s.session_ttl),
+            ("BREAKGLASS_SERVER_PENDING_TTL", &mut s.pending_ttl),
+            ("BREAKGLASS_SERVER_CHALLENGE_TTL", &mut s.challenge_ttl),
+        ] {
+            if let Some(v) = get(var) {
+                *field = v;
+            }
+        }
+        for (var, field) in [
+            ("BREAKGLASS_SERVER_TLS_CERT", &mut s.tls_cert),
+            ("BREAKGLASS_SERVER_TLS_KEY", &mut s.tls_key),
+            ("BREAKGLASS_POLICY_DIR", &mut self.policy.dir),
+            ("BREAKGLASS_POLICY_PRINCIPALS", &mut self.policy.principals),
+        ] {
+            if let Some(v) = get(var) {
+                *field = PathBuf::from(v);
+            }
+        }
+        if let Some(v) = get("BREAKGLASS_SERVER_MAX_BODY_BYTES") {
+            self.server.max_body_bytes = v.parse().map_err(|_| {
+                bad_input(format!("invalid BREAKGLASS_SERVER_MAX_BODY_BYTES {v:?}: expected a positive integer"))
+            })?;
+        }
         if let Some(v) = get("BREAKGLASS_DATABASE_URL") {
             self.database.url = v;
         }

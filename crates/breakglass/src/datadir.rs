@@ -12,7 +12,15 @@
 //!   log.pub             the log's verifier key, for auditors
 //!   audit-hmac.key      the key for digests of secret values in entries, 0600
 //!   audit.jsonl         the JSON-lines copy of the log (configurable)
+//!   grant-token.key     the Ed25519 seed that signs grant tokens (hex), 0600
+//!   grant-token.jwks.json  its public key as a JWKS, to pin for offline verification
+//!   login-hmac.key      the key that binds login challenges (hex), 0600
+//!   policy/             the Cedar policies (*.cedar) and their test table
+//!   principals.toml     who may break glass: names, groups, SSH keys, e-mails
 //! ```
+//!
+//! Several servers over one PostgreSQL database must share the keys (copy
+//! the key files): they sign one log and one kind of token.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -20,7 +28,7 @@ use std::sync::Arc;
 
 use breakglass_core::entry::SecretDigester;
 use breakglass_core::note::{NoteSigner, NoteVerifier};
-use breakglass_core::time::{Clock, Timestamp};
+use breakglass_core::time::Clock;
 use breakglass_store::LogStore;
 use breakglass_store::ledger::{Ledger, LedgerConfig};
 use breakglass_store::postgres::PostgresStore;
@@ -36,20 +44,12 @@ pub const DB_FILE: &str = "breakglass.db";
 pub const SIGNING_KEY_FILE: &str = "log-signing.key";
 pub const VERIFIER_KEY_FILE: &str = "log.pub";
 pub const HMAC_KEY_FILE: &str = "audit-hmac.key";
+pub const GRANT_KEY_FILE: &str = "grant-token.key";
+pub const GRANT_JWKS_FILE: &str = "grant-token.jwks.json";
+pub const LOGIN_KEY_FILE: &str = "login-hmac.key";
 
 /// The system clock: the one place breakglass reads the time.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
-        Timestamp(ms)
-    }
-}
+pub use breakglass_server::SystemClock;
 
 /// The default data directory: `$XDG_DATA_HOME/breakglass`, else `~/.local/share/breakglass`.
 pub fn default_data_dir() -> PathBuf {
@@ -212,12 +212,48 @@ impl DataDir {
             create_file(&pub_path, format!("{}\n", signer.verifier()).as_bytes(), 0o644)?;
             created.push(pub_path);
         }
-        let hmac_path = root.join(HMAC_KEY_FILE);
-        if hmac_path.exists() {
-            existing.push(hmac_path);
+        for name in [HMAC_KEY_FILE, GRANT_KEY_FILE, LOGIN_KEY_FILE] {
+            let path = root.join(name);
+            if path.exists() {
+                existing.push(path);
+            } else {
+                create_file(&path, format!("{}\n", hex::encode(random_32()?)).as_bytes(), 0o600)?;
+                created.push(path);
+            }
+        }
+        let jwks_path = root.join(GRANT_JWKS_FILE);
+        if !jwks_path.exists() {
+            let signer = breakglass_core::token::TokenSigner::from_seed(&read_key(&root.join(GRANT_KEY_FILE))?);
+            let jwks = breakglass_core::token::KeySet::new([signer.public_key().clone()])
+                .map_err(|e| internal(format!("cannot make the JWKS: {e}")))?
+                .to_jwks();
+            create_file(&jwks_path, format!("{jwks}\n").as_bytes(), 0o644)?;
+            created.push(jwks_path);
+        }
+        let policy_dir = root.join(&config.policy.dir);
+        if policy_dir.exists() {
+            existing.push(policy_dir);
         } else {
-            create_file(&hmac_path, format!("{}\n", hex::encode(random_32()?)).as_bytes(), 0o600)?;
-            created.push(hmac_path);
+            std::fs::create_dir_all(&policy_dir)
+                .map_err(|e| internal(format!("cannot create {}: {e}", policy_dir.display())))?;
+            create_file(
+                &policy_dir.join("breakglass.cedar"),
+                breakglass_core::policy::EXAMPLE_POLICY.as_bytes(),
+                0o644,
+            )?;
+            create_file(
+                &policy_dir.join("breakglass.test.toml"),
+                breakglass_core::policy::EXAMPLE_TESTS.as_bytes(),
+                0o644,
+            )?;
+            created.push(policy_dir);
+        }
+        let principals_path = root.join(&config.policy.principals);
+        if principals_path.exists() {
+            existing.push(principals_path);
+        } else {
+            create_file(&principals_path, breakglass_core::principals::EXAMPLE_PRINCIPALS.as_bytes(), 0o644)?;
+            created.push(principals_path);
         }
         if config.database.url.is_empty() {
             let db_path = root.join(DB_FILE);
@@ -268,12 +304,17 @@ impl DataDir {
     }
 
     pub fn digester(&self) -> CliResult<SecretDigester> {
-        let path = self.path(HMAC_KEY_FILE);
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| not_found(format!("cannot read {}: {e}", path.display())))?;
-        let bytes = hex::decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
-        let key = bytes.ok_or_else(|| bad_input(format!("{} does not hold a 32-byte hex key", path.display())))?;
-        Ok(SecretDigester::new(key))
+        Ok(SecretDigester::new(read_key(&self.path(HMAC_KEY_FILE))?))
+    }
+
+    /// A 32-byte secret key of this data directory.
+    pub fn key(&self, name: &str) -> CliResult<[u8; 32]> {
+        read_key(&self.path(name))
+    }
+
+    /// A configured path: relative paths are under the data directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        self.root.join(p)
     }
 
     /// The log's store: PostgreSQL when a database URL is configured, else SQLite here.
@@ -311,6 +352,24 @@ impl DataDir {
             .await
             .map_err(|e| internal(format!("cannot open the audit log: {e}")))
     }
+}
+
+/// Reads a hex 32-byte key file, refusing one that others may read.
+fn read_key(path: &Path) -> CliResult<[u8; 32]> {
+    let text = std::fs::read_to_string(path).map_err(|e| not_found(format!("cannot read {}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+        if mode & 0o077 != 0 {
+            return Err(bad_input(format!(
+                "{} is readable by others (mode {mode:o}); it holds a secret key: chmod 600 it",
+                path.display()
+            )));
+        }
+    }
+    let bytes = hex::decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+    bytes.ok_or_else(|| bad_input(format!("{} does not hold a 32-byte hex key", path.display())))
 }
 
 fn read_signer(path: &Path) -> CliResult<NoteSigner> {

@@ -5,11 +5,14 @@
 mod audit;
 mod bench;
 mod cli;
+mod client;
 mod config;
+mod credentials;
 mod datadir;
 mod debug;
 mod error;
 mod policy;
+mod serve;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -54,10 +57,22 @@ async fn run(cli: Cli) -> CliResult {
     };
     match cli.command {
         Command::Init(args) => {
-            let (_, report) = datadir::DataDir::init(&loc, args.origin).await?;
+            let (dir, report) = datadir::DataDir::init(&loc, args.origin).await?;
+            let listen = dir.config.server.listen.clone();
+            let clock = std::sync::Arc::new(datadir::SystemClock);
+            let (service, ledger) = serve::open_service(&dir, clock, serve::public_url(&dir, &listen)).await?;
+            let admin = serve::bootstrap_admin(&service).await;
+            drop(service);
+            ledger.shutdown().await;
+            let admin = admin?;
             if args.json {
-                print_json(&report);
+                let mut v = serde_json::to_value(&report).expect("report serialises");
+                v["admin_token"] = serde_json::json!(admin);
+                print_json(&v);
             } else {
+                if let Some(token) = &admin {
+                    serve::print_admin_token(token);
+                }
                 for p in &report.created {
                     println!("created  {}", p.display());
                 }
@@ -66,12 +81,26 @@ async fn run(cli: Cli) -> CliResult {
                 }
                 println!("origin   {}", report.origin);
                 println!("log key  {}", report.verifier_key);
-                println!("next: breakglass audit checkpoint --data-dir {}", report.data_dir.display());
+                println!("next: breakglass serve --data-dir {}", report.data_dir.display());
             }
             Ok(())
         }
+        Command::Serve(args) => serve::run(&loc, args).await,
         Command::Audit(cmd) => audit::run(&loc, cmd).await,
+        Command::Policy(cli::PolicyCommand::Reload(args)) => client::policy_reload(args).await,
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Login(args) => client::login(args).await,
+        Command::Logout(args) => client::logout(args),
+        Command::Whoami(args) => client::whoami(args).await,
+        Command::Request(args) => client::request(args).await,
+        Command::Approve(args) => client::approve(args).await,
+        Command::Deny(args) => client::deny(args).await,
+        Command::Revoke(args) => client::revoke(args).await,
+        Command::Extend(args) => client::extend(args).await,
+        Command::Grants(args) => client::grants(args).await,
+        Command::Show(args) => client::show(args).await,
+        Command::Token(args) => client::token(args).await,
+        Command::Grant(cmd) => client::grant(cmd).await,
         Command::Bench(cli::BenchCommand::Ledger(args)) => bench::ledger(args).await,
         Command::Bench(cli::BenchCommand::Core { iterations, json }) => bench::core(iterations, json),
         Command::Debug(cmd) => debug::run(&loc, cmd).await,

@@ -19,6 +19,8 @@ pub fn run(cmd: PolicyCommand) -> CliResult {
         PolicyCommand::Check { dir, json } => check(&dir, json),
         PolicyCommand::Test { file, policies, json } => test(&file, policies, json),
         PolicyCommand::Explain(args) => explain(*args),
+        // Talks to a server; main routes it to the client commands.
+        PolicyCommand::Reload(_) => Err(crate::error::internal("policy reload is a client command")),
     }
 }
 

@@ -8,3 +8,4 @@ mod grants;
 mod harness;
 mod login;
 mod multi;
+mod tls;

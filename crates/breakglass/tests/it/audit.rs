@@ -7,7 +7,7 @@ use breakglass_core::checkpoint::Checkpoint;
 use breakglass_core::note::NoteVerifier;
 use serde_json::Value;
 
-use crate::support::{BIN, Scratch, independent};
+use crate::support::{BIN, INIT_ENTRIES, Scratch, independent};
 
 #[test]
 fn every_command_has_help_with_exit_codes() {
@@ -109,12 +109,14 @@ fn checkpoint_show_and_prove_are_what_an_outside_verifier_needs() {
     let verifier = NoteVerifier::parse(&key).unwrap();
     let note = s.ok(&["audit", "checkpoint"]);
     let cp = Checkpoint::open(&note, "test.breakglass.local/log", std::slice::from_ref(&verifier)).unwrap();
-    assert_eq!(cp.size, 60);
+    assert_eq!(cp.size, INIT_ENTRIES + 60);
     let json: Value = serde_json::from_str(&s.ok(&["audit", "checkpoint", "--json"])).unwrap();
     assert_eq!(json["note"], note.as_str());
 
     let entries = s.entries();
-    for index in [0usize, 17, 59] {
+    // The first, an inner and the last of the entries appended above.
+    let (first, inner, last) = (INIT_ENTRIES as usize, INIT_ENTRIES as usize + 17, INIT_ENTRIES as usize + 59);
+    for index in [first, inner, last] {
         // --raw prints exactly the bytes that were hashed.
         let raw = s.cmd(&["audit", "show", &index.to_string(), "--raw"]).output().unwrap().stdout;
         assert_eq!(raw, entries[index]);
@@ -129,7 +131,10 @@ fn checkpoint_show_and_prove_are_what_an_outside_verifier_needs() {
         assert!(proof.ends_with(&note), "the proof must carry the latest checkpoint verbatim");
         std::fs::write(&proof_file, &proof).unwrap();
         let as_json: Value = serde_json::from_str(&s.ok(&["audit", "prove", &index.to_string(), "--json"])).unwrap();
-        assert_eq!((as_json["proof"].as_str(), as_json["size"].as_u64()), (Some(proof.as_str()), Some(60)));
+        assert_eq!(
+            (as_json["proof"].as_str(), as_json["size"].as_u64()),
+            (Some(proof.as_str()), Some(INIT_ENTRIES + 60))
+        );
 
         // Our own offline verifier, with no data directory...
         let out = std::process::Command::new(BIN)
@@ -147,17 +152,17 @@ fn checkpoint_show_and_prove_are_what_an_outside_verifier_needs() {
     }
 
     // Wrong entry, wrong key, damaged proof.
-    let proof_file = s.path("17.tlog-proof");
-    let other_entry = s.path("0.entry");
+    let proof_file = s.path(&format!("{inner}.tlog-proof"));
+    let other_entry = s.path(&format!("{first}.entry"));
     let fake = s.path("fake.entry");
-    let mut bytes = entries[17].clone();
+    let mut bytes = entries[inner].clone();
     bytes[5] ^= 1;
     std::fs::write(&fake, &bytes).unwrap();
     for (entry, key, code) in [
         (&other_entry, key.clone(), 1),
         (&fake, key.clone(), 1),
         (
-            &s.path("17.entry"),
+            &s.path(&format!("{inner}.entry")),
             "test.breakglass.local/log+00000000+AWNe7Kf+eIWiCez87AUPLdEWje/ahxWRfDkch4HRCVdO".into(),
             2,
         ),
@@ -179,7 +184,7 @@ fn checkpoint_show_and_prove_are_what_an_outside_verifier_needs() {
         .args(["audit", "verify-proof"])
         .arg(s.path("bad.tlog-proof"))
         .arg("--entry")
-        .arg(s.path("17.entry"))
+        .arg(s.path(&format!("{inner}.entry")))
         .args(["--key", &s.key()])
         .output()
         .unwrap();
@@ -191,20 +196,24 @@ fn checkpoint_show_and_prove_are_what_an_outside_verifier_needs() {
 fn verify_passes_then_names_the_first_bad_index() {
     let s = Scratch::new();
     s.append(30, 2);
+    let size = INIT_ENTRIES + 60;
     let out = s.ok(&["audit", "verify"]);
-    assert!(out.starts_with("ok: 60 entries"), "{out}");
+    assert!(out.starts_with(&format!("ok: {size} entries")), "{out}");
     let v: Value = serde_json::from_str(&s.ok(&["audit", "verify", "--json"])).unwrap();
     assert_eq!(v["ok"], true);
-    assert_eq!(v["report"]["size"], 60);
-    assert_eq!(v["report"]["sink_lines"], 60);
+    assert_eq!(v["report"]["size"], size);
+    assert_eq!(v["report"]["sink_lines"], size);
 
-    // Change one byte of entry 41: detected, and named.
-    s.sql("UPDATE log_entries SET data = CAST(replace(CAST(data AS TEXT), '\"debug\"', '\"DEBUG\"') AS BLOB) WHERE idx = 41");
+    // Change one byte of the 42nd appended entry: detected, and named.
+    let bad = INIT_ENTRIES + 41;
+    s.sql(&format!(
+        "UPDATE log_entries SET data = CAST(replace(CAST(data AS TEXT), '\"debug\"', '\"DEBUG\"') AS BLOB) WHERE idx = {bad}"
+    ));
     let err = s.fails(&["audit", "verify"], 1);
-    assert!(err.contains("entry 41"), "{err}");
+    assert!(err.contains(&format!("entry {bad}")), "{err}");
     let out = s.run(&["audit", "verify", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["first_bad_index"], 41);
+    assert_eq!(v["first_bad_index"], bad);
 }
 
 #[test]
@@ -216,15 +225,16 @@ fn deleting_the_tail_is_caught_by_the_sink_and_by_a_saved_checkpoint() {
     s.append(20, 1);
     assert!(
         s.ok(&["audit", "verify", "--since", saved.to_str().unwrap()])
-            .contains("consistent with the saved checkpoint of size 20")
+            .contains(&format!("consistent with the saved checkpoint of size {}", INIT_ENTRIES + 20))
     );
     // An attacker with database access removes the last 25 entries, their
     // checkpoints, and moves the head back: the database alone looks whole.
-    s.sql(
-        "DELETE FROM log_entries WHERE idx >= 15;
-         DELETE FROM log_checkpoints WHERE size > 15;
-         UPDATE log_head SET size = (SELECT max(size) FROM log_checkpoints);",
-    );
+    let keep = INIT_ENTRIES + 15;
+    s.sql(&format!(
+        "DELETE FROM log_entries WHERE idx >= {keep};
+         DELETE FROM log_checkpoints WHERE size > {keep};
+         UPDATE log_head SET size = (SELECT max(size) FROM log_checkpoints);"
+    ));
     let err = s.fails(&["audit", "verify"], 1);
     assert!(err.contains("sink"), "the sink copy must reveal the deletion: {err}");
     let err = s.fails(&["audit", "verify", "--since", saved.to_str().unwrap()], 1);
@@ -240,9 +250,10 @@ fn a_checkpoint_signed_by_another_key_fails_verification() {
     let note = s.ok(&["audit", "checkpoint"]);
     let text = &note[..note.rfind("\n\n").unwrap() + 1];
     let forged = other.sign(text).unwrap();
-    s.sql(&format!("UPDATE log_checkpoints SET note = '{forged}' WHERE size = 10"));
+    let size = INIT_ENTRIES + 10;
+    s.sql(&format!("UPDATE log_checkpoints SET note = '{forged}' WHERE size = {size}"));
     let err = s.fails(&["audit", "verify"], 1);
-    assert!(err.contains("checkpoint 10") && err.contains("entry 9"), "{err}");
+    assert!(err.contains(&format!("checkpoint {size}")) && err.contains(&format!("entry {}", size - 1)), "{err}");
     // Trusting the forger's key instead does not help: the older checkpoints are ours.
     let err = s.fails(&["audit", "verify", "--key", &other.verifier().to_string()], 1);
     assert!(err.contains("does not verify"), "{err}");
@@ -270,7 +281,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
     // An index past the end, a malformed index, a bad key.
     let err = s.fails(&["audit", "show", "99"], 3);
-    assert!(err.contains("99") && err.contains("5 entries"), "{err}");
+    assert!(err.contains("99") && err.contains(&format!("{} entries", INIT_ENTRIES + 5)), "{err}");
     s.fails(&["audit", "show", "minus-one"], 2);
     let err = s.fails(&["audit", "verify", "--key", "garbage"], 2);
     assert!(err.contains("garbage"), "{err}");
@@ -281,19 +292,20 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     // The main database file is untouched (new data would land in the WAL first,
     // so compare the log instead of bytes there).
     let _ = db_before;
-    assert_eq!(s.entries().len(), 5);
+    assert_eq!(s.entries().len() as u64, INIT_ENTRIES + 5);
 }
 
 #[test]
 fn tail_and_digest() {
     let s = Scratch::new();
     s.append(12, 1);
+    // The last three of the twelve appended, after init's entries.
     let tail = s.ok(&["audit", "tail", "-n", "3"]);
     assert_eq!(tail.lines().count(), 3);
-    assert!(tail.lines().next().unwrap().trim_start().starts_with("9 "), "{tail}");
+    assert!(tail.lines().next().unwrap().trim_start().starts_with(&format!("{} ", INIT_ENTRIES + 9)), "{tail}");
     let v: Value = serde_json::from_str(&s.ok(&["audit", "tail", "-n", "2", "--json"])).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
-    assert_eq!(v[1]["index"], 11);
+    assert_eq!(v[1]["index"], INIT_ENTRIES + 11);
 
     let digest = |secret: &str| {
         let mut child = s
@@ -320,7 +332,7 @@ fn export_writes_tiles_incrementally_that_an_independent_verifier_accepts() {
     s.append(100, 3);
     let out = s.path("tiles");
     let v: Value = serde_json::from_str(&s.ok(&["audit", "export", "--out", out.to_str().unwrap(), "--json"])).unwrap();
-    assert_eq!(v["size"], 300);
+    assert_eq!(v["size"], INIT_ENTRIES + 300);
     let full_tile = out.join("tile/0/000");
     let full_bundle = out.join("tile/entries/000");
     assert_eq!(std::fs::metadata(&full_tile).unwrap().len(), 8192);
@@ -332,7 +344,7 @@ fn export_writes_tiles_incrementally_that_an_independent_verifier_accepts() {
     let bundle_before = std::fs::read(&full_bundle).unwrap();
     s.append(100, 3);
     let v: Value = serde_json::from_str(&s.ok(&["audit", "export", "--out", out.to_str().unwrap(), "--json"])).unwrap();
-    assert_eq!(v["size"], 600);
+    assert_eq!(v["size"], INIT_ENTRIES + 600);
     assert!(v["skipped"].as_u64().unwrap() >= 2);
     assert_eq!(std::fs::metadata(&full_tile).unwrap().modified().unwrap(), before);
     assert_eq!(std::fs::read(&full_bundle).unwrap(), bundle_before);

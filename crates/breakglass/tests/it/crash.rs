@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::support::Scratch;
+use crate::support::{INIT_ENTRIES, Scratch};
 
 /// "ack INDEX WRITER SEQ" lines, as `debug append` prints them.
 fn parse_ack(line: &str) -> Option<(u64, u64, u64)> {
@@ -104,15 +104,16 @@ fn two_processes_on(s: Scratch) {
     let (acked_a, acked_b) = (acks(&a.stdout), acks(&b.stdout));
     assert_eq!(acked_a.len(), 600);
     assert_eq!(acked_b.len(), 600);
-    // No index was handed out twice, and together they are exactly 0..1200.
+    // No index was handed out twice, and together they are exactly the 1200
+    // indexes after init's entries.
     assert!(acked_a.keys().all(|k| !acked_b.contains_key(k)));
     let all: Vec<u64> =
         acked_a.keys().chain(acked_b.keys()).copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    assert_eq!(all, (0..1200).collect::<Vec<_>>());
+    assert_eq!(all, (INIT_ENTRIES..INIT_ENTRIES + 1200).collect::<Vec<_>>());
     assert_acked_present(&s, "a", &acked_a);
     assert_acked_present(&s, "b", &acked_b);
     // One tree, every checkpoint consistent with the next, and the shared sink in order.
     let v: Value = serde_json::from_str(&s.ok(&["audit", "verify", "--json"])).unwrap();
-    assert_eq!(v["report"]["size"], 1200);
-    assert_eq!(v["report"]["sink_lines"], 1200);
+    assert_eq!(v["report"]["size"], INIT_ENTRIES + 1200);
+    assert_eq!(v["report"]["sink_lines"], INIT_ENTRIES + 1200);
 }

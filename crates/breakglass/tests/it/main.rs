@@ -4,4 +4,5 @@
 mod audit;
 mod crash;
 mod policy;
+mod server;
 mod support;

@@ -5,6 +5,11 @@ use std::process::{Command, Output};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_breakglass");
 
+/// Entries `init` writes to the audit log before any test appends: the
+/// bootstrap admin API token's creation (`api_token.created`, index 0). Entries
+/// a test appends start at this index, and every size includes them.
+pub const INIT_ENTRIES: u64 = 1;
+
 /// A scratch data directory, initialised with a fixed origin; the log is
 /// SQLite in the directory, or a fresh PostgreSQL database.
 pub struct Scratch {

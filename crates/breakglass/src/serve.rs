@@ -1,0 +1,172 @@
+//! `breakglass serve` and the server half of `breakglass init`: first-run
+//! setup, the bootstrap admin token, then the HTTP server until SIGINT or
+//! SIGTERM; SIGHUP reloads the policy and principals.
+
+use std::sync::Arc;
+
+use breakglass_core::api::CreateApiToken;
+use breakglass_core::login::ChallengeKey;
+use breakglass_core::time::Clock;
+use breakglass_core::token::TokenSigner;
+use breakglass_server::OffsetClock;
+use breakglass_server::http::{AppState, router};
+use breakglass_server::service::{Keys, Service, ServiceConfig};
+use breakglass_store::ObjectFilter;
+use breakglass_store::ledger::Ledger;
+
+use crate::cli::ServeArgs;
+use crate::datadir::{DataDir, GRANT_KEY_FILE, LOGIN_KEY_FILE, Location, SystemClock};
+use crate::error::{CliResult, bad_input, internal};
+
+/// The URL clients use: the configured public URL, else derived from the
+/// listen address.
+pub fn public_url(dir: &DataDir, listen: &str) -> String {
+    let s = &dir.config.server;
+    if !s.public_url.is_empty() {
+        return s.public_url.trim_end_matches('/').to_owned();
+    }
+    format!("{}://{listen}", if s.tls() { "https" } else { "http" })
+}
+
+/// Opens the ledger and the grant service over a data directory.
+pub async fn open_service(dir: &DataDir, clock: Arc<dyn Clock>, issuer: String) -> CliResult<(Arc<Service>, Ledger)> {
+    let ledger = dir.ledger(clock.clone()).await?;
+    let store = dir.store(false).await?;
+    let keys = Keys {
+        token_signer: TokenSigner::from_seed(&dir.key(GRANT_KEY_FILE)?),
+        challenge_key: ChallengeKey::from_bytes(dir.key(LOGIN_KEY_FILE)?),
+        digester: dir.digester()?,
+    };
+    let s = &dir.config.server;
+    let config = ServiceConfig {
+        issuer,
+        policy_dir: dir.resolve(&dir.config.policy.dir),
+        principals_file: dir.resolve(&dir.config.policy.principals),
+        session_ttl_ms: s.session_ttl_ms(),
+        pending_ttl_ms: s.pending_ttl_ms(),
+        challenge_ttl_ms: s.challenge_ttl_ms(),
+    };
+    let service = Service::new(ledger.clone(), store, clock, keys, config)
+        .map_err(|problems| bad_input(format!("the policy or principals do not load:\n  {}", problems.join("\n  "))))?;
+    Ok((Arc::new(service), ledger))
+}
+
+/// Creates the bootstrap admin API token when the database has none; returns
+/// the secret, to be printed once.
+pub async fn bootstrap_admin(service: &Service) -> CliResult<Option<String>> {
+    let existing = service
+        .store()
+        .objects(breakglass_server::auth::API_TOKEN_KIND, &ObjectFilter { limit: 1, ..ObjectFilter::default() })
+        .await?;
+    if !existing.is_empty() {
+        return Ok(None);
+    }
+    let req = CreateApiToken { name: "bootstrap-admin".into(), role: "admin".into(), expires_in: None };
+    let created = service
+        .create_api_token(None, &req)
+        .await
+        .map_err(|e| internal(format!("cannot create the admin token: {e}")))?;
+    Ok(Some(created.token))
+}
+
+pub fn print_admin_token(token: &str) {
+    println!();
+    println!("bootstrap admin API token (shown once; only its hash is stored):");
+    println!("  {token}");
+    println!("  use it as BREAKGLASS_TOKEN for 'breakglass token create', 'breakglass policy reload', …");
+}
+
+pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
+    let (dir, report) = DataDir::init(loc, args.origin).await?;
+    let listen = args.listen.unwrap_or_else(|| dir.config.server.listen.clone());
+    let addr: std::net::SocketAddr =
+        listen.parse().map_err(|_| bad_input(format!("invalid --listen {listen:?}: expected IP:PORT")))?;
+    let tls = if dir.config.server.tls() {
+        let (cert, key) = (dir.resolve(&dir.config.server.tls_cert), dir.resolve(&dir.config.server.tls_key));
+        Some(breakglass_server::listen::tls_config(&cert, &key).map_err(bad_input)?)
+    } else {
+        None
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| bad_input(format!("cannot listen on {addr}: {e} (hint: pass --listen 127.0.0.1:PORT)")))?;
+    let bound = listener.local_addr().map_err(|e| internal(format!("cannot read the bound address: {e}")))?;
+    let url = public_url(&dir, &bound.to_string());
+    let test_clock = args.unsafe_test_clock.then(|| Arc::new(OffsetClock::default()));
+    let clock: Arc<dyn Clock> = match &test_clock {
+        Some(c) => c.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let (service, ledger) = open_service(&dir, clock, url.clone()).await?;
+    let admin = bootstrap_admin(&service).await?;
+
+    for p in &report.created {
+        println!("created   {}", p.display());
+    }
+    println!("data      {}", dir.root.display());
+    println!(
+        "database  {}",
+        if dir.config.database.url.is_empty() {
+            dir.path(crate::datadir::DB_FILE).display().to_string()
+        } else {
+            breakglass_store::postgres::redact_url(&dir.config.database.url)
+        }
+    );
+    println!("policy    {}", dir.resolve(&dir.config.policy.dir).display());
+    println!("principals {}", dir.resolve(&dir.config.policy.principals).display());
+    println!("log key   {}", report.verifier_key);
+    if let Some(token) = &admin {
+        print_admin_token(token);
+        println!();
+        println!(
+            "next: add your SSH public key to {}, then run: breakglass login --server {url} --principal <name>",
+            dir.resolve(&dir.config.policy.principals).display()
+        );
+    }
+    if test_clock.is_some() {
+        println!("warning: --unsafe-test-clock: an admin can move this server's clock forward; never use it for real");
+    }
+    println!("listening on {url}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let state = AppState { service: service.clone(), metrics: breakglass_server::metrics_handle(), test_clock };
+    let app = router(state, dir.config.server.max_body_bytes);
+    let expiry = tokio::spawn(breakglass_server::expiry::run(service.clone(), stop_rx.clone()));
+    let signals = tokio::spawn(handle_signals(service.clone(), stop_tx));
+    let res = breakglass_server::listen::serve(listener, app, tls, stop_rx).await;
+    signals.abort();
+    let _ = expiry.await;
+    drop(service);
+    ledger.shutdown().await;
+    res.map_err(|e| internal(format!("the server failed: {e}")))
+}
+
+#[cfg(unix)]
+async fn handle_signals(service: Arc<Service>, stop: tokio::sync::watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match service.reload("SIGHUP").await {
+                Ok(r) => tracing::warn!(policies = r.policies, principals = r.principals, "policy reloaded on SIGHUP"),
+                Err(e) => tracing::error!(error = %e, "policy reload on SIGHUP refused; the old policy stays in force"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    let _ = stop.send(true);
+}
+
+#[cfg(not(unix))]
+async fn handle_signals(_service: Arc<Service>, stop: tokio::sync::watch::Sender<bool>) {
+    let _ = tokio::signal::ctrl_c().await;
+    let _ = stop.send(true);
+}
