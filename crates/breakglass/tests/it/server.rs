@@ -171,6 +171,18 @@ fn the_whole_lifecycle_over_http_with_the_real_cli() {
          [[principal]]\nname = \"bob\"\ngroups = [\"approvers\"]\nssh_keys = [\"{bob_pub}\"]\n"
     );
     std::fs::write(srv.data.join("principals.toml"), principals).unwrap();
+    // SIGHUP reloads policy and principals; wait for that event.
+    let hup = Command::new("kill").args(["-HUP", &srv.child.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    let challenge = |who: &str| srv.http("POST", "/v1/login/challenge", "", &json!({ "principal": who })).0;
+    for _ in 0..200 {
+        if challenge("bob") == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(challenge("bob"), 200, "bob is known after SIGHUP");
+    assert_eq!(challenge("carol"), 401, "carol was removed");
     let reloaded = srv.json("admin", &["policy", "reload"]);
     assert_eq!(reloaded["principals"], 2);
 
