@@ -163,30 +163,35 @@ pub struct Loaded {
     pub files: Vec<(String, String)>,
 }
 
-/// Reads `*.cedar` in `dir` (sorted by name) as (file name, text) pairs.
+/// Every `*.cedar` file in `dir`, sorted by name, as (path, text): what
+/// `Policy::load` takes, for the server and for `breakglass policy`.
 pub fn read_policy_dir(dir: &Path) -> std::result::Result<Vec<(String, String)>, String> {
     let rd = std::fs::read_dir(dir).map_err(|e| format!("cannot read the policy directory {}: {e}", dir.display()))?;
-    let mut files = Vec::new();
+    let mut paths = Vec::new();
     for ent in rd {
         let ent = ent.map_err(|e| format!("cannot read the policy directory {}: {e}", dir.display()))?;
         let path = ent.path();
-        if path.extension().is_some_and(|x| x == "cedar") {
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            files.push((path.file_name().unwrap_or_default().to_string_lossy().into_owned(), text));
+        if path.extension().is_some_and(|x| x == "cedar") && path.is_file() {
+            paths.push(path);
         }
     }
-    if files.is_empty() {
-        return Err(format!("no .cedar files in the policy directory {}", dir.display()));
+    if paths.is_empty() {
+        return Err(format!("no *.cedar files in {}", dir.display()));
     }
-    files.sort();
-    Ok(files)
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).map_err(|e| format!("cannot read policy {}: {e}", p.display()))?;
+            Ok((p.display().to_string(), text))
+        })
+        .collect()
 }
 
 /// Loads the policy directory and the principals file, all or nothing.
 pub fn load(config: &ServiceConfig) -> std::result::Result<Loaded, Vec<String>> {
     let sources = read_policy_dir(&config.policy_dir).map_err(|e| vec![e])?;
-    let policy = Policy::load(&sources)
-        .map_err(|e| e.problems.iter().map(|p| format!("{}: {p}", config.policy_dir.display())).collect::<Vec<_>>())?;
+    let policy = Policy::load(&sources).map_err(|e| e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
     let source = config.principals_file.display().to_string();
     let text = std::fs::read_to_string(&config.principals_file)
         .map_err(|e| vec![format!("cannot read the principals file {source}: {e}")])?;

@@ -26,28 +26,7 @@ pub fn run(cmd: PolicyCommand) -> CliResult {
 
 /// Every `*.cedar` file in `dir`, by name, as (path, text).
 fn read_sources(dir: &Path) -> CliResult<Vec<(String, String)>> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| not_found(format!("cannot read the policy directory {}: {e}", dir.display())))?;
-    let mut paths = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| bad_input(format!("cannot read the policy directory {}: {e}", dir.display())))?;
-        let path = entry.path();
-        if path.extension().is_some_and(|x| x == "cedar") && path.is_file() {
-            paths.push(path);
-        }
-    }
-    if paths.is_empty() {
-        return Err(not_found(format!("no *.cedar files in {}", dir.display())));
-    }
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| bad_input(format!("cannot read policy {}: {e}", p.display())))?;
-            Ok((p.display().to_string(), text))
-        })
-        .collect()
+    breakglass_server::service::read_policy_dir(dir).map_err(not_found)
 }
 
 fn load(dir: &Path) -> Result<Policy, LoadFailure> {
