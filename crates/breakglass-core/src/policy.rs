@@ -66,9 +66,12 @@
 //! [`Policy::decide_approval`] and [`Policy::decide_review`], so approving
 //! one's own request is denied whatever the policies say.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::str::FromStr as _;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId,
@@ -164,7 +167,7 @@ pub struct PolicyInfo {
 }
 
 /// An incident the request refers to, as the incident feed knows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct IncidentInput {
     pub id: String,
     /// 1 is the most severe.
@@ -303,6 +306,159 @@ impl Names {
     }
 }
 
+/// How many entity sets and contexts a policy keeps built (each about a
+/// kilobyte); beyond that, one is dropped to make room for the next.
+const ENTITIES_CACHE_CAPACITY: usize = 512;
+const CONTEXT_CACHE_CAPACITY: usize = 256;
+
+/// A small bounded map from the inputs something was built from to what was
+/// built. Entries are found by a keyed hash of the inputs and then compared
+/// with them in full, so a hit is always for equal inputs: a collision is a
+/// miss, never someone else's value. When full, an arbitrary entry is
+/// dropped to make room; with a capacity of 0 nothing is kept. Nothing is
+/// built while the lock is held.
+struct BuildCache<K, V> {
+    map: Mutex<HashMap<u64, (K, V)>>,
+    hasher: RandomState,
+    capacity: usize,
+}
+
+impl<K, V: Clone> BuildCache<K, V> {
+    fn new(capacity: usize) -> Self {
+        BuildCache { map: Mutex::new(HashMap::new()), hasher: RandomState::new(), capacity }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, (K, V)>> {
+        // Nothing that can panic runs under the lock, and every entry is
+        // inserted whole, so a poisoned map is still consistent.
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The value built from inputs equal to `key` (`matches`), or `build`'s,
+    /// which is kept unless it failed (`build` returns the owned key too).
+    fn get_or_build<Q: Hash, E>(
+        &self,
+        key: &Q,
+        matches: impl Fn(&K, &Q) -> bool,
+        build: impl FnOnce() -> Result<(K, V), E>,
+    ) -> Result<V, E> {
+        let hash = self.hasher.hash_one(key);
+        if let Some((k, v)) = self.lock().get(&hash)
+            && matches(k, key)
+        {
+            return Ok(v.clone());
+        }
+        let (k, v) = build()?;
+        if self.capacity == 0 {
+            return Ok(v);
+        }
+        let mut map = self.lock();
+        if map.len() >= self.capacity
+            && !map.contains_key(&hash)
+            && let Some(evict) = map.keys().next().copied()
+        {
+            map.remove(&evict);
+        }
+        map.insert(hash, (k, v.clone()));
+        Ok(v)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// What the entities of a decision are built from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct EntitiesKey<'a> {
+    principal: Cow<'a, str>,
+    groups: Cow<'a, [String]>,
+    scopes: Cow<'a, [Scope]>,
+}
+
+impl EntitiesKey<'_> {
+    fn into_owned(self) -> EntitiesKey<'static> {
+        EntitiesKey {
+            principal: Cow::Owned(self.principal.into_owned()),
+            groups: Cow::Owned(self.groups.into_owned()),
+            scopes: Cow::Owned(self.scopes.into_owned()),
+        }
+    }
+}
+
+/// The principal, one resource per scope (in order), and the entities.
+struct BuiltEntities {
+    principal: EntityUid,
+    resources: Vec<EntityUid>,
+    entities: Entities,
+}
+
+/// Everything a context is built from: a [`ContextInput`] reduced to what
+/// the context says (the hour and weekday of `now`, the duration in whole
+/// minutes), so that inputs giving equal contexts have equal keys.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ContextKey<'a> {
+    minutes: i64,
+    hour: i64,
+    weekday: i64,
+    overdue_reviews: u32,
+    requester: Cow<'a, str>,
+    reason: Cow<'a, str>,
+    gate: Cow<'a, str>,
+    incident: Option<Cow<'a, IncidentInput>>,
+}
+
+impl<'a> ContextKey<'a> {
+    fn new(ctx: &'a ContextInput) -> ContextKey<'a> {
+        ContextKey::from_parts(
+            &ctx.requester,
+            ctx.overdue_reviews,
+            ctx.duration_ms,
+            &ctx.reason,
+            &ctx.gate,
+            ctx.incident.as_ref(),
+            ctx.now,
+        )
+    }
+
+    /// The fields of a [`ContextInput`], borrowed.
+    fn from_parts(
+        requester: &'a str,
+        overdue_reviews: u32,
+        duration_ms: i64,
+        reason: &'a str,
+        gate: &'a str,
+        incident: Option<&'a IncidentInput>,
+        now: Timestamp,
+    ) -> ContextKey<'a> {
+        let day_ms = 86_400_000;
+        let days = now.0.div_euclid(day_ms);
+        ContextKey {
+            // Rounded up, so "at most 60 minutes" refuses 60 minutes and a second.
+            minutes: (duration_ms.max(0) as u64).div_ceil(60_000) as i64,
+            hour: now.0.rem_euclid(day_ms) / 3_600_000,
+            // 1970-01-01 was a Thursday, day 3 of a week that starts on Monday.
+            weekday: (days + 3).rem_euclid(7),
+            overdue_reviews,
+            requester: Cow::Borrowed(requester),
+            reason: Cow::Borrowed(reason),
+            gate: Cow::Borrowed(gate),
+            incident: incident.map(Cow::Borrowed),
+        }
+    }
+
+    fn into_owned(self) -> ContextKey<'static> {
+        ContextKey {
+            requester: Cow::Owned(self.requester.into_owned()),
+            reason: Cow::Owned(self.reason.into_owned()),
+            gate: Cow::Owned(self.gate.into_owned()),
+            incident: self.incident.map(|i| Cow::Owned(i.into_owned())),
+            ..self
+        }
+    }
+}
+
 /// A loaded, strictly validated policy set.
 pub struct Policy {
     /// The policies that can apply to each action ("policy slicing"): Cedar
@@ -313,6 +469,12 @@ pub struct Policy {
     names: Names,
     infos: HashMap<String, PolicyInfo>,
     order: Vec<String>,
+    /// Entities and contexts already built, by what they were built from:
+    /// building them costs more than Cedar's evaluation (`Entities` computes
+    /// the transitive closure of the hierarchy every time). They depend only
+    /// on their inputs, never on the policies.
+    entities_cache: BuildCache<EntitiesKey<'static>, Arc<BuiltEntities>>,
+    context_cache: BuildCache<ContextKey<'static>, Context>,
 }
 
 impl fmt::Debug for Policy {
@@ -505,7 +667,15 @@ impl Policy {
             }
             slices.insert(action, slice);
         }
-        Ok(Policy { slices, authorizer: Authorizer::new(), names: Names::new(), infos, order })
+        Ok(Policy {
+            slices,
+            authorizer: Authorizer::new(),
+            names: Names::new(),
+            infos,
+            order,
+            entities_cache: BuildCache::new(ENTITIES_CACHE_CAPACITY),
+            context_cache: BuildCache::new(CONTEXT_CACHE_CAPACITY),
+        })
     }
 
     /// The number of policies.
@@ -583,44 +753,72 @@ impl Policy {
         Ok((p_uid, resources, entities))
     }
 
+    /// The entities of [`Policy::entities`], built once for equal inputs.
+    fn entities_cached(
+        &self,
+        principal: &str,
+        groups: &[String],
+        scopes: &[Scope],
+    ) -> Result<Arc<BuiltEntities>, String> {
+        let key = EntitiesKey {
+            principal: Cow::Borrowed(principal),
+            groups: Cow::Borrowed(groups),
+            scopes: Cow::Borrowed(scopes),
+        };
+        self.entities_cache.get_or_build(
+            &key,
+            |cached, key| cached == key,
+            || {
+                let refs: Vec<&Scope> = scopes.iter().collect();
+                let (principal, resources, entities) = self.entities(principal, groups, &refs)?;
+                Ok((key.clone().into_owned(), Arc::new(BuiltEntities { principal, resources, entities })))
+            },
+        )
+    }
+
+    #[cfg(test)]
     fn context(ctx: &ContextInput) -> Result<Context, String> {
+        Self::build_context(&ContextKey::new(ctx))
+    }
+
+    /// The context of [`Policy::context`], built once for equal inputs.
+    fn context_cached(&self, key: &ContextKey<'_>) -> Result<Context, String> {
+        self.context_cache.get_or_build(
+            key,
+            |cached, key| cached == key,
+            || Ok((key.clone().into_owned(), Self::build_context(key)?)),
+        )
+    }
+
+    fn build_context(key: &ContextKey<'_>) -> Result<Context, String> {
         let long = RestrictedExpression::new_long;
-        let string = RestrictedExpression::new_string;
+        let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
         let rec = |pairs: Vec<(&str, RestrictedExpression)>| {
             RestrictedExpression::new_record(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)))
                 .map_err(|e| e.to_string())
         };
-        let inc = ctx.incident.clone().unwrap_or_default();
-        let day_ms = 86_400_000;
-        let days = ctx.now.0.div_euclid(day_ms);
-        let hour = ctx.now.0.rem_euclid(day_ms) / 3_600_000;
-        // 1970-01-01 was a Thursday, day 3 of a week that starts on Monday.
-        let weekday = (days + 3).rem_euclid(7);
-        // Rounded up, so "at most 60 minutes" refuses 60 minutes and a second.
-        let minutes = (ctx.duration_ms.max(0) as u64).div_ceil(60_000) as i64;
+        let none = IncidentInput::default();
+        let inc = key.incident.as_deref().unwrap_or(&none);
         Context::from_pairs([
-            ("duration_minutes".to_owned(), long(minutes)),
-            ("reason".to_owned(), string(ctx.reason.clone())),
-            ("gate".to_owned(), string(ctx.gate.clone())),
+            ("duration_minutes".to_owned(), long(key.minutes)),
+            ("reason".to_owned(), string(&key.reason)),
+            ("gate".to_owned(), string(&key.gate)),
             (
                 "requester".to_owned(),
-                rec(vec![
-                    ("name", string(ctx.requester.clone())),
-                    ("overdue_reviews", long(ctx.overdue_reviews.into())),
-                ])?,
+                rec(vec![("name", string(&key.requester)), ("overdue_reviews", long(key.overdue_reviews.into()))])?,
             ),
             (
                 "incident".to_owned(),
                 rec(vec![
-                    ("present", RestrictedExpression::new_bool(ctx.incident.is_some())),
-                    ("id", string(inc.id)),
+                    ("present", RestrictedExpression::new_bool(key.incident.is_some())),
+                    ("id", string(&inc.id)),
                     ("severity", long(inc.severity)),
-                    ("status", string(inc.status)),
-                    ("services", RestrictedExpression::new_set(inc.services.into_iter().map(string))),
+                    ("status", string(&inc.status)),
+                    ("services", RestrictedExpression::new_set(inc.services.iter().map(|s| string(s)))),
                     ("requester_is_responder", RestrictedExpression::new_bool(inc.requester_is_responder)),
                 ])?,
             ),
-            ("time".to_owned(), rec(vec![("hour_utc", long(hour)), ("weekday", long(weekday))])?),
+            ("time".to_owned(), rec(vec![("hour_utc", long(key.hour)), ("weekday", long(key.weekday))])?),
         ])
         .map_err(|e| e.to_string())
     }
@@ -694,18 +892,17 @@ impl Policy {
         if scopes.is_empty() {
             return deny("no scope to decide on".into());
         }
-        let refs: Vec<&Scope> = scopes.iter().collect();
-        let (p, resources, entities) = match self.entities(principal, groups, &refs) {
+        let built = match self.entities_cached(principal, groups, scopes) {
             Ok(x) => x,
             Err(e) => return deny(format!("cannot build entities: {e}")),
         };
-        let context = match Self::context(ctx) {
+        let context = match self.context_cached(&ContextKey::new(ctx)) {
             Ok(c) => c,
             Err(e) => return deny(format!("cannot build the context: {e}")),
         };
         let mut out = Decision { allowed: true, ..Decision::default() };
-        for (scope, r) in scopes.iter().zip(&resources) {
-            let d = self.authorize(&p, action, (scope, r), &context, &entities);
+        for (scope, r) in scopes.iter().zip(&built.resources) {
+            let d = self.authorize(&built.principal, action, (scope, r), &context, &built.entities);
             out.allowed &= d.allowed;
             for id in d.determining {
                 if !out.determining.contains(&id) {
@@ -779,8 +976,7 @@ impl Policy {
             reasons.push(note(e.input.clone(), None, e.problem));
             return denied(reasons);
         }
-        let refs: Vec<&Scope> = input.scopes.iter().collect();
-        let (p, resources, entities) = match self.entities(&input.principal, &input.groups, &refs) {
+        let built = match self.entities_cached(&input.principal, &input.groups, &input.scopes) {
             Ok(x) => x,
             Err(e) => {
                 reasons.push(Explanation {
@@ -794,30 +990,31 @@ impl Policy {
                 return denied(reasons);
             }
         };
-        let ctx = ContextInput {
-            requester: input.principal.clone(),
-            overdue_reviews: input.overdue_reviews,
-            duration_ms: input.duration_ms,
-            reason: input.reason.clone(),
-            gate: String::new(),
-            incident: input.incident.clone(),
-            now: input.now,
-        };
+        let (p, resources, entities) = (&built.principal, &built.resources, &built.entities);
+        let ctx = ContextKey::from_parts(
+            &input.principal,
+            input.overdue_reviews,
+            input.duration_ms,
+            &input.reason,
+            "",
+            input.incident.as_ref(),
+            input.now,
+        );
         // One context per gate named (most requests name none): building
         // one costs as much as a decision.
         let mut contexts: HashMap<&str, Result<Context, String>> = HashMap::new();
         for gate in std::iter::once("").chain(input.capabilities.iter().map(|c| capability_action(c).1)) {
             contexts
                 .entry(gate)
-                .or_insert_with(|| Self::context(&ContextInput { gate: gate.to_owned(), ..ctx.clone() }));
+                .or_insert_with(|| self.context_cached(&ContextKey { gate: Cow::Borrowed(gate), ..ctx.clone() }));
         }
         let mut allowed = true;
         let mut auto_approve = true;
         let mut request_permits: Vec<String> = Vec::new();
-        for (scope, r) in input.scopes.iter().zip(&resources) {
+        for (scope, r) in input.scopes.iter().zip(resources) {
             let mut step = |action: &'static str, label: String, gate: &str| {
                 let d = match &contexts[gate] {
-                    Ok(context) => self.authorize(&p, action, (scope, r), context, &entities),
+                    Ok(context) => self.authorize(p, action, (scope, r), context, entities),
                     Err(e) => Decision {
                         allowed: false,
                         determining: Vec::new(),
@@ -1488,5 +1685,257 @@ when { context.time.weekday < 5 && context.time.hour_utc >= 9 && context.time.ho
         }
         assert_eq!(Timestamp::parse("2026-01-05T00:00:00Z").unwrap(), Timestamp(TEST_MONDAY_MS));
         assert_eq!(TEST_MONDAY_MS % DAY_MS, 0);
+    }
+
+    /// The same policy, building every decision's entities and context afresh.
+    fn uncached(files: &[(&str, &str)]) -> Policy {
+        let mut policy = load(files).unwrap();
+        policy.entities_cache = BuildCache::new(0);
+        policy.context_cache = BuildCache::new(0);
+        policy
+    }
+
+    #[test]
+    fn cached_decisions_equal_uncached_ones() {
+        let files = [("breakglass.cedar", EXAMPLE_POLICY), ("terms.cedar", TERMS)];
+        let fresh = uncached(&files);
+        let warm = load(&files).unwrap();
+        let scope_sets = [
+            &["git:payments/api@refs/heads/main"][..],
+            &["git:x/y@refs/heads/feature/a", "git:x/y@refs/heads/main"],
+            &["pipeline:payments/api/deploy@production"],
+            &["pipeline:p/deploy@prod", "git:x/y@refs/heads/main", "git:x/y@refs/heads/main"],
+        ];
+        let who: [(&str, &[&str]); 6] = [
+            ("alice", &["oncall"]),
+            ("alice", &[]),
+            ("alice", &["oncall", "dev"]),
+            ("bob", &["oncall"]),
+            ("sam", &["sre"]),
+            ("dana", &["dev"]),
+        ];
+        let contexts = [
+            ContextInput {
+                requester: "alice".into(),
+                duration_ms: 1_800_000,
+                reason: "INC-1".into(),
+                ..ContextInput::default()
+            },
+            ContextInput {
+                requester: "bob".into(),
+                duration_ms: 1_800_000,
+                reason: "INC-1".into(),
+                ..ContextInput::default()
+            },
+            ContextInput {
+                duration_ms: 3_600_001,
+                reason: "INC-1".into(),
+                gate: "secret-scan".into(),
+                ..ContextInput::default()
+            },
+            ContextInput {
+                requester: "alice".into(),
+                duration_ms: 1_800_000,
+                reason: "INC-1".into(),
+                gate: "lint".into(),
+                incident: incident(1, "triggered", true),
+                overdue_reviews: 1,
+                now: Timestamp(TEST_MONDAY_MS + 13 * 3_600_000),
+            },
+        ];
+        for (principal, groups) in who {
+            let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+            for s in scope_sets {
+                let s = scopes(s);
+                for ctx in &contexts {
+                    for action in ACTIONS {
+                        let expect = fresh.decide_all(principal, &groups, action, &s, ctx);
+                        for _ in 0..2 {
+                            assert_eq!(
+                                warm.decide_all(principal, &groups, action, &s, ctx),
+                                expect,
+                                "{principal} {groups:?} {action} {s:?} {ctx:?}"
+                            );
+                        }
+                    }
+                    let expect = (
+                        fresh.decide_approval(principal, &groups, &s, ctx),
+                        fresh.decide_review(principal, &groups, &s, ctx),
+                    );
+                    assert_eq!(
+                        (
+                            warm.decide_approval(principal, &groups, &s, ctx),
+                            warm.decide_review(principal, &groups, &s, ctx)
+                        ),
+                        expect
+                    );
+                }
+                for c in
+                    [&["push"][..], &["push", "force-push", "deploy"], &["skip-gate:lint", "advisory-gate:secret-scan"]]
+                {
+                    for inc in [None, incident(1, "triggered", true)] {
+                        let mut r = request(principal, &[], &[], c, "30m");
+                        r.groups = groups.clone();
+                        r.scopes = s.clone();
+                        r.incident = inc;
+                        let expect = fresh.decide_request(&r);
+                        for _ in 0..2 {
+                            assert_eq!(warm.decide_request(&r), expect, "{r:?}");
+                        }
+                    }
+                }
+            }
+        }
+        // The uncached policy kept nothing; the other used both caches, bounded.
+        assert_eq!((fresh.entities_cache.len(), fresh.context_cache.len()), (0, 0));
+        assert!(warm.entities_cache.len() > 1 && warm.entities_cache.len() <= ENTITIES_CACHE_CAPACITY);
+        assert!(warm.context_cache.len() > 1 && warm.context_cache.len() <= CONTEXT_CACHE_CAPACITY);
+        // The example table, on a policy that has already decided all of the above.
+        let results = run_tests(&warm, EXAMPLE_TESTS).unwrap();
+        assert!(results.iter().all(|r| r.passed), "{results:#?}");
+    }
+
+    #[test]
+    fn cached_entities_and_contexts_are_the_ones_built_from_the_same_inputs() {
+        let policy = example();
+        let s = scopes(&["git:a/b@refs/heads/main", "pipeline:a/b/deploy@prod"]);
+        let groups = ["oncall".to_owned()];
+        let built = policy.entities_cached("alice", &groups, &s).unwrap();
+        assert!(Arc::ptr_eq(&built, &policy.entities_cached("alice", &groups, &s).unwrap()));
+        let refs: Vec<&Scope> = s.iter().collect();
+        let (p, resources, entities) = policy.entities("alice", &groups, &refs).unwrap();
+        assert_eq!((&built.principal, &built.resources), (&p, &resources));
+        let mut cached: Vec<String> = built.entities.iter().map(|e| e.to_string()).collect();
+        let mut fresh: Vec<String> = entities.iter().map(|e| e.to_string()).collect();
+        cached.sort();
+        fresh.sort();
+        assert_eq!(cached, fresh);
+        // Anything else is built anew.
+        for (principal, groups, s) in [
+            ("alice", &[][..], &s[..]),
+            ("alice", &["oncall".to_owned(), "sre".to_owned()][..], &s[..]),
+            ("bob", &groups[..], &s[..]),
+            ("alice", &groups[..], &s[..1]),
+        ] {
+            assert!(!Arc::ptr_eq(&built, &policy.entities_cached(principal, groups, s).unwrap()));
+        }
+
+        let ctx = ContextInput {
+            requester: "alice".into(),
+            duration_ms: 1_800_000,
+            reason: "INC-1".into(),
+            incident: incident(2, "acknowledged", true),
+            now: Timestamp(TEST_MONDAY_MS + 9 * 3_600_000 + 1),
+            ..ContextInput::default()
+        };
+        let cached = policy.context_cached(&ContextKey::new(&ctx)).unwrap();
+        assert_eq!(cached, Policy::context(&ctx).unwrap());
+        // Inputs that say the same thing share a context: the same hour,
+        // the same whole minutes.
+        let same = ContextInput { now: Timestamp(ctx.now.0 + 3_599_998), duration_ms: 1_740_001, ..ctx.clone() };
+        assert_eq!(ContextKey::new(&same), ContextKey::new(&ctx));
+        assert_eq!(policy.context_cached(&ContextKey::new(&same)).unwrap(), Policy::context(&same).unwrap());
+        // And any difference is a different context.
+        let other_incident = Some(IncidentInput { services: vec!["x".into()], ..ctx.incident.clone().unwrap() });
+        for other in [
+            ContextInput { now: Timestamp(ctx.now.0 + 3_599_999), ..ctx.clone() },
+            ContextInput { now: Timestamp(ctx.now.0 + 86_400_000), ..ctx.clone() },
+            ContextInput { duration_ms: 1_800_001, ..ctx.clone() },
+            ContextInput { requester: "bob".into(), ..ctx.clone() },
+            ContextInput { reason: "INC-2".into(), ..ctx.clone() },
+            ContextInput { gate: "tests".into(), ..ctx.clone() },
+            ContextInput { overdue_reviews: 1, ..ctx.clone() },
+            ContextInput { incident: None, ..ctx.clone() },
+            ContextInput { incident: other_incident, ..ctx.clone() },
+        ] {
+            assert_ne!(ContextKey::new(&other), ContextKey::new(&ctx), "{other:?}");
+            let context = policy.context_cached(&ContextKey::new(&other)).unwrap();
+            assert_eq!(context, Policy::context(&other).unwrap(), "{other:?}");
+            assert_ne!(context, cached, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn the_cache_never_lends_one_principals_groups_to_another() {
+        let policy = load(&[(
+            "who.cedar",
+            r#"
+@id("dev-request") permit (principal in Breakglass::Group::"dev", action == Breakglass::Action::"request", resource is Breakglass::GitRef);
+@id("alice-push") permit (principal, action == Breakglass::Action::"push", resource is Breakglass::GitRef) when { principal.name == "alice" };
+@id("main-only") forbid (principal, action == Breakglass::Action::"request", resource is Breakglass::GitRef) when { resource.ref != "refs/heads/main" };
+"#,
+        )])
+        .unwrap();
+        let main = Scope::parse("git:a/b@refs/heads/main").unwrap();
+        let dev = Scope::parse("git:a/b@refs/heads/dev").unwrap();
+        let ctx = ContextInput::default();
+        let g = |gs: &[&str]| gs.iter().map(|g| g.to_string()).collect::<Vec<_>>();
+        // Interleaved, twice, so that each decision is made once with its
+        // own entities built and once after everyone else's are cached.
+        for _ in 0..2 {
+            for (principal, groups, action, scope, allowed) in [
+                ("alice", g(&["dev"]), "request", &main, true),
+                ("bob", g(&[]), "request", &main, false),
+                ("bob", g(&["dev"]), "request", &main, true),
+                ("alice", g(&[]), "request", &main, false),
+                ("alice", g(&["dev"]), "request", &dev, false),
+                ("carol", g(&["devs"]), "request", &main, false),
+                ("carol", g(&["de", "v"]), "request", &main, false),
+                ("alice", g(&[]), "push", &main, true),
+                ("bob", g(&["dev"]), "push", &main, false),
+                ("alicе", g(&["dev"]), "push", &main, false), // a Cyrillic e
+                ("alice ", g(&["dev"]), "push", &main, false),
+            ] {
+                let d = policy.decide(principal, &groups, action, scope, &ctx);
+                assert_eq!(d.allowed, allowed, "{principal} {groups:?} {action} {scope}: {d:?}");
+            }
+            // Whole requests too: bob's request is decided with bob's groups only.
+            let r = request("alice", &["dev"], &["git:a/b@refs/heads/main"], &["push"], "30m");
+            assert!(policy.decide_request(&r).allowed);
+            let r = request("bob", &["dev"], &["git:a/b@refs/heads/main"], &["push"], "30m");
+            let d = policy.decide_request(&r);
+            assert!(!d.allowed && d.denials().next().unwrap().to_string().contains("deny push"), "{d:?}");
+            let r = request("alice", &[], &["git:a/b@refs/heads/main"], &["push"], "30m");
+            assert!(!policy.decide_request(&r).allowed);
+        }
+    }
+
+    /// A key whose hash is always the same, so that every lookup collides.
+    #[derive(Debug, PartialEq)]
+    struct Colliding(&'static str);
+
+    impl Hash for Colliding {
+        fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+    }
+
+    #[test]
+    fn the_cache_compares_whole_keys_and_stays_bounded() {
+        let cache: BuildCache<&'static str, usize> = BuildCache::new(4);
+        let builds = std::cell::Cell::new(0);
+        let get = |key: &'static str| {
+            cache
+                .get_or_build(
+                    &Colliding(key),
+                    |k, q| *k == q.0,
+                    || {
+                        builds.set(builds.get() + 1);
+                        Ok::<_, ()>((key, key.len()))
+                    },
+                )
+                .unwrap()
+        };
+        // Same hash, different keys: each is built, never confused.
+        assert_eq!((get("a"), get("bb"), get("a"), get("ccc")), (1, 2, 1, 3));
+        assert_eq!(builds.get(), 4);
+        // Failures are not kept.
+        let failed = cache.get_or_build(&"x", |k, q| k == q, || Err::<(&str, usize), _>("no"));
+        assert_eq!(failed, Err("no"));
+        assert_eq!(cache.get_or_build(&"x", |k, q| k == q, || Ok::<_, ()>(("x", 9))), Ok(9));
+        assert_eq!(cache.get_or_build(&"x", |k, q| k == q, || Ok::<_, ()>(("x", 0))), Ok(9));
+        // Bounded.
+        for key in ["d", "e", "f", "g", "h", "i", "j"] {
+            cache.get_or_build(&key, |k, q| k == q, || Ok::<_, ()>((key, 1))).unwrap();
+            assert!(cache.len() <= 4);
+        }
     }
 }
