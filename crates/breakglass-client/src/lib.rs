@@ -24,8 +24,9 @@ use std::time::Duration;
 
 use breakglass_core::api::{
     ApiTokenList, ApiTokenView, ApproveRequest, ChallengeRequest, ChallengeResponse, CheckResponse, CheckpointView,
-    CreateApiToken, CreatedApiToken, EntryView, ErrorBody, ErrorDetail, ExtendRequest, GrantList, GrantRequest,
-    GrantStatus, GrantView, LoginRequest, LoginResponse, PolicyReloaded, ReasonRequest, TokenResponse, WhoAmI,
+    CreateApiToken, CreatedApiToken, EntryView, ErrorBody, ErrorDetail, EventRecorded, EventRequest, ExtendRequest,
+    GrantList, GrantRequest, GrantStatus, GrantView, LoginRequest, LoginResponse, PolicyReloaded, ReasonRequest,
+    RepoList, RepoRegistration, TokenResponse, WhoAmI,
 };
 use breakglass_core::grant::GrantState;
 use reqwest::header::{AUTHORIZATION, HeaderValue, LOCATION};
@@ -183,11 +184,11 @@ fn install_crypto_provider() {
     });
 }
 
-fn http_client() -> Result<reqwest::Client, ClientError> {
+fn http_client(timeout: Duration) -> Result<reqwest::Client, ClientError> {
     install_crypto_provider();
     reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+        .timeout(timeout)
         // The API never redirects; following one could carry the bearer token elsewhere.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("breakglass-client/", env!("CARGO_PKG_VERSION")))
@@ -308,7 +309,7 @@ async fn execute(request: reqwest::RequestBuilder, url: &Url) -> Result<Answer, 
 /// token is never sent to a URL other than the configured server's API.
 pub async fn fetch_jwks(url: &str) -> Result<String, ClientError> {
     let url = parse_url(url)?;
-    let http = http_client()?;
+    let http = http_client(REQUEST_TIMEOUT)?;
     execute(http.get(url.clone()), &url).await?.text()
 }
 
@@ -337,6 +338,12 @@ impl Client {
     /// or with a path prefix behind a reverse proxy). The URL is checked
     /// here; nothing is sent until a method is called.
     pub fn new(base_url: &str, token: Option<String>) -> Result<Client, ClientError> {
+        Client::with_timeout(base_url, token, REQUEST_TIMEOUT)
+    }
+
+    /// [`Client::new`] with a shorter whole-request time-out (for Git hooks,
+    /// which must not keep a push waiting on an unreachable server).
+    pub fn with_timeout(base_url: &str, token: Option<String>, timeout: Duration) -> Result<Client, ClientError> {
         let mut base = parse_base_url(base_url)?;
         let base_str = base.as_str().trim_end_matches('/').to_owned();
         // Endpoint paths are appended segment by segment; a trailing empty segment would double the slash.
@@ -352,7 +359,7 @@ impl Client {
                 Some(value)
             }
         };
-        Ok(Client { http: http_client()?, base, base_str, auth })
+        Ok(Client { http: http_client(timeout)?, base, base_str, auth })
     }
 
     /// The server URL, normalised, without a trailing slash.
@@ -509,6 +516,21 @@ impl Client {
     /// `GET /v1/log/checkpoint`: the latest signed checkpoint.
     pub async fn checkpoint(&self) -> Result<CheckpointView, ClientError> {
         self.get(self.url(&["v1", "log", "checkpoint"])).await
+    }
+
+    /// `POST /v1/events`: report an event (idempotent on its id).
+    pub async fn record_event(&self, event: &EventRequest) -> Result<EventRecorded, ClientError> {
+        self.post(self.url(&["v1", "events"]), event).await
+    }
+
+    /// `POST /v1/repos`: register a repository whose hooks were installed (or removed).
+    pub async fn register_repo(&self, repo: &RepoRegistration) -> Result<RepoRegistration, ClientError> {
+        self.post(self.url(&["v1", "repos"]), repo).await
+    }
+
+    /// `GET /v1/repos`
+    pub async fn repos(&self) -> Result<RepoList, ClientError> {
+        self.get(self.url(&["v1", "repos"])).await
     }
 
     /// `GET /v1/log/entries/{index}`

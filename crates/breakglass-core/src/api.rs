@@ -295,3 +295,66 @@ pub struct EntryView {
     /// The entry's canonical JSON, parsed.
     pub entry: serde_json::Value,
 }
+
+/// `POST /v1/events`: an event a hook or CI step reports (it may have been
+/// spooled while the server was unreachable). Recorded at most once per `id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EventRequest {
+    /// Unique per event, chosen by the reporter (e.g. 32 random hex digits);
+    /// a second delivery of the same id is acknowledged and not recorded again.
+    pub id: String,
+    /// `git.push.decision`, `git.push`, …
+    pub kind: String,
+    /// Who acted (the pusher), as the reporting server established it.
+    pub actor: String,
+    #[serde(default)]
+    pub grant: Option<String>,
+    /// When it happened, at the reporter (it may reach the server later).
+    pub at: Timestamp,
+    pub data: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventRecorded {
+    pub id: String,
+    /// True when this id had been recorded before (nothing new was written).
+    pub duplicate: bool,
+    /// The log index of the entry, when this delivery wrote it.
+    pub index: Option<u64>,
+}
+
+/// `POST /v1/repos`: a repository whose hooks breakglass installed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RepoRegistration {
+    /// The repository's name in scopes: `git:<name>@<ref>`.
+    pub name: String,
+    /// Protected ref patterns (`refs/heads/main`, `refs/heads/release/*`).
+    pub protected: Vec<String>,
+    /// Principals who may update protected refs normally (fast-forward only).
+    #[serde(default)]
+    pub updaters: Vec<String>,
+    /// Where the repository is, on the Git server.
+    pub path: String,
+    pub host: String,
+    /// SHA-256 of each hook script as installed, for drift checks.
+    #[serde(default)]
+    pub hooks: std::collections::BTreeMap<String, String>,
+    /// False when `git uninstall` removed the hooks.
+    #[serde(default = "yes")]
+    pub installed: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RepoList {
+    pub repos: Vec<RepoRegistration>,
+}

@@ -134,13 +134,14 @@ impl FromRequestParts<AppState> for Caller {
     paths(
         healthz, readyz, jwks, login_challenge, login, whoami, request_grant, list_grants, show_grant, grant_status,
         approve, deny, revoke, extend, grant_token, check, create_token, list_tokens, revoke_token, reload_policy,
-        checkpoint, entry
+        checkpoint, entry, record_event, register_repo, list_repos
     ),
     components(schemas(
         ErrorBody, ErrorDetail, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, WhoAmI,
         GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, GrantList, GrantStatus,
         CheckResponse, TokenResponse, CreateApiToken, ApiTokenView, CreatedApiToken, ApiTokenList,
-        PolicyReloaded, CheckpointView, EntryView, GrantState, Approval, Extension, Timestamp
+        PolicyReloaded, CheckpointView, EntryView, GrantState, Approval, Extension, Timestamp, EventRequest,
+        EventRecorded, RepoRegistration, RepoList
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -180,6 +181,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/tokens", post(create_token).get(list_tokens))
         .route("/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/policy/reload", post(reload_policy))
+        .route("/events", post(record_event))
+        .route("/repos", post(register_repo).get(list_repos))
         .route("/log/checkpoint", get(checkpoint))
         .route("/log/entries/{index}", get(entry))
         .route("/openapi.json", get(openapi_json));
@@ -463,6 +466,31 @@ async fn entry(_caller: Caller, State(st): State<AppState>, Path(index): Path<u6
     let entry = serde_json::from_slice(&rec.data)
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a stored entry is unreadable"))?;
     Ok(Json(EntryView { index, entry }))
+}
+
+#[utoipa::path(post, path = "/v1/events", request_body = EventRequest,
+    responses((status = 200, body = EventRecorded), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn record_event(
+    caller: Caller,
+    State(st): State<AppState>,
+    Body(req): Body<EventRequest>,
+) -> ApiResult<Json<EventRecorded>> {
+    Ok(Json(st.service.record_event(&caller, &req).await?))
+}
+
+#[utoipa::path(post, path = "/v1/repos", request_body = RepoRegistration,
+    responses((status = 200, body = RepoRegistration), (status = 400, body = ErrorBody)))]
+async fn register_repo(
+    caller: Caller,
+    State(st): State<AppState>,
+    Body(req): Body<RepoRegistration>,
+) -> ApiResult<Json<RepoRegistration>> {
+    Ok(Json(st.service.register_repo(&caller, &req).await?))
+}
+
+#[utoipa::path(get, path = "/v1/repos", responses((status = 200, body = RepoList)))]
+async fn list_repos(caller: Caller, State(st): State<AppState>) -> ApiResult<Json<RepoList>> {
+    Ok(Json(RepoList { repos: st.service.repos(&caller).await? }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -49,15 +49,38 @@ fn system_now() -> Timestamp {
     Timestamp(d.as_millis() as i64)
 }
 
+/// Histogram buckets for latencies, in seconds.
+const LATENCY_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
 /// Installs the process-wide Prometheus recorder once and returns its handle.
+/// Call [`metrics_upkeep`] periodically in a long-running server.
 pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
         std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            // Fixed buckets: a histogram is a few counters, not a list of
+            // samples that grows with every request until someone scrapes.
+            let builder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(&LATENCY_BUCKETS)
+                .expect("buckets are not empty");
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok().map(|()| handle)
         })
         .clone()
+}
+
+/// Runs the recorder's housekeeping every few seconds until `stop`.
+pub async fn metrics_upkeep(
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => handle.run_upkeep(),
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }

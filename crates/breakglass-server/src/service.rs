@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use breakglass_core::api::{
-    ApiTokenView, CheckResponse, CreateApiToken, CreatedApiToken, GrantRequest, GrantStatus, GrantView, LoginResponse,
-    PolicyReloaded, TokenResponse, WhoAmI,
+    ApiTokenView, CheckResponse, CreateApiToken, CreatedApiToken, EventRecorded, EventRequest, GrantRequest,
+    GrantStatus, GrantView, LoginResponse, PolicyReloaded, RepoRegistration, TokenResponse, WhoAmI,
 };
 use breakglass_core::entry::{EntryDraft, SecretDigester};
 use breakglass_core::grant::{Grant, GrantError, GrantState, Request, parse_duration};
@@ -35,6 +35,12 @@ use crate::auth::{
 };
 
 pub const GRANT_KIND: &str = "grant";
+/// Event ids already recorded (so a spooled event is recorded once).
+pub const EVENT_KIND: &str = "event";
+pub const REPO_KIND: &str = "repo";
+
+/// The kinds of event services may report.
+pub const EVENT_KINDS: &[&str] = &["git.push.decision", "git.push"];
 
 /// Server settings the service needs.
 #[derive(Clone, Debug)]
@@ -899,6 +905,123 @@ impl Service {
             )
             .await?;
         Ok(TokenResponse { token, key_id: self.keys.token_signer.key_id().to_owned(), expires_at })
+    }
+
+    // ---- events reported by hooks and CI steps ----------------------------
+
+    /// Records an event reported by a service (a Git hook, a CI step),
+    /// at most once per event id: a second delivery of a spooled event is
+    /// acknowledged as a duplicate and writes nothing.
+    pub async fn record_event(&self, caller: &Caller, ev: &EventRequest) -> Result<EventRecorded> {
+        if !matches!(caller.role, Role::Service | Role::Admin) {
+            return Err(ServiceError::Forbidden("only a service or admin API token may report events".into()));
+        }
+        let id_ok = !ev.id.is_empty()
+            && ev.id.len() <= 64
+            && ev.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !id_ok {
+            return Err(ServiceError::BadRequest(format!(
+                "invalid event id {:?}: 1-64 letters, digits, '-' or '_'",
+                ev.id
+            )));
+        }
+        let kind_ok = EVENT_KINDS.iter().any(|k| ev.kind == *k);
+        if !kind_ok {
+            return Err(ServiceError::BadRequest(format!(
+                "invalid event kind {:?}: expected one of {}",
+                ev.kind,
+                EVENT_KINDS.join(", ")
+            )));
+        }
+        let serde_json::Value::Object(mut data) = ev.data.clone() else {
+            return Err(ServiceError::BadRequest("event data must be a JSON object".into()));
+        };
+        if ev.actor.trim().is_empty() || ev.actor.len() > 256 {
+            return Err(ServiceError::BadRequest("an event names its actor (1-256 characters)".into()));
+        }
+        if let Some(g) = &ev.grant
+            && self.store.object(GRANT_KIND, g).await?.is_none()
+        {
+            return Err(ServiceError::BadRequest(format!("event {} names grant {g:?}, which does not exist", ev.id)));
+        }
+        data.insert("event_id".into(), json!(ev.id));
+        data.insert("reported_by".into(), json!(caller.name));
+        data.insert("reported_at".into(), json!(ev.at.to_rfc3339()));
+        let mut entry = EntryDraft::new(&ev.actor, &ev.kind, serde_json::Value::Object(data));
+        if let Some(g) = &ev.grant {
+            entry = entry.with_grant(g);
+        }
+        let seen = Mutation {
+            kind: EVENT_KIND.into(),
+            id: ev.id.clone(),
+            expected_version: 0,
+            status: "recorded".into(),
+            owner: ev.grant.clone().unwrap_or_default(),
+            due: None,
+            body: "{}".into(),
+        };
+        match self.ledger.append_with(vec![entry], vec![seen]).await {
+            Ok(r) => Ok(EventRecorded { id: ev.id.clone(), duplicate: false, index: Some(r.index) }),
+            Err(AppendError::Conflict { .. }) => Ok(EventRecorded { id: ev.id.clone(), duplicate: true, index: None }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Registers (or updates) a repository whose hooks `git install` wrote.
+    pub async fn register_repo(&self, caller: &Caller, reg: &RepoRegistration) -> Result<RepoRegistration> {
+        if !matches!(caller.role, Role::Service | Role::Admin) {
+            return Err(ServiceError::Forbidden("only a service or admin API token may register repositories".into()));
+        }
+        let probe = format!("git:{}@refs/heads/x", reg.name);
+        Scope::parse(&probe)
+            .map_err(|_| ServiceError::BadRequest(format!("invalid repository name {:?}", reg.name)))?;
+        for p in &reg.protected {
+            Scope::parse(&format!("git:{}@{p}", reg.name))
+                .map_err(|e| ServiceError::BadRequest(format!("invalid protected ref pattern {p:?}: {e}")))?;
+        }
+        for _ in 0..MAX_RETRIES {
+            let existing = self.store.object(REPO_KIND, &reg.name).await?;
+            let version = existing.as_ref().map_or(0, |o| o.version);
+            let body = serde_json::to_string(reg).map_err(|e| internal("cannot encode a repository", e))?;
+            if existing.as_ref().is_some_and(|o| o.body == body) {
+                return Ok(reg.clone());
+            }
+            let m = Mutation {
+                kind: REPO_KIND.into(),
+                id: reg.name.clone(),
+                expected_version: version,
+                status: if reg.installed { "installed" } else { "uninstalled" }.into(),
+                owner: reg.host.clone(),
+                due: None,
+                body,
+            };
+            let kind = if reg.installed { "git.repo.installed" } else { "git.repo.uninstalled" };
+            let entry = EntryDraft::new(
+                &caller.name,
+                kind,
+                json!({
+                    "repo": reg.name,
+                    "protected": reg.protected,
+                    "updaters": reg.updaters,
+                    "path": reg.path,
+                    "host": reg.host,
+                    "hooks": reg.hooks,
+                }),
+            );
+            match self.ledger.append_with(vec![entry], vec![m]).await {
+                Ok(_) => return Ok(reg.clone()),
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Conflict(format!("repository {} kept changing; try again", reg.name)))
+    }
+
+    pub async fn repos(&self, _caller: &Caller) -> Result<Vec<RepoRegistration>> {
+        let objs = self.store.objects(REPO_KIND, &ObjectFilter::default()).await?;
+        objs.iter()
+            .map(|o| serde_json::from_str(&o.body).map_err(|e| internal("a stored repository is unreadable", e)))
+            .collect()
     }
 
     // ---- expiry ----------------------------------------------------------

@@ -87,8 +87,12 @@ impl SqliteStore {
         if !opts.read_only {
             connect = connect.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Full);
         }
+        // 1 MiB of page cache per connection instead of SQLite's 2 MiB: the
+        // log's readers keep their own cache of stored hashes, and an idle
+        // server should stay small.
+        connect = connect.pragma("cache_size", "-1024");
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(2)
             .min_connections(1)
             .test_before_acquire(false)
             .connect_with(connect.clone())

@@ -652,6 +652,41 @@ pub enum BenchCommand {
     /// Append, prove and verify in a scratch data directory, and print the figures.
     #[command(after_help = EXIT_CODES)]
     Ledger(BenchLedgerArgs),
+    /// Start a real `breakglass serve` on SQLite in a scratch data directory and
+    /// measure it over HTTP: request-to-active latency (auto-approved grants),
+    /// grant-status checks per second, and the server's idle memory.
+    #[command(after_help = EXIT_CODES)]
+    Server(BenchServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchServerArgs {
+    /// Grants to request, one after another over one keep-alive connection.
+    #[arg(long, default_value_t = 2000)]
+    pub requests: u64,
+    /// Duration of the status-check phase, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub checks_seconds: u64,
+    /// Concurrent keep-alive connections in the status-check phase.
+    #[arg(long, default_value_t = 32)]
+    pub connections: u64,
+    /// The HTTP client of the measured phases: `raw`, a minimal HTTP/1.1 client
+    /// that takes little CPU from the server, or `library`, the breakglass-client
+    /// crate (reqwest) that the CLI, hooks and CI steps use.
+    #[arg(long, value_enum, default_value_t = BenchClient::Raw)]
+    pub client: BenchClient,
+    /// Also run the status-check load on GET /healthz (HTTP only) and GET /v1/whoami
+    /// (HTTP and the bearer-token lookup), to see where a status check's time goes.
+    #[arg(long)]
+    pub breakdown: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchClient {
+    Raw,
+    Library,
 }
 
 #[derive(Debug, Args)]

@@ -102,6 +102,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Token(args) => client::token(args).await,
         Command::Grant(cmd) => client::grant(cmd).await,
         Command::Bench(cli::BenchCommand::Ledger(args)) => bench::ledger(args).await,
+        Command::Bench(cli::BenchCommand::Server(args)) => bench::server(args).await,
         Command::Bench(cli::BenchCommand::Core { iterations, json }) => bench::core(iterations, json),
         Command::Debug(cmd) => debug::run(&loc, cmd).await,
         Command::Completions { shell } => {

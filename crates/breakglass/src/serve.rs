@@ -131,7 +131,11 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
     let _ = std::io::stdout().flush();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let state = AppState { service: service.clone(), metrics: breakglass_server::metrics_handle(), test_clock };
+    let metrics = breakglass_server::metrics_handle();
+    if let Some(h) = metrics.clone() {
+        tokio::spawn(breakglass_server::metrics_upkeep(h, stop_rx.clone()));
+    }
+    let state = AppState { service: service.clone(), metrics, test_clock };
     let app = router(state, dir.config.server.max_body_bytes);
     let expiry = tokio::spawn(breakglass_server::expiry::run(service.clone(), stop_rx.clone()));
     let signals = tokio::spawn(handle_signals(service.clone(), stop_tx));

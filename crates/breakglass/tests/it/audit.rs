@@ -375,4 +375,16 @@ fn the_benchmarks_run_and_report_their_figures() {
     // The kept log is a real data directory that verifies.
     let out = std::process::Command::new(BIN).args(["audit", "verify", "--data-dir"]).arg(&keep).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The server benchmark starts a real server, drives it over HTTP and stops it.
+    let out = std::process::Command::new(BIN)
+        .args(["bench", "server", "--requests", "5", "--checks-seconds", "1", "--connections", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["requests"], 5);
+    assert!(v["request_ms_p50"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["checks_ok"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["checks_failed"], 0, "{v}");
+    assert!(v["rss_bytes_after_load"].as_u64().unwrap() > 0, "{v}");
 }

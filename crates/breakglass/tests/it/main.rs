@@ -4,5 +4,6 @@
 mod audit;
 mod crash;
 mod policy;
+mod served;
 mod server;
 mod support;
