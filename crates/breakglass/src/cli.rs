@@ -99,6 +99,13 @@ pub enum Command {
     /// Work with grant tokens: `grant verify` checks one offline.
     #[command(subcommand)]
     Grant(GrantCommand),
+    /// Protect Git refs: install the server-side hooks into bare repositories, and the
+    /// `git shell` wrapper for authorized_keys.
+    #[command(subcommand)]
+    Git(GitCommand),
+    /// Deliver events that hooks spooled while the server was unreachable.
+    #[command(subcommand)]
+    Spool(SpoolCommand),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         #[arg(value_enum)]
@@ -132,6 +139,102 @@ pub struct ServeArgs {
     /// Let an admin move this server's clock forward (POST /v1/debug/clock), for tests and drills.
     #[arg(long, hide = true)]
     pub unsafe_test_clock: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GitCommand {
+    /// Install the pre-receive and post-receive hooks into a bare repository (thin scripts that
+    /// exec this binary), set receive.advertisePushOptions, write the hook settings
+    /// (breakglass.toml in the repository) and register the repository with the server.
+    /// Idempotent. A hook already there is kept (renamed *.breakglass-chained) and runs first.
+    #[command(after_help = EXIT_CODES)]
+    Install(Box<GitInstallArgs>),
+    /// Remove breakglass's hooks and settings from a bare repository, restoring chained hooks.
+    #[command(after_help = EXIT_CODES)]
+    Uninstall {
+        /// The bare repository.
+        #[arg(long, value_name = "PATH")]
+        repo: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// For an authorized_keys line: command="breakglass git shell alice",restrict ssh-ed25519 …
+    /// Runs git-shell with the client's git command and BREAKGLASS_USER=alice, the identity
+    /// the hooks trust.
+    #[command(after_help = EXIT_CODES)]
+    Shell {
+        /// The principal this key belongs to.
+        user: String,
+    },
+    /// The hooks themselves (what the installed scripts exec).
+    #[command(hide = true)]
+    Hook {
+        /// pre-receive or post-receive.
+        #[arg(value_parser = ["pre-receive", "post-receive"])]
+        name: String,
+        /// Arguments git passes on.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GitInstallArgs {
+    /// The bare repository.
+    #[arg(long, value_name = "PATH")]
+    pub repo: PathBuf,
+    /// The repository's name in scopes, git:<name>@<ref>, e.g. payments/api.
+    #[arg(long)]
+    pub name: String,
+    /// A protected ref pattern: an exact ref, or a prefix ending in * (repeatable).
+    #[arg(long = "protect", value_name = "PATTERN", required = true)]
+    pub protected: Vec<String>,
+    /// A principal who may update protected refs normally (fast-forward or create), e.g. a merge bot (repeatable).
+    #[arg(long = "updater", value_name = "NAME")]
+    pub updaters: Vec<String>,
+    /// The breakglass server the hooks ask and report to.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// A file holding a `service` API token for the server (keep it 0600, readable by the Git server's user).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The grant-token public keys to verify `-o breakglass=<token>` offline (the server's grant-token.jwks.json).
+    #[arg(long, value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
+    /// The issuer grant tokens must name. Default: the server URL.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// Where undelivered events wait. Default: <repo>/breakglass-spool.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// An environment variable naming the pusher, in order of trust (repeatable). Default:
+    /// BREAKGLASS_USER, GL_USER, GITEA_PUSHER_NAME, GL_USERNAME, GITHUB_USER_LOGIN.
+    #[arg(long = "identity", value_name = "VAR")]
+    pub identity: Vec<String>,
+    /// The most new commits one protected update may bring.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_commits: usize,
+    /// How long the hooks wait for the server, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub timeout_ms: u64,
+    /// The binary the hook scripts exec. Default: this one.
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpoolCommand {
+    /// Deliver a repository's spooled events to the server (idempotent: none is recorded twice).
+    #[command(after_help = EXIT_CODES)]
+    Flush {
+        /// The bare repository whose hook settings (server, token, spool) to use.
+        #[arg(long, value_name = "PATH")]
+        repo: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

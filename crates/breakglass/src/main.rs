@@ -11,6 +11,7 @@ mod credentials;
 mod datadir;
 mod debug;
 mod error;
+mod git;
 mod policy;
 mod serve;
 
@@ -101,6 +102,8 @@ async fn run(cli: Cli) -> CliResult {
         Command::Show(args) => client::show(args).await,
         Command::Token(args) => client::token(args).await,
         Command::Grant(cmd) => client::grant(cmd).await,
+        Command::Git(cmd) => git::run(cmd).await,
+        Command::Spool(cli::SpoolCommand::Flush { repo, json }) => git::flush(&repo, json).await,
         Command::Bench(cli::BenchCommand::Ledger(args)) => bench::ledger(args).await,
         Command::Bench(cli::BenchCommand::Server(args)) => bench::server(args).await,
         Command::Bench(cli::BenchCommand::Core { iterations, json }) => bench::core(iterations, json),

@@ -3,6 +3,7 @@
 
 mod audit;
 mod crash;
+mod git;
 mod policy;
 mod served;
 mod server;

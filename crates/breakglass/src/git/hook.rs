@@ -1,0 +1,695 @@
+//! The server-side hooks: `pre-receive` decides every update of a protected
+//! ref, `post-receive` records what entered under a grant.
+//!
+//! This is a pretty important and security sensitive part of the code: it is
+//! where "you push straight to main" is allowed or refused. Its rules:
+//! - The pusher is whoever the Git server says (an environment variable the
+//!   server sets: `BREAKGLASS_USER` from `breakglass git shell`, gitolite's
+//!   `GL_USER`, …), never a commit's author. No identity, no protected update.
+//! - A protected update needs an effective grant of the pusher with the
+//!   capability the update needs (`push`; `force-push` when the new value does
+//!   not descend from the old; `delete`) on `git:<repo>@<ref>`: from a grant
+//!   token in the push option `breakglass=<token>`, verified offline (and
+//!   checked online for revocation when the server answers), or else from
+//!   the server. If neither can say yes, the update is refused: fail closed.
+//! - Every new commit entering the ref under a grant carries a
+//!   `Break-Glass: <grant-id>` trailer, read with git's own trailer parsing.
+//! - Decisions and pushes become log entries bound to the grant; when the
+//!   server is unreachable they are spooled durably and delivered later.
+//! - Unprotected refs cost a config read and nothing else.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use breakglass_client::Client;
+use breakglass_core::api::EventRequest;
+use breakglass_core::scope::{Capability, Scope};
+use breakglass_core::time::Clock as _;
+use breakglass_core::token::{Expect, KeySet};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::repo::{self, is_zero};
+use super::spool;
+use crate::datadir::SystemClock;
+
+/// The hook's settings, `breakglass.toml` in the bare repository (written by
+/// `breakglass git install`; no secrets: the API token is in `token_file`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// The repository's name in scopes (`git:<name>@<ref>`).
+    pub name: String,
+    /// Protected ref patterns: exact refs, or a prefix ending in `*`.
+    pub protected: Vec<String>,
+    /// Principals who may update protected refs normally (fast-forward or
+    /// create), e.g. a merge bot. Force pushes and deletions still need a grant.
+    #[serde(default)]
+    pub updaters: Vec<String>,
+    /// The breakglass server; empty: tokens only.
+    #[serde(default)]
+    pub server: String,
+    /// A file holding a `service` API token for the server (mode 0600).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// The pinned grant-token public keys (JWKS or key lines), for offline verification.
+    #[serde(default)]
+    pub jwks: Option<PathBuf>,
+    /// The `iss` grant tokens must carry; default: `server`.
+    #[serde(default)]
+    pub issuer: String,
+    /// Where undelivered events wait; default: `<repo>/breakglass-spool`.
+    #[serde(default)]
+    pub spool: Option<PathBuf>,
+    /// Environment variables naming the pusher, first set wins.
+    #[serde(default = "default_identity")]
+    pub identity: Vec<String>,
+    /// The most new commits one protected update may bring (more: refused).
+    #[serde(default = "default_max_commits")]
+    pub max_commits: usize,
+    /// The longest grant-token lifetime accepted (the policy maximum).
+    #[serde(default = "default_max_token_lifetime")]
+    pub max_token_lifetime: String,
+    /// How long the hook waits for the server, in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+pub fn default_identity() -> Vec<String> {
+    ["BREAKGLASS_USER", "GL_USER", "GITEA_PUSHER_NAME", "GL_USERNAME", "GITHUB_USER_LOGIN"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+
+fn default_max_commits() -> usize {
+    10_000
+}
+
+fn default_max_token_lifetime() -> String {
+    "24h".into()
+}
+
+fn default_timeout_ms() -> u64 {
+    3000
+}
+
+pub const CONFIG_FILE: &str = "breakglass.toml";
+const PENDING_DIR: &str = "breakglass-pending";
+
+impl HookConfig {
+    pub fn load(git_dir: &Path) -> Result<HookConfig, String> {
+        let path = git_dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e} (run 'breakglass git install')", path.display()))?;
+        let cfg: HookConfig = toml::from_str(&text).map_err(|e| format!("invalid {}: {e}", path.display()))?;
+        cfg.validate().map_err(|e| format!("invalid {}: {e}", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.protected.is_empty() {
+            return Err("no protected ref patterns".into());
+        }
+        for p in &self.protected {
+            Scope::parse(&format!("git:{}@{p}", self.name))
+                .map_err(|e| format!("protected pattern {p:?} for repository {:?}: {e}", self.name))?;
+        }
+        breakglass_core::grant::parse_duration(&self.max_token_lifetime)
+            .map_err(|e| format!("max_token_lifetime: {e}"))?;
+        Ok(())
+    }
+
+    pub fn spool_dir(&self, git_dir: &Path) -> PathBuf {
+        self.spool.clone().unwrap_or_else(|| git_dir.join("breakglass-spool"))
+    }
+
+    fn issuer(&self) -> &str {
+        if self.issuer.is_empty() { self.server.trim_end_matches('/') } else { &self.issuer }
+    }
+
+    /// Whether `target` (`git:<name>@<ref>`) is protected.
+    fn protects(&self, target: &Scope) -> bool {
+        self.protected.iter().any(|p| Scope::parse(&format!("git:{}@{p}", self.name)).is_ok_and(|s| s.covers(target)))
+    }
+
+    /// A client for the server, if one is configured with a token.
+    pub fn client(&self) -> Result<Option<Client>, String> {
+        if self.server.is_empty() {
+            return Ok(None);
+        }
+        let token = match &self.token_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| format!("cannot read the hook's API token file {}: {e}", f.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        Client::with_timeout(&self.server, token, Duration::from_millis(self.timeout_ms))
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// One line of the hook's standard input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Update {
+    pub old: String,
+    pub new: String,
+    pub refname: String,
+}
+
+pub fn parse_updates(input: &str) -> Result<Vec<Update>, String> {
+    input
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            match (f.next(), f.next(), f.next(), f.next()) {
+                (Some(old), Some(new), Some(refname), None) if repo::is_oid(old) && repo::is_oid(new) => {
+                    Ok(Update { old: old.into(), new: new.into(), refname: refname.into() })
+                }
+                _ => Err(format!("unexpected hook input line {l:?}")),
+            }
+        })
+        .collect()
+}
+
+/// What an update does to a ref.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateKind {
+    Create,
+    FastForward,
+    Force,
+    Delete,
+}
+
+impl UpdateKind {
+    fn capability(self) -> &'static str {
+        match self {
+            UpdateKind::Delete => "delete",
+            UpdateKind::Force => "force-push",
+            UpdateKind::Create | UpdateKind::FastForward => "push",
+        }
+    }
+}
+
+/// A protected update that pre-receive accepted under a grant, for post-receive.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Accepted {
+    grant: String,
+    pusher: String,
+    kind: UpdateKind,
+    via: String,
+    commits: Vec<String>,
+}
+
+/// The environment the hook runs in (the real one, or a test's).
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+fn pusher(cfg: &HookConfig, env: &dyn Env) -> Option<String> {
+    cfg.identity.iter().find_map(|k| env.var(k)).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// The `breakglass=<token>` push option, if given.
+fn push_token(env: &dyn Env) -> Option<String> {
+    let n: usize = env.var("GIT_PUSH_OPTION_COUNT")?.parse().ok()?;
+    (0..n.min(100))
+        .filter_map(|i| env.var(&format!("GIT_PUSH_OPTION_{i}")))
+        .find_map(|o| o.strip_prefix("breakglass=").map(|t| t.trim().to_owned()))
+}
+
+/// Prints to the pusher (stderr becomes `remote: …`), with GitLab's prefix
+/// on refusals when running under GitLab.
+struct Say {
+    gitlab: bool,
+}
+
+impl Say {
+    fn refuse(&self, msg: &str) {
+        for line in msg.lines() {
+            if self.gitlab {
+                eprintln!("GL-HOOK-ERR: {line}");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    }
+
+    fn info(&self, msg: &str) {
+        eprintln!("{msg}");
+    }
+}
+
+/// The grant that allows an update, or why there is none.
+struct Allowed {
+    grant: String,
+    via: &'static str,
+}
+
+async fn find_grant(
+    cfg: &HookConfig,
+    client: Option<&Client>,
+    env: &dyn Env,
+    pusher: &str,
+    target: &Scope,
+    cap: &Capability,
+) -> Result<Allowed, String> {
+    let now = SystemClock.now();
+    if let Some(token) = push_token(env) {
+        let Some(jwks) = &cfg.jwks else {
+            return Err(
+                "a grant token was given, but this repository has no pinned key to verify it (jwks in breakglass.toml)"
+                    .into(),
+            );
+        };
+        let text = std::fs::read_to_string(jwks).map_err(|e| format!("cannot read {}: {e}", jwks.display()))?;
+        let keys =
+            KeySet::parse(&text).map_err(|e| format!("the pinned keys in {} are invalid: {e}", jwks.display()))?;
+        let max = breakglass_core::grant::parse_duration(&cfg.max_token_lifetime).unwrap_or(86_400_000);
+        let expect = Expect::new(cfg.issuer(), Duration::from_millis(max as u64))
+            .with_principal(pusher)
+            .with_scope(target.clone())
+            .with_capability(cap.clone());
+        let claims = breakglass_core::token::verify(&token, &keys, &expect, now)
+            .map_err(|e| format!("the grant token was refused: {e}"))?;
+        // Revocation reaches only those who ask: ask when the server answers.
+        if let Some(c) = client {
+            match c.grant_status(&claims.grant_id).await {
+                Ok(s) if !s.effective => {
+                    return Err(format!("grant {} is {} (the server says so)", claims.grant_id, s.state.as_str()));
+                }
+                Ok(_) => return Ok(Allowed { grant: claims.grant_id, via: "token+server" }),
+                Err(e) if e.status().is_some() && e.status() != Some(404) => {
+                    return Err(format!("the server refused to confirm grant {}: {e}", claims.grant_id));
+                }
+                Err(_) => {}
+            }
+        }
+        return Ok(Allowed { grant: claims.grant_id, via: "token" });
+    }
+    let Some(c) = client else {
+        return Err(
+            "no breakglass server is configured for this repository; push with a grant token:\n  git push -o breakglass=<token> …   (get it with 'breakglass token <grant-id>')"
+            .into());
+    };
+    match c.check(pusher, &target.to_string(), &cap.to_string()).await {
+        Ok(r) => match r.grant {
+            Some(g) if r.allowed => Ok(Allowed { grant: g.id, via: "server" }),
+            _ => Err(format!(
+                "{pusher} has no active grant with '{cap}' on {target}.\n  Ask for one: breakglass request --scope {target} --cap {cap} --for 30m --reason \"…\""
+            )),
+        },
+        Err(e) => Err(format!(
+            "cannot reach the breakglass server to check your grant ({e}).\n  Push with the grant's token instead: git push -o breakglass=<token> …\n  (get it with 'breakglass token <grant-id>' while the server is up)"
+        )),
+    }
+}
+
+/// Sends an event, or spools it durably when the server cannot take it now.
+async fn report(cfg: &HookConfig, git_dir: &Path, client: Option<&Client>, event: EventRequest) -> Result<(), String> {
+    if let Some(c) = client {
+        match c.record_event(&event).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.status().is_some_and(|s| s == 400 || s == 422) => {
+                return Err(format!("the server refused event {}: {e}", event.id));
+            }
+            Err(_) => {}
+        }
+    }
+    spool::spool(&cfg.spool_dir(git_dir), &event).map(|_| ())
+}
+
+fn pending_path(git_dir: &Path, u: &Update) -> PathBuf {
+    use sha2::Digest as _;
+    let key = hex::encode(sha2::Sha256::digest(format!("{} {} {}", u.old, u.new, u.refname).as_bytes()));
+    git_dir.join(PENDING_DIR).join(format!("{key}.json"))
+}
+
+/// Runs a chained (pre-existing) hook with the same input; its status.
+fn run_chained(git_dir: &Path, name: &str, input: &str, args: &[String]) -> Result<i32, String> {
+    let hooks = hooks_dir(git_dir);
+    let chained = hooks.join(format!("{name}{}", super::CHAINED_SUFFIX));
+    if !chained.exists() {
+        return Ok(0);
+    }
+    let mut child = std::process::Command::new(&chained)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run the chained hook {}: {e}", chained.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let status = child.wait().map_err(|e| format!("the chained hook {} failed: {e}", chained.display()))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+pub fn hooks_dir(git_dir: &Path) -> PathBuf {
+    repo::get_config(git_dir, "core.hooksPath")
+        .ok()
+        .flatten()
+        .map(|p| if Path::new(&p).is_absolute() { PathBuf::from(p) } else { git_dir.join(p) })
+        .unwrap_or_else(|| git_dir.join("hooks"))
+}
+
+fn git_dir_from_env() -> PathBuf {
+    std::env::var_os("GIT_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `breakglass git hook pre-receive`: 0 accepts the push, anything else refuses it.
+pub async fn pre_receive(args: &[String]) -> i32 {
+    let git_dir = git_dir_from_env();
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("breakglass: cannot read the pushed updates: {e}");
+        return 1;
+    }
+    match run_chained(&git_dir, "pre-receive", &input, args) {
+        Ok(0) => {}
+        Ok(code) => return code,
+        Err(e) => {
+            eprintln!("breakglass: {e}");
+            return 1;
+        }
+    }
+    let env = ProcessEnv;
+    let say = Say { gitlab: env.var("GL_ID").is_some() || env.var("GL_USERNAME").is_some() };
+    let cfg = match HookConfig::load(&git_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            say.refuse(&format!("breakglass: refusing the push: {e}"));
+            return 1;
+        }
+    };
+    let updates = match parse_updates(&input) {
+        Ok(u) => u,
+        Err(e) => {
+            say.refuse(&format!("breakglass: {e}"));
+            return 1;
+        }
+    };
+    match decide(&git_dir, &cfg, &updates, &env, &say).await {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            say.refuse(&format!("breakglass: refusing the push: {e}"));
+            1
+        }
+    }
+}
+
+/// Decides every update; records each protected decision. True: accept all.
+async fn decide(
+    git_dir: &Path,
+    cfg: &HookConfig,
+    updates: &[Update],
+    env: &dyn Env,
+    say: &Say,
+) -> Result<bool, String> {
+    // The fast path: nothing protected, nothing to do.
+    let mut targets = Vec::with_capacity(updates.len());
+    for u in updates {
+        let target = Scope::parse(&format!("git:{}@{}", cfg.name, u.refname))
+            .map_err(|e| format!("cannot check ref {}: {e}", u.refname))?;
+        targets.push(cfg.protects(&target).then_some(target));
+    }
+    if targets.iter().all(Option::is_none) {
+        return Ok(true);
+    }
+    let client = cfg.client()?;
+    let mut all_ok = true;
+    let mut accepted: Vec<(&Update, Accepted)> = Vec::new();
+    for (u, target) in updates.iter().zip(&targets) {
+        let Some(target) = target else { continue };
+        let kind = if is_zero(&u.new) {
+            UpdateKind::Delete
+        } else if is_zero(&u.old) {
+            UpdateKind::Create
+        } else if repo::is_ancestor(git_dir, &u.old, &u.new)? {
+            UpdateKind::FastForward
+        } else {
+            UpdateKind::Force
+        };
+        let cap = Capability::parse(kind.capability()).expect("a known capability");
+        let Some(who) = pusher(cfg, env) else {
+            say.refuse(&format!(
+                "breakglass: {} is protected and the Git server did not say who is pushing ({} are all unset); refused",
+                u.refname,
+                cfg.identity.join(", ")
+            ));
+            all_ok = false;
+            continue;
+        };
+        if cfg.updaters.contains(&who) && matches!(kind, UpdateKind::Create | UpdateKind::FastForward) {
+            continue;
+        }
+        let mut reasons = Vec::new();
+        let mut grant = None;
+        let mut via = "";
+        let mut commits = Vec::new();
+        match find_grant(cfg, client.as_ref(), env, &who, target, &cap).await {
+            Err(why) => reasons.push(why),
+            Ok(a) => {
+                via = a.via;
+                if kind != UpdateKind::Delete {
+                    let others =
+                        if kind == UpdateKind::Create { repo::other_tips(git_dir, &u.refname)? } else { Vec::new() };
+                    let range = repo::range_args(&u.old, &u.new, &others);
+                    let list = repo::commits_with_trailers(git_dir, &range, cfg.max_commits)?;
+                    if list.len() > cfg.max_commits {
+                        reasons.push(format!(
+                            "the push brings more than {} new commits to {}; push it in parts (max_commits in breakglass.toml)",
+                            cfg.max_commits, u.refname
+                        ));
+                    }
+                    let untagged: Vec<&str> =
+                        list.iter().filter(|c| !c.break_glass.contains(&a.grant)).map(|c| c.sha.as_str()).collect();
+                    if !untagged.is_empty() {
+                        let shown: Vec<&str> = untagged.iter().take(5).map(|s| &s[..12.min(s.len())]).collect();
+                        reasons.push(format!(
+                            "{} new commit(s) lack the trailer 'Break-Glass: {g}': {}{}\n  Add it to the last commit:  git commit --amend --no-edit --trailer \"Break-Glass: {g}\"\n  Or to every new commit:     git rebase --exec 'git commit --amend --no-edit --trailer \"Break-Glass: {g}\"' <base>",
+                            untagged.len(),
+                            shown.join(", "),
+                            if untagged.len() > 5 { ", …" } else { "" },
+                            g = a.grant
+                        ));
+                    }
+                    commits = list.into_iter().map(|c| c.sha).collect();
+                }
+                grant = Some(a.grant);
+            }
+        }
+        let ok = reasons.is_empty();
+        let event = EventRequest {
+            id: spool::new_event_id(),
+            kind: "git.push.decision".into(),
+            actor: who.clone(),
+            grant: grant.clone(),
+            at: SystemClock.now(),
+            data: json!({
+                "repo": cfg.name,
+                "ref": u.refname,
+                "old": u.old,
+                "new": u.new,
+                "update": kind,
+                "capability": cap.to_string(),
+                "accepted": ok,
+                "reasons": reasons,
+                "via": via,
+                "commits": commits.len(),
+            }),
+        };
+        if let Err(e) = report(cfg, git_dir, client.as_ref(), event).await {
+            // Unrecorded means not allowed.
+            reasons.push(format!("the decision could not be recorded: {e}"));
+        }
+        if reasons.is_empty() {
+            let g = grant.clone().unwrap_or_default();
+            say.info(&format!("breakglass: {} {} accepted under grant {g} ({via})", u.refname, kind_word(kind)));
+            accepted.push((u, Accepted { grant: g, pusher: who, kind, via: via.into(), commits }));
+        } else {
+            all_ok = false;
+            say.refuse(&format!("breakglass: {} {} refused:", u.refname, kind_word(kind)));
+            for r in &reasons {
+                say.refuse(&format!("  {r}"));
+            }
+        }
+    }
+    if all_ok {
+        let dir = git_dir.join(PENDING_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        for (u, a) in accepted {
+            let body = serde_json::to_vec(&a).map_err(|e| e.to_string())?;
+            std::fs::write(pending_path(git_dir, u), body).map_err(|e| format!("cannot note the decision: {e}"))?;
+        }
+    }
+    Ok(all_ok)
+}
+
+fn kind_word(k: UpdateKind) -> &'static str {
+    match k {
+        UpdateKind::Create => "(new ref)",
+        UpdateKind::FastForward => "(push)",
+        UpdateKind::Force => "(force push)",
+        UpdateKind::Delete => "(deletion)",
+    }
+}
+
+/// The commit records of one push, in events of at most this many bytes
+/// (log entries are limited to 64 KiB).
+const EVENT_BUDGET: usize = 40_000;
+
+/// `breakglass git hook post-receive`: records what entered protected refs
+/// under a grant, then delivers anything spooled. Never fails the push (it
+/// has happened); problems are printed.
+pub async fn post_receive(args: &[String]) -> i32 {
+    let git_dir = git_dir_from_env();
+    let mut input = String::new();
+    let _ = std::io::stdin().read_to_string(&mut input);
+    if let Err(e) = run_chained(&git_dir, "post-receive", &input, args) {
+        eprintln!("breakglass: {e}");
+    }
+    let Ok(cfg) = HookConfig::load(&git_dir) else { return 0 };
+    let Ok(updates) = parse_updates(&input) else { return 0 };
+    let client = cfg.client().ok().flatten();
+    for u in &updates {
+        let path = pending_path(&git_dir, u);
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let Ok(a) = serde_json::from_slice::<Accepted>(&bytes) else { continue };
+        if let Err(e) = record_push(&git_dir, &cfg, client.as_ref(), u, &a).await {
+            eprintln!("breakglass: could not record the push of {}: {e}", u.refname);
+            continue;
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    if let Some(c) = &client {
+        let f = spool::flush(&cfg.spool_dir(&git_dir), c).await;
+        if f.delivered + f.duplicates > 0 {
+            eprintln!("breakglass: delivered {} spooled event(s)", f.delivered + f.duplicates);
+        }
+    }
+    0
+}
+
+async fn record_push(
+    git_dir: &Path,
+    cfg: &HookConfig,
+    client: Option<&Client>,
+    u: &Update,
+    a: &Accepted,
+) -> Result<(), String> {
+    let records = if a.commits.is_empty() {
+        Vec::new()
+    } else {
+        let mut args = vec!["--no-walk=unsorted".to_owned()];
+        args.extend(a.commits.iter().cloned());
+        repo::commit_records(git_dir, &args, a.commits.len())?
+    };
+    // Split the commits into events that fit a log entry.
+    let mut parts: Vec<Vec<&repo::CommitRecord>> = vec![Vec::new()];
+    let mut size = 0;
+    for r in &records {
+        let n = serde_json::to_string(r).map_or(0, |s| s.len());
+        if size + n > EVENT_BUDGET && !parts.last().is_some_and(Vec::is_empty) {
+            parts.push(Vec::new());
+            size = 0;
+        }
+        size += n;
+        parts.last_mut().expect("a part").push(r);
+    }
+    let total = parts.len();
+    for (k, part) in parts.into_iter().enumerate() {
+        let mut data = BTreeMap::new();
+        data.insert("repo", json!(cfg.name));
+        data.insert("ref", json!(u.refname));
+        data.insert("old", json!(u.old));
+        data.insert("new", json!(u.new));
+        data.insert("update", json!(a.kind));
+        data.insert("via", json!(a.via));
+        data.insert("commit_count", json!(records.len()));
+        data.insert("part", json!(k + 1));
+        data.insert("parts", json!(total));
+        data.insert("commits", json!(part));
+        let event = EventRequest {
+            id: spool::new_event_id(),
+            kind: "git.push".into(),
+            actor: a.pusher.clone(),
+            grant: Some(a.grant.clone()),
+            at: SystemClock.now(),
+            data: json!(data),
+        };
+        report(cfg, git_dir, client, event).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct MapEnv(HashMap<&'static str, &'static str>);
+
+    impl Env for MapEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|v| (*v).to_owned())
+        }
+    }
+
+    fn cfg() -> HookConfig {
+        toml::from_str("name = \"payments/api\"\nprotected = [\"refs/heads/main\", \"refs/heads/release/*\"]\n")
+            .unwrap()
+    }
+
+    #[test]
+    fn protection_patterns_and_identity_order() {
+        let c = cfg();
+        let s = |r: &str| Scope::parse(&format!("git:payments/api@{r}")).unwrap();
+        assert!(c.protects(&s("refs/heads/main")));
+        assert!(c.protects(&s("refs/heads/release/1.2")));
+        assert!(!c.protects(&s("refs/heads/mainline")));
+        assert!(!c.protects(&s("refs/heads/feature")));
+        let env = MapEnv(HashMap::from([("GL_USER", "gitolite-alice"), ("GITHUB_USER_LOGIN", "gh-alice")]));
+        assert_eq!(pusher(&c, &env).as_deref(), Some("gitolite-alice"));
+        let mut c2 = c.clone();
+        c2.identity = vec!["GITHUB_USER_LOGIN".into(), "GL_USER".into()];
+        assert_eq!(pusher(&c2, &env).as_deref(), Some("gh-alice"));
+        assert_eq!(pusher(&c, &MapEnv(HashMap::new())), None);
+    }
+
+    #[test]
+    fn push_options_and_input_lines() {
+        let env = MapEnv(HashMap::from([
+            ("GIT_PUSH_OPTION_COUNT", "2"),
+            ("GIT_PUSH_OPTION_0", "ci.skip"),
+            ("GIT_PUSH_OPTION_1", "breakglass=abc.def.ghi"),
+        ]));
+        assert_eq!(push_token(&env).as_deref(), Some("abc.def.ghi"));
+        assert_eq!(push_token(&MapEnv(HashMap::new())), None);
+        let z = "0".repeat(40);
+        let a = "a".repeat(40);
+        let u = parse_updates(&format!("{z} {a} refs/heads/main\n")).unwrap();
+        assert_eq!(u[0].refname, "refs/heads/main");
+        assert!(parse_updates("garbage\n").is_err());
+        assert!(parse_updates(&format!("{z} {a} refs/heads/main extra\n")).is_err());
+        assert!(toml::from_str::<HookConfig>("name = \"x\"\nprotected = []\ntypo = 1\n").is_err());
+        assert!(cfg().validate().is_ok());
+    }
+}

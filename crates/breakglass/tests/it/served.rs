@@ -1,0 +1,165 @@
+//! A real `breakglass serve` process for end-to-end tests, and the CLI
+//! run against it as one user or another.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::support::BIN;
+
+pub struct Served {
+    pub child: Child,
+    pub data: PathBuf,
+    pub url: String,
+    pub admin: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `breakglass serve`; returns it, its URL and the admin token it
+/// printed (first run only).
+fn spawn(data: &Path, listen: &str) -> (Child, String, Option<String>) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", listen, "--unsafe-test-clock", "--origin", "e2e.breakglass.test/log"])
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("BREAKGLASS_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut admin) = (None, None);
+    let mut after_admin = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if after_admin {
+            admin = Some(line.trim().to_owned());
+            after_admin = false;
+        }
+        after_admin |= line.starts_with("bootstrap admin API token");
+        if let Some(u) = line.strip_prefix("listening on ") {
+            url = Some(u.trim().to_owned());
+            break;
+        }
+    }
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let url = url.expect("the server printed the URL it listens on");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    (child, url, admin)
+}
+
+impl Served {
+    pub fn start() -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (child, url, admin) = spawn(&data, "127.0.0.1:0");
+        let admin = admin.expect("first run printed a bootstrap admin token");
+        assert!(admin.starts_with("bgk_"), "{admin}");
+        Served { child, data, url, admin, dir }
+    }
+
+    /// Stops the server (SIGKILL: as if the machine went away).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same data directory and address.
+    pub fn restart(&mut self) {
+        self.stop();
+        let listen = self.url.trim_start_matches("http://").to_owned();
+        let (child, url, _) = spawn(&self.data, &listen);
+        assert_eq!(url, self.url);
+        self.child = child;
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The CLI as `who` (their own credentials file), against this server.
+    pub fn cli(&self, who: &str, args: &[&str]) -> Output {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("BREAKGLASS_SERVER", &self.url)
+            .env("BREAKGLASS_CREDENTIALS", self.path(&format!("{who}.credentials.toml")))
+            .env_remove("BREAKGLASS_TOKEN")
+            .env_remove("BREAKGLASS_DATA_DIR")
+            .env("HOME", self.dir.path());
+        if who == "admin" {
+            c.env("BREAKGLASS_TOKEN", &self.admin);
+        }
+        c.output().unwrap()
+    }
+
+    pub fn ok(&self, who: &str, args: &[&str]) -> String {
+        let out = self.cli(who, args);
+        assert!(
+            out.status.success(),
+            "{who}: breakglass {args:?} failed ({:?}):\n{}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn json(&self, who: &str, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.ok(who, &args)).unwrap()
+    }
+
+    /// Fails with `code`, and says `needle` on stderr.
+    pub fn refused(&self, who: &str, args: &[&str], code: i32, needle: &str) {
+        let out = self.cli(who, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{who}: breakglass {args:?}: {err}");
+        assert!(err.contains(needle), "{who}: breakglass {args:?}: expected {needle:?} in: {err}");
+    }
+
+    /// A raw HTTP/1.1 request (for the test clock, which has no CLI).
+    pub fn http(&self, method: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let addr = self.url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let body = body.to_string();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut res = String::new();
+        s.read_to_string(&mut res).unwrap();
+        let status = res[9..12].parse().unwrap();
+        let body = res.split_once("\r\n\r\n").map_or("", |x| x.1);
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    pub fn advance_clock(&self, ms: i64) {
+        let (status, v) = self.http("POST", "/v1/debug/clock", &self.admin, &json!({ "advance_ms": ms }));
+        assert_eq!(status, 200, "{v}");
+    }
+}
+
+pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, line.trim().to_owned())
+}
