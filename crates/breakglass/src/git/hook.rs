@@ -579,6 +579,7 @@ pub async fn post_receive(args: &[String]) -> i32 {
         }
         let _ = std::fs::remove_file(&path);
     }
+    remove_stale_pending(&git_dir);
     if let Some(c) = &client {
         let f = spool::flush(&cfg.spool_dir(&git_dir), c).await;
         if f.delivered + f.duplicates > 0 {
@@ -586,6 +587,20 @@ pub async fn post_receive(args: &[String]) -> i32 {
         }
     }
     0
+}
+
+/// Pre-receive notes its accepted decisions for post-receive; when git
+/// refuses the update after pre-receive (say, deleting the checked-out
+/// branch), post-receive never sees it. Such notes are dropped after an hour.
+fn remove_stale_pending(git_dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(git_dir.join(PENDING_DIR)) else { return };
+    let hour = std::time::Duration::from_secs(3600);
+    for e in rd.flatten() {
+        let old = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > hour));
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 async fn record_push(
