@@ -358,3 +358,38 @@ fn yes() -> bool {
 pub struct RepoList {
     pub repos: Vec<RepoRegistration>,
 }
+
+/// `GET /v1/ci/status?scope=..[&gate=..][&principal=..]`: whether
+/// break-glass mode applies to a CI job's pipeline scope.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CiStatus {
+    pub scope: String,
+    /// Whose grants count: the person who triggered the job.
+    pub principal: String,
+    pub active: bool,
+    pub grant: Option<CiGrant>,
+    /// The grant's pipeline capabilities: `skip-gate:<name>`, `advisory-gate:<name>`, `deploy`.
+    pub relaxations: Vec<String>,
+    /// What to do with the gate asked about.
+    pub gate: Option<GateDecision>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CiGrant {
+    pub id: String,
+    pub principal: String,
+    pub reason: String,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GateDecision {
+    pub name: String,
+    /// `run`, `skip` or `advisory`.
+    pub mode: String,
+    /// Policy forbids relaxing this gate: it runs and counts, grant or not.
+    pub never_skippable: bool,
+}

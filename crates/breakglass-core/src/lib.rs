@@ -16,6 +16,7 @@ pub mod grant;
 pub mod hash;
 pub mod login;
 pub mod note;
+pub mod oidc;
 pub mod policy;
 pub mod principals;
 pub mod proof;

@@ -51,6 +51,10 @@ pub const EXAMPLE_PRINCIPALS: &str = r#"# breakglass principals: the identities 
 #           Matched ignoring case; each may belong to one principal only.
 # kind      "human" (the default) or "service": a CI job, server or hook
 #           rather than a person.
+# accounts  Optional. "<issuer>:<login>" for the CI systems whose OIDC tokens
+#           the server accepts (the issuer's name in breakglass.toml), e.g.
+#           "github:alice-gh" or "gitlab:alice": the person who triggers a
+#           pipeline is this principal. Each account may belong to one principal.
 
 [[principal]]
 name = "alice"
@@ -93,6 +97,8 @@ pub struct Principal {
     /// Lowercased (ASCII only, see [`Principals::by_email`]).
     pub emails: Vec<String>,
     pub kind: PrincipalKind,
+    /// `<issuer>:<login>` accounts in CI systems (exact, case-sensitive).
+    pub accounts: Vec<String>,
 }
 
 /// Everything that was wrong with a principals file, one problem a line, each
@@ -118,6 +124,8 @@ pub struct Principals {
     by_name: HashMap<String, usize>,
     /// Lowercased e-mail address to index in `list`.
     by_email: HashMap<String, usize>,
+    /// CI account (`github:login`) to index in `list`.
+    by_account: HashMap<String, usize>,
 }
 
 /// The file as written, before validation.
@@ -140,6 +148,8 @@ struct RawPrincipal {
     emails: Vec<String>,
     #[serde(default)]
     kind: PrincipalKind,
+    #[serde(default)]
+    accounts: Vec<String>,
 }
 
 impl Principals {
@@ -245,7 +255,31 @@ impl Principals {
             for email in &emails {
                 principals.by_email.insert(email.clone(), index);
             }
-            principals.list.push(Principal { name: raw.name, groups, ssh_keys, emails, kind: raw.kind });
+            let mut accounts: Vec<String> = Vec::new();
+            for (i, account) in raw.accounts.iter().enumerate() {
+                let well_formed = account.split_once(':').is_some_and(|(issuer, login)| {
+                    !issuer.is_empty()
+                        && !login.is_empty()
+                        && account.len() <= 128
+                        && account.chars().all(|c| c.is_ascii_graphic())
+                });
+                if !well_formed {
+                    problem(format!("accounts[{i}]: {account:?} is not <issuer>:<login>, e.g. github:alice"));
+                } else if accounts.contains(account) {
+                    problem(format!("accounts[{i}]: {account:?} is listed twice"));
+                } else if let Some(&other) = principals.by_account.get(account) {
+                    problem(format!(
+                        "accounts[{i}]: {account:?} is already listed for principal {:?}; an account must identify exactly one principal",
+                        principals.list[other].name
+                    ));
+                } else {
+                    accounts.push(account.clone());
+                }
+            }
+            for account in &accounts {
+                principals.by_account.insert(account.clone(), index);
+            }
+            principals.list.push(Principal { name: raw.name, groups, ssh_keys, emails, kind: raw.kind, accounts });
         }
 
         if problems.is_empty() { Ok(principals) } else { Err(PrincipalsError { problems }) }
@@ -266,6 +300,11 @@ impl Principals {
     /// Kelvin sign `K` (U+212A) in an address from elsewhere match a `k` here.
     pub fn by_email(&self, email: &str) -> Option<&Principal> {
         self.by_email.get(&email.to_ascii_lowercase()).map(|&i| &self.list[i])
+    }
+
+    /// The principal a CI account (`<issuer>:<login>`) belongs to.
+    pub fn by_account(&self, account: &str) -> Option<&Principal> {
+        self.by_account.get(account).map(|&i| &self.list[i])
     }
 
     pub fn len(&self) -> usize {
@@ -571,5 +610,19 @@ mod tests {
         );
         // Display is one problem a line.
         assert_eq!(err.to_string().lines().count(), 5);
+    }
+
+    #[test]
+    fn ci_accounts_identify_one_principal() {
+        let text = "[[principal]]\nname = \"alice\"\naccounts = [\"github:alice-gh\", \"gitlab:alice\"]\n";
+        let p = Principals::parse(text, "principals.toml").unwrap();
+        assert_eq!(p.by_account("github:alice-gh").map(|p| p.name.as_str()), Some("alice"));
+        assert!(p.by_account("github:alice").is_none());
+        for bad in ["alice", ":x", "github:", "github:a b"] {
+            let text = format!("[[principal]]\nname = \"a\"\naccounts = [{bad:?}]\n");
+            assert!(problems(&text)[0].contains("accounts[0]"), "{bad}");
+        }
+        let twice = "[[principal]]\nname = \"a\"\naccounts = [\"github:x\"]\n[[principal]]\nname = \"b\"\naccounts = [\"github:x\"]\n";
+        assert!(problems(twice)[0].contains("already listed for principal \"a\""));
     }
 }
