@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use breakglass_core::api::{
     ApiTokenList, ApiTokenView, ApproveRequest, ChallengeRequest, ChallengeResponse, CheckResponse, CheckpointView,
-    CreateApiToken, CreatedApiToken, EntryView, ErrorBody, ErrorDetail, EventRecorded, EventRequest, ExtendRequest,
-    GrantList, GrantRequest, GrantStatus, GrantView, LoginRequest, LoginResponse, PolicyReloaded, ReasonRequest,
-    RepoList, RepoRegistration, TokenResponse, WhoAmI,
+    CiStatus, CreateApiToken, CreatedApiToken, EntryView, ErrorBody, ErrorDetail, EventRecorded, EventRequest,
+    ExtendRequest, GrantList, GrantRequest, GrantStatus, GrantView, LoginRequest, LoginResponse, PolicyReloaded,
+    ReasonRequest, RepoList, RepoRegistration, TokenResponse, WhoAmI,
 };
 use breakglass_core::grant::GrantState;
 use reqwest::header::{AUTHORIZATION, HeaderValue, LOCATION};
@@ -313,6 +313,23 @@ pub async fn fetch_jwks(url: &str) -> Result<String, ClientError> {
     execute(http.get(url.clone()), &url).await?.text()
 }
 
+/// Asks GitHub Actions' token service for the job's OIDC ID token
+/// (`ACTIONS_ID_TOKEN_REQUEST_URL` with `&audience=…`, authorised by
+/// `ACTIONS_ID_TOKEN_REQUEST_TOKEN`); returns the token.
+pub async fn fetch_actions_id_token(url: &str, request_token: &str) -> Result<String, ClientError> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        value: String,
+    }
+    let url = parse_url(url)?;
+    let http = http_client(REQUEST_TIMEOUT)?;
+    let mut auth =
+        HeaderValue::from_str(&format!("bearer {}", request_token.trim())).map_err(|_| ClientError::InvalidToken)?;
+    auth.set_sensitive(true);
+    let answer: Answer = execute(http.get(url.clone()).header(AUTHORIZATION, auth), &url).await?.decode()?;
+    Ok(answer.value)
+}
+
 /// A client of one breakglass server, with an optional bearer token (a
 /// session token from `breakglass login` or an API token). Cheap to clone.
 #[derive(Clone)]
@@ -516,6 +533,27 @@ impl Client {
     /// `GET /v1/log/checkpoint`: the latest signed checkpoint.
     pub async fn checkpoint(&self) -> Result<CheckpointView, ClientError> {
         self.get(self.url(&["v1", "log", "checkpoint"])).await
+    }
+
+    /// `GET /v1/ci/status`: break-glass mode for a CI job's pipeline scope.
+    pub async fn ci_status(
+        &self,
+        scope: &str,
+        gate: Option<&str>,
+        principal: Option<&str>,
+    ) -> Result<CiStatus, ClientError> {
+        let mut url = self.url(&["v1", "ci", "status"]);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("scope", scope);
+            if let Some(g) = gate {
+                q.append_pair("gate", g);
+            }
+            if let Some(p) = principal {
+                q.append_pair("principal", p);
+            }
+        }
+        self.get(url).await
     }
 
     /// `POST /v1/events`: report an event (idempotent on its id).

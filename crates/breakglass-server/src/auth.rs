@@ -36,6 +36,9 @@ pub enum Role {
     Service,
     /// Reads only.
     Reader,
+    /// A CI job, by its OIDC ID token: its pipeline's status, and reporting
+    /// its gates and deployments.
+    Ci,
 }
 
 impl Role {
@@ -45,6 +48,7 @@ impl Role {
             Role::Admin => "admin",
             Role::Service => "service",
             Role::Reader => "reader",
+            Role::Ci => "ci",
         }
     }
 

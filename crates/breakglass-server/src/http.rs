@@ -134,14 +134,14 @@ impl FromRequestParts<AppState> for Caller {
     paths(
         healthz, readyz, jwks, login_challenge, login, whoami, request_grant, list_grants, show_grant, grant_status,
         approve, deny, revoke, extend, grant_token, check, create_token, list_tokens, revoke_token, reload_policy,
-        checkpoint, entry, record_event, register_repo, list_repos
+        checkpoint, entry, record_event, register_repo, list_repos, ci_status
     ),
     components(schemas(
         ErrorBody, ErrorDetail, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, WhoAmI,
         GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, GrantList, GrantStatus,
         CheckResponse, TokenResponse, CreateApiToken, ApiTokenView, CreatedApiToken, ApiTokenList,
         PolicyReloaded, CheckpointView, EntryView, GrantState, Approval, Extension, Timestamp, EventRequest,
-        EventRecorded, RepoRegistration, RepoList
+        EventRecorded, RepoRegistration, RepoList, CiStatus, CiGrant, GateDecision
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -182,6 +182,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/policy/reload", post(reload_policy))
         .route("/events", post(record_event))
+        .route("/ci/status", get(ci_status))
         .route("/repos", post(register_repo).get(list_repos))
         .route("/log/checkpoint", get(checkpoint))
         .route("/log/entries/{index}", get(entry))
@@ -491,6 +492,27 @@ async fn register_repo(
 #[utoipa::path(get, path = "/v1/repos", responses((status = 200, body = RepoList)))]
 async fn list_repos(caller: Caller, State(st): State<AppState>) -> ApiResult<Json<RepoList>> {
     Ok(Json(RepoList { repos: st.service.repos(&caller).await? }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CiQuery {
+    scope: String,
+    gate: Option<String>,
+    principal: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/ci/status", params(
+    ("scope" = String, Query, description = "pipeline:<project>/<stage>[@<environment>]"),
+    ("gate" = Option<String>, Query), ("principal" = Option<String>, Query, description = "service tokens only")),
+    responses((status = 200, body = CiStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn ci_status(
+    caller: Caller,
+    State(st): State<AppState>,
+    query: Result<Query<CiQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<CiStatus>> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    Ok(Json(st.service.ci_status(&caller, &q.scope, q.principal.as_deref(), q.gate.as_deref()).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,7 @@
 //! the binary builds a [`service::ServiceConfig`] and hands it over.
 
 pub mod auth;
+pub mod ci;
 pub mod expiry;
 pub mod http;
 pub mod listen;

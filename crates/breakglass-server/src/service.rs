@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use breakglass_core::api::{
-    ApiTokenView, CheckResponse, CreateApiToken, CreatedApiToken, EventRecorded, EventRequest, GrantRequest,
-    GrantStatus, GrantView, LoginResponse, PolicyReloaded, RepoRegistration, TokenResponse, WhoAmI,
+    ApiTokenView, CheckResponse, CiGrant, CiStatus, CreateApiToken, CreatedApiToken, EventRecorded, EventRequest,
+    GateDecision, GrantRequest, GrantStatus, GrantView, LoginResponse, PolicyReloaded, RepoRegistration, TokenResponse,
+    WhoAmI,
 };
 use breakglass_core::entry::{EntryDraft, SecretDigester};
 use breakglass_core::grant::{Grant, GrantError, GrantState, Request, parse_duration};
@@ -40,7 +41,7 @@ pub const EVENT_KIND: &str = "event";
 pub const REPO_KIND: &str = "repo";
 
 /// The kinds of event services may report.
-pub const EVENT_KINDS: &[&str] = &["git.push.decision", "git.push"];
+pub const EVENT_KINDS: &[&str] = &["git.push.decision", "git.push", "ci.gate", "ci.deploy"];
 
 /// Server settings the service needs.
 #[derive(Clone, Debug)]
@@ -53,6 +54,8 @@ pub struct ServiceConfig {
     pub session_ttl_ms: i64,
     pub pending_ttl_ms: i64,
     pub challenge_ttl_ms: i64,
+    /// The CI systems whose OIDC ID tokens are accepted, and their projects.
+    pub ci: crate::ci::CiConfig,
 }
 
 /// The server's secrets.
@@ -136,6 +139,10 @@ pub struct Caller {
     pub groups: Vec<String>,
     /// The credential's id, for the log.
     pub credential: String,
+    /// For a CI job: its verified pipeline identity.
+    pub ci: Option<crate::ci::CiIdentity>,
+    /// For a caller holding only a grant token: that grant (nothing else counts).
+    pub grant: Option<String>,
 }
 
 impl Caller {
@@ -282,6 +289,7 @@ pub struct Service {
     config: ServiceConfig,
     loaded: RwLock<Arc<Loaded>>,
     credentials: CredentialCache,
+    jwks: crate::ci::JwksCache,
     /// Wakes the expiry timer when a grant's due time may have moved earlier.
     pub(crate) wake: tokio::sync::Notify,
 }
@@ -305,6 +313,7 @@ impl Service {
             config,
             loaded: RwLock::new(Arc::new(loaded)),
             credentials: CredentialCache::default(),
+            jwks: crate::ci::JwksCache::default(),
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -337,6 +346,9 @@ impl Service {
 
     /// The caller behind a bearer token.
     pub async fn authenticate(&self, token: &str) -> Result<Caller> {
+        if crate::ci::looks_like_jwt(token) {
+            return self.authenticate_ci(token).await;
+        }
         let unauthorized = |why: &str| ServiceError::Unauthorized(format!("invalid bearer token: {why}"));
         let (kind, id) = auth::parse_token(token).map_err(unauthorized)?;
         let now = self.now();
@@ -359,15 +371,84 @@ impl Service {
             let Some(p) = loaded.principals.get(&cred.name) else {
                 return Err(unauthorized("the principal is no longer in the principals file"));
             };
-            return Ok(Caller { name: cred.name, role: Role::User, groups: p.groups.clone(), credential: cred.id });
+            return Ok(Caller {
+                name: cred.name,
+                role: Role::User,
+                groups: p.groups.clone(),
+                credential: cred.id,
+                ci: None,
+                grant: None,
+            });
         }
-        Ok(Caller { name: cred.name, role: cred.role, groups: Vec::new(), credential: cred.id })
+        Ok(Caller { name: cred.name, role: cred.role, groups: Vec::new(), credential: cred.id, ci: None, grant: None })
+    }
+
+    /// A CI job's OIDC ID token: a configured issuer, verified, mapped to a
+    /// project and (through `accounts`) to the principal who triggered it.
+    async fn authenticate_ci(&self, token: &str) -> Result<Caller> {
+        let refused = |why: String| ServiceError::Unauthorized(format!("CI identity token refused: {why}"));
+        let (iss, _) = breakglass_core::oidc::peek_issuer_and_kid(token).map_err(|e| refused(e.to_string()))?;
+        if iss == self.config.issuer {
+            return self.authenticate_grant_token(token).await;
+        }
+        let Some(issuer) = self.config.ci.issuer(&iss) else {
+            return Err(refused(format!("issuer {iss:?} is not configured ([[ci.issuer]] in breakglass.toml)")));
+        };
+        let expect = breakglass_core::oidc::IssuerExpect {
+            issuer: issuer.issuer.clone(),
+            audience: issuer.audience.clone(),
+            max_lifetime: self.config.ci.max_token_lifetime,
+            leeway: std::time::Duration::from_secs(60),
+        };
+        let claims = self.jwks.verify(issuer, token, &expect, self.now()).await.map_err(refused)?;
+        let id = self.config.ci.identify(issuer, &claims).map_err(refused)?;
+        let loaded = self.loaded();
+        let (name, groups) = match loaded.principals.by_account(&id.account) {
+            Some(p) => (p.name.clone(), p.groups.clone()),
+            // Unmapped people hold no grants: the job runs in normal mode.
+            None => (format!("ci:{}", id.account), Vec::new()),
+        };
+        metrics::counter!("breakglass_ci_authentications_total", "issuer" => id.issuer.clone()).increment(1);
+        Ok(Caller { name, role: Role::Ci, groups, credential: id.subject.clone(), ci: Some(id), grant: None })
+    }
+
+    /// One of this server's own grant tokens, presented by a CI job that has
+    /// nothing else: it speaks for that grant only, which counts only while
+    /// it is effective (so revocation reaches jobs that can reach the server).
+    async fn authenticate_grant_token(&self, token: &str) -> Result<Caller> {
+        let refused = |why: String| ServiceError::Unauthorized(format!("grant token refused: {why}"));
+        let keys = KeySet::new([self.keys.token_signer.public_key().clone()]).map_err(|e| internal("key set", e))?;
+        let expect =
+            breakglass_core::token::Expect::new(&self.config.issuer, std::time::Duration::from_secs(7 * 24 * 3600));
+        let now = self.now();
+        let claims = breakglass_core::token::verify(token, &keys, &expect, now).map_err(|e| refused(e.to_string()))?;
+        let (grant, _) = self.read_grant(&claims.grant_id).await.map_err(|_| refused("unknown grant".into()))?;
+        if grant.principal != claims.principal {
+            return Err(refused("the grant is not the token's principal's".into()));
+        }
+        // A grant that has ended still identifies its holder (to report a
+        // gate that ran in normal mode), but relaxes nothing: `ci_status`
+        // counts only effective grants.
+        let groups = self.loaded().principals.get(&grant.principal).map(|p| p.groups.clone()).unwrap_or_default();
+        Ok(Caller {
+            name: grant.principal.clone(),
+            role: Role::Ci,
+            groups,
+            credential: claims.token_id,
+            ci: None,
+            grant: Some(grant.id),
+        })
     }
 
     pub fn whoami(&self, caller: &Caller) -> WhoAmI {
         WhoAmI {
             name: caller.name.clone(),
-            kind: if caller.is_user() { "session" } else { "api-token" }.into(),
+            kind: match caller.role {
+                Role::User => "session",
+                Role::Ci => "ci-oidc",
+                _ => "api-token",
+            }
+            .into(),
             role: caller.role.as_str().into(),
             groups: caller.groups.clone(),
         }
@@ -913,8 +994,35 @@ impl Service {
     /// at most once per event id: a second delivery of a spooled event is
     /// acknowledged as a duplicate and writes nothing.
     pub async fn record_event(&self, caller: &Caller, ev: &EventRequest) -> Result<EventRecorded> {
-        if !matches!(caller.role, Role::Service | Role::Admin) {
-            return Err(ServiceError::Forbidden("only a service or admin API token may report events".into()));
+        if !matches!(caller.role, Role::Service | Role::Admin | Role::Ci) {
+            return Err(ServiceError::Forbidden(
+                "only a service or admin API token or a CI job may report events".into(),
+            ));
+        }
+        if caller.role == Role::Ci {
+            // A CI job reports only its own pipeline's gates and deployments, as itself.
+            if !ev.kind.starts_with("ci.") {
+                return Err(ServiceError::Forbidden(format!("a CI job may not report {} events", ev.kind)));
+            }
+            // As itself, or (for events spooled under a grant and delivered
+            // by a later job) as the grant's holder.
+            let holder = match &ev.grant {
+                Some(g) => self.store.object(GRANT_KIND, g).await?.map(|o| o.owner),
+                None => None,
+            };
+            if ev.actor != caller.name && holder.as_deref() != Some(ev.actor.as_str()) {
+                return Err(ServiceError::Forbidden(format!(
+                    "a CI job reports as {} (or as the holder of the event's grant), not as {}",
+                    caller.name, ev.actor
+                )));
+            }
+            let scope = ev.data.get("scope").and_then(|v| v.as_str()).unwrap_or_default();
+            self.ci_scope(caller, scope)?;
+            if let Some(g) = &caller.grant
+                && ev.grant.as_ref().is_some_and(|eg| eg != g)
+            {
+                return Err(ServiceError::Forbidden(format!("a grant token reports only events of grant {g}")));
+            }
         }
         let id_ok = !ev.id.is_empty()
             && ev.id.len() <= 64
@@ -1022,6 +1130,153 @@ impl Service {
         objs.iter()
             .map(|o| serde_json::from_str(&o.body).map_err(|e| internal("a stored repository is unreadable", e)))
             .collect()
+    }
+
+    // ---- CI ------------------------------------------------------------------
+
+    /// Parses a job's pipeline scope and, for a CI caller, checks that it is
+    /// its own project (and environment, when the scope names one).
+    fn ci_scope(&self, caller: &Caller, scope: &str) -> Result<Scope> {
+        let parsed = Scope::parse(scope).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        let Scope::Pipeline { project, environment, .. } = &parsed else {
+            return Err(ServiceError::BadRequest(format!("{scope:?} is not a pipeline: scope")));
+        };
+        if scope.ends_with('*') {
+            return Err(ServiceError::BadRequest(format!("{scope:?} is a pattern; a job has one concrete scope")));
+        }
+        if let Some(id) = &caller.ci {
+            if *project != id.project {
+                return Err(ServiceError::Forbidden(format!(
+                    "this job belongs to project {}, not {project}",
+                    id.project
+                )));
+            }
+            if let Some(env) = environment
+                && id.environment.as_deref() != Some(env.as_str())
+            {
+                return Err(ServiceError::Forbidden(format!(
+                    "the scope names environment {env}, but this job runs in {}",
+                    id.environment.as_deref().unwrap_or("no environment")
+                )));
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// Whether break-glass mode applies to a CI job's scope: the effective
+    /// grant of the person who triggered it that covers the scope, the
+    /// relaxations it brings there, and for `gate`, what to do with it.
+    pub async fn ci_status(
+        &self,
+        caller: &Caller,
+        scope: &str,
+        principal: Option<&str>,
+        gate: Option<&str>,
+    ) -> Result<CiStatus> {
+        let target = self.ci_scope(caller, scope)?;
+        let principal = match caller.role {
+            Role::Ci => caller.name.clone(),
+            Role::Service | Role::Admin => principal
+                .ok_or_else(|| ServiceError::BadRequest("a service token must name the principal".into()))?
+                .to_owned(),
+            _ => return Err(ServiceError::Forbidden("only CI jobs and service tokens ask for pipeline status".into())),
+        };
+        let now = self.now();
+        let filter = ObjectFilter { statuses: vec!["active".into()], owner: Some(principal.clone()), limit: 1000 };
+        let mut best: Option<(Grant, Vec<String>)> = None;
+        for o in self.store.objects(GRANT_KIND, &filter).await? {
+            let grant: Grant =
+                serde_json::from_str(&o.body).map_err(|e| internal("a stored grant is unreadable", e))?;
+            if !grant.is_effective(now) || caller.grant.as_ref().is_some_and(|g| *g != grant.id) {
+                continue;
+            }
+            if !grant.scopes.iter().any(|s| Scope::parse(s).is_ok_and(|s| s.covers(&target))) {
+                continue;
+            }
+            let caps: Vec<String> = grant
+                .capabilities
+                .iter()
+                .filter(|c| Capability::parse(c).is_ok_and(|c| c.kind() == breakglass_core::scope::ScopeKind::Pipeline))
+                .cloned()
+                .collect();
+            if caps.is_empty() {
+                continue;
+            }
+            if best.as_ref().is_none_or(|(b, _)| b.expires_at < grant.expires_at) {
+                best = Some((grant, caps));
+            }
+        }
+        // Relaxations of never-skippable gates are not relaxations: leave them out.
+        if let Some((_, caps)) = &mut best {
+            let mut kept = Vec::new();
+            for c in caps.drain(..) {
+                let gate_name = match Capability::parse(&c) {
+                    Ok(Capability::SkipGate(g) | Capability::AdvisoryGate(g)) => Some(g),
+                    _ => None,
+                };
+                match gate_name {
+                    Some(g) if self.gate_decision(&principal, &target, &g, None, now)?.never_skippable => {}
+                    _ => kept.push(c),
+                }
+            }
+            *caps = kept;
+        }
+        let gate = match gate {
+            None => None,
+            Some(name) => Some(self.gate_decision(&principal, &target, name, best.as_ref().map(|b| &b.1), now)?),
+        };
+        Ok(CiStatus {
+            scope: target.to_string(),
+            principal,
+            active: best.is_some(),
+            grant: best.as_ref().map(|(g, _)| CiGrant {
+                id: g.id.clone(),
+                principal: g.principal.clone(),
+                reason: g.reason.clone(),
+                expires_at: g.expires_at.unwrap_or(now),
+            }),
+            relaxations: best.map(|b| b.1).unwrap_or_default(),
+            gate,
+        })
+    }
+
+    /// What a gate does under the relaxations: skipped, advisory, or run;
+    /// never relaxed when policy forbids relaxing it (never-skippable).
+    fn gate_decision(
+        &self,
+        principal: &str,
+        target: &Scope,
+        name: &str,
+        relaxations: Option<&Vec<String>>,
+        now: Timestamp,
+    ) -> Result<GateDecision> {
+        let cap = |kind: &str| Capability::parse(&format!("{kind}:{name}"));
+        let (skip, advisory) = match (cap("skip-gate"), cap("advisory-gate")) {
+            (Ok(s), Ok(a)) => (s.to_string(), a.to_string()),
+            (Err(e), _) | (_, Err(e)) => return Err(ServiceError::BadRequest(e.to_string())),
+        };
+        let loaded = self.loaded();
+        let groups = loaded.principals.get(principal).map(|p| p.groups.clone()).unwrap_or_default();
+        // Never-skippable: a policy forbids relaxing this gate for this
+        // principal and scope (a forbid decided it), whatever the grant says.
+        let forbidden = |action: &str| {
+            let ctx =
+                ContextInput { requester: principal.to_owned(), gate: name.to_owned(), now, ..ContextInput::default() };
+            let d = loaded.policy.decide(principal, &groups, action, target, &ctx);
+            !d.allowed && (!d.determining.is_empty() || !d.errors.is_empty())
+        };
+        let never_skippable = forbidden("skip-gate") && forbidden("advisory-gate");
+        let has = |c: &str| relaxations.is_some_and(|r| r.iter().any(|x| x == c));
+        let mode = if never_skippable {
+            "run"
+        } else if has(&skip) {
+            "skip"
+        } else if has(&advisory) {
+            "advisory"
+        } else {
+            "run"
+        };
+        Ok(GateDecision { name: name.to_owned(), mode: mode.into(), never_skippable })
     }
 
     // ---- expiry ----------------------------------------------------------

@@ -106,6 +106,9 @@ pub enum Command {
     /// Deliver events that hooks spooled while the server was unreachable.
     #[command(subcommand)]
     Spool(SpoolCommand),
+    /// Pipeline steps that recognise break-glass mode: status, gates, deployments.
+    #[command(subcommand)]
+    Ci(CiCommand),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         #[arg(value_enum)]
@@ -226,12 +229,119 @@ pub struct GitInstallArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SpoolCommand {
-    /// Deliver a repository's spooled events to the server (idempotent: none is recorded twice).
+    /// Deliver spooled events to the server (idempotent: none is recorded twice): a repository's
+    /// (with its hook settings), or a CI spool directory (with --dir, --server and BREAKGLASS_TOKEN
+    /// or the job's OIDC ID token).
     #[command(after_help = EXIT_CODES)]
     Flush {
         /// The bare repository whose hook settings (server, token, spool) to use.
-        #[arg(long, value_name = "PATH")]
-        repo: PathBuf,
+        #[arg(long, value_name = "PATH", conflicts_with = "dir", required_unless_present = "dir")]
+        repo: Option<PathBuf>,
+        /// A spool directory (as `breakglass ci` writes).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        ci: CiArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How a CI step reaches the server and proves who it is.
+#[derive(Debug, Clone, Args)]
+pub struct CiArgs {
+    /// The breakglass server.
+    #[arg(long, env = "BREAKGLASS_SERVER", default_value = "http://127.0.0.1:7468", value_name = "URL")]
+    pub server: String,
+    /// The audience to request the job's OIDC ID token for (GitHub Actions).
+    #[arg(long, env = "BREAKGLASS_OIDC_AUDIENCE", default_value = "breakglass")]
+    pub audience: String,
+    /// The variable holding the job's OIDC ID token (GitLab: the name under `id_tokens`).
+    #[arg(long, env = "BREAKGLASS_OIDC_TOKEN_VAR", default_value = "BREAKGLASS_ID_TOKEN", value_name = "VAR")]
+    pub oidc_token_var: String,
+    /// With a service API token in BREAKGLASS_TOKEN: whose grants count.
+    #[arg(long, env = "BREAKGLASS_PRINCIPAL")]
+    pub principal: Option<String>,
+    /// The pinned grant-token public keys (the server's grant-token.jwks.json), to verify a grant
+    /// token in BREAKGLASS_TOKEN offline when the server is unreachable.
+    #[arg(long, env = "BREAKGLASS_GRANT_KEYS", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// The issuer grant tokens must name. Default: the server URL.
+    #[arg(long, env = "BREAKGLASS_ISSUER")]
+    pub issuer: Option<String>,
+    /// Where events wait when the server is unreachable.
+    #[arg(long, env = "BREAKGLASS_SPOOL", value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// How long to wait for the server, in milliseconds.
+    #[arg(long, env = "BREAKGLASS_TIMEOUT_MS", default_value_t = 5000)]
+    pub timeout_ms: u64,
+}
+
+const CI_HELP: &str = "\
+Credentials, first found wins:
+  BREAKGLASS_TOKEN    an API token (bgk_…), or a grant token (used offline when the server is unreachable)
+  the job's OIDC ID token: GitHub Actions (ACTIONS_ID_TOKEN_REQUEST_URL, needs `permissions: id-token: write`),
+                      or the variable --oidc-token-var names (GitLab `id_tokens`)
+Without a server answer and without a grant token, the job runs in normal mode: every gate counts.
+BREAKGLASS_NEVER_SKIP=a,b names gates never relaxed offline (the server applies policy online).";
+
+#[derive(Debug, Subcommand)]
+pub enum CiCommand {
+    /// Is break-glass mode active for this job? Prints the grant, grantee, reason, expiry and relaxations;
+    /// on GitHub Actions writes step outputs and a job summary, on GitLab a dotenv file.
+    #[command(after_help = CI_HELP)]
+    Status {
+        #[command(flatten)]
+        args: CiArgs,
+        /// The job's scope: pipeline:<project>/<stage>[@<environment>].
+        #[arg(long)]
+        scope: String,
+        /// Also say what happens to this gate.
+        #[arg(long)]
+        gate: Option<String>,
+        /// Write the GitLab dotenv file here (default on GitLab: breakglass.env).
+        #[arg(long, value_name = "FILE")]
+        dotenv: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a gate: normally the command runs and its exit code stands; under a grant with
+    /// skip-gate:NAME it does not run; with advisory-gate:NAME a failure does not fail the job.
+    /// Never-skippable gates always run and count. Every outcome is logged.
+    #[command(after_help = CI_HELP)]
+    Gate {
+        #[command(flatten)]
+        args: CiArgs,
+        /// The gate's name, as in policy (skip-gate:NAME).
+        name: String,
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        json: bool,
+        /// The gate command and its arguments, after --.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Record something a pipeline did, bound to the active grant.
+    #[command(subcommand)]
+    Record(CiRecordCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CiRecordCommand {
+    /// Record a deployment in the audit log (bound to the grant when break-glass mode is active).
+    #[command(after_help = CI_HELP)]
+    Deploy {
+        #[command(flatten)]
+        args: CiArgs,
+        #[arg(long)]
+        scope: String,
+        /// The deployed commit (full id).
+        #[arg(long)]
+        commit: String,
+        /// The deployed artifact's digest, sha256:<hex>.
+        #[arg(long)]
+        artifact: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -760,6 +870,35 @@ pub enum BenchCommand {
     /// grant-status checks per second, and the server's idle memory.
     #[command(after_help = EXIT_CODES)]
     Server(BenchServerArgs),
+    /// Start a real `breakglass serve`, install the hooks in a bare repository and
+    /// time real `git push`es to it against the same pushes to a repository
+    /// without hooks: an unprotected push, a 10-commit and a large protected
+    /// push under a grant; and the binary's start-up.
+    #[command(after_help = EXIT_CODES)]
+    Git(BenchGitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchGitArgs {
+    /// Pushes to each repository (with and without hooks, interleaved) in the
+    /// unprotected and the 10-commit protected scenarios.
+    #[arg(long, default_value_t = 30)]
+    pub pushes: u32,
+    /// Pushes to each repository in the large protected scenario.
+    #[arg(long, default_value_t = 5)]
+    pub large_pushes: u32,
+    /// Commits in each push of the large protected scenario.
+    #[arg(long, default_value_t = 1000)]
+    pub large_commits: u32,
+    /// Runs of `breakglass --version`, `git --version` and of a hook with nothing to do.
+    #[arg(long, default_value_t = 50)]
+    pub startup_runs: u32,
+    /// Also time each hook inside receive-pack, from git's trace2 events (turned on for
+    /// every push of the run, with and without hooks alike).
+    #[arg(long)]
+    pub breakdown: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

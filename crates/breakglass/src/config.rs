@@ -40,6 +40,40 @@
 //! dir = "policy"
 //! # The principals file (TOML): names, groups, SSH keys, e-mail addresses.
 //! principals = "principals.toml"
+//!
+//! [ci]
+//! # The audience CI jobs must request their OIDC ID tokens for.
+//! audience = "breakglass"
+//! # The longest ID-token lifetime (exp - iat) accepted. GitLab sets exp to the
+//! # job's timeout plus 5 minutes, so this must exceed your longest job timeout.
+//! max_token_lifetime = "6h"
+//!
+//! # One table per CI system whose jobs may call the server with OIDC ID tokens.
+//! [[ci.issuer]]
+//! # github (GitHub Actions), gitlab (a GitLab instance; set issuer) or custom (set every claim).
+//! kind = "github"
+//! # The name used in projects below and in principals' accounts ("github:alice-gh"). Default: kind.
+//! name = "github"
+//! # The exact iss claim. Default for github: https://token.actions.githubusercontent.com
+//! issuer = ""
+//! # Where the issuer's keys are. Default: github <issuer>/.well-known/jwks, gitlab <issuer>/oauth/discovery/keys
+//! jwks_url = ""
+//! # Claims (defaults: github actor, repository, repository_id, environment;
+//! # gitlab user_login, project_path, project_id, environment).
+//! actor_claim = ""
+//! repository_claim = ""
+//! repository_id_claim = ""
+//! environment_claim = ""
+//!
+//! # One table per pipeline project: the repository that is this project.
+//! [[ci.project]]
+//! # The project in pipeline:<project>/<stage>[@<environment>] scopes.
+//! project = "payments/api"
+//! # The issuer's name.
+//! issuer = "github"
+//! # Both must match the token: the repository's name and its immutable id.
+//! repository = "acme/payments-api"
+//! repository_id = "123456789"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -55,6 +89,133 @@ pub struct Config {
     pub log: LogConfig,
     pub server: ServerConfig,
     pub policy: PolicyConfig,
+    pub ci: CiSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CiSection {
+    pub audience: String,
+    pub max_token_lifetime: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub issuer: Vec<CiIssuerSection>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub project: Vec<CiProjectSection>,
+}
+
+impl Default for CiSection {
+    fn default() -> CiSection {
+        CiSection {
+            audience: "breakglass".into(),
+            max_token_lifetime: "6h".into(),
+            issuer: Vec::new(),
+            project: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CiIssuerSection {
+    pub kind: String,
+    pub name: String,
+    pub issuer: String,
+    pub jwks_url: String,
+    pub audience: String,
+    pub actor_claim: String,
+    pub repository_claim: String,
+    pub repository_id_claim: String,
+    pub environment_claim: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CiProjectSection {
+    pub project: String,
+    pub issuer: String,
+    pub repository: String,
+    pub repository_id: String,
+}
+
+impl CiSection {
+    /// The server's CI configuration, every value checked.
+    pub fn to_server(&self) -> CliResult<breakglass_server::ci::CiConfig> {
+        use breakglass_server::ci::{CiConfig, CiProject, OidcIssuer};
+        let bad = |m: String| bad_input(format!("invalid [ci] configuration: {m}"));
+        let lifetime = breakglass_core::grant::parse_duration(&self.max_token_lifetime)
+            .map_err(|e| bad(format!("max_token_lifetime: {e}")))?;
+        let mut issuers: Vec<OidcIssuer> = Vec::new();
+        for (k, i) in self.issuer.iter().enumerate() {
+            let audience = if i.audience.is_empty() { &self.audience } else { &i.audience };
+            let mut o = match i.kind.as_str() {
+                "github" => OidcIssuer::github(audience),
+                "gitlab" if !i.issuer.is_empty() => OidcIssuer::gitlab(&i.issuer, audience),
+                "gitlab" => return Err(bad(format!("ci.issuer[{k}]: a gitlab issuer needs its issuer URL"))),
+                "custom" => OidcIssuer {
+                    name: String::new(),
+                    issuer: i.issuer.clone(),
+                    audience: audience.clone(),
+                    jwks_url: i.jwks_url.clone(),
+                    actor_claim: i.actor_claim.clone(),
+                    repository_claim: i.repository_claim.clone(),
+                    repository_id_claim: i.repository_id_claim.clone(),
+                    environment_claim: i.environment_claim.clone(),
+                },
+                other => return Err(bad(format!("ci.issuer[{k}]: kind {other:?}: expected github, gitlab or custom"))),
+            };
+            o.name = if i.name.is_empty() { i.kind.clone() } else { i.name.clone() };
+            for (field, value) in [
+                (&mut o.issuer, &i.issuer),
+                (&mut o.jwks_url, &i.jwks_url),
+                (&mut o.actor_claim, &i.actor_claim),
+                (&mut o.repository_claim, &i.repository_claim),
+                (&mut o.repository_id_claim, &i.repository_id_claim),
+                (&mut o.environment_claim, &i.environment_claim),
+            ] {
+                if !value.is_empty() {
+                    *field = value.clone();
+                }
+            }
+            if o.issuer.is_empty()
+                || o.jwks_url.is_empty()
+                || o.actor_claim.is_empty()
+                || o.repository_id_claim.is_empty()
+            {
+                return Err(bad(format!("ci.issuer[{k}] ({}): issuer, jwks_url and the claims must be set", o.name)));
+            }
+            if !(o.jwks_url.starts_with("https://")
+                || o.jwks_url.starts_with("http://127.0.0.1")
+                || o.jwks_url.starts_with("http://localhost"))
+            {
+                return Err(bad(format!("ci.issuer[{k}] ({}): jwks_url must be https:// (or loopback)", o.name)));
+            }
+            if issuers.iter().any(|x| x.name == o.name || x.issuer == o.issuer) {
+                return Err(bad(format!("ci.issuer[{k}]: {} is configured twice", o.name)));
+            }
+            issuers.push(o);
+        }
+        let mut projects = Vec::new();
+        for (k, p) in self.project.iter().enumerate() {
+            if !issuers.iter().any(|i| i.name == p.issuer) {
+                return Err(bad(format!("ci.project[{k}] ({}): no issuer named {:?}", p.project, p.issuer)));
+            }
+            if p.repository.is_empty() || p.repository_id.is_empty() {
+                return Err(bad(format!(
+                    "ci.project[{k}] ({}): repository and repository_id are both required",
+                    p.project
+                )));
+            }
+            breakglass_core::scope::Scope::parse(&format!("pipeline:{}/stage", p.project))
+                .map_err(|e| bad(format!("ci.project[{k}]: project {:?}: {e}", p.project)))?;
+            projects.push(CiProject {
+                project: p.project.clone(),
+                issuer: p.issuer.clone(),
+                repository: p.repository.clone(),
+                repository_id: p.repository_id.clone(),
+            });
+        }
+        Ok(CiConfig { issuers, projects, max_token_lifetime: std::time::Duration::from_millis(lifetime as u64) })
+    }
 }
 
 /// The default port of `breakglass serve` (and of client commands' default server URL).
@@ -221,6 +382,7 @@ impl Config {
             return Err(bad_input("invalid log.max_batch 0: must be at least 1"));
         }
         config.server.validate()?;
+        config.ci.to_server()?;
         Ok(config)
     }
 

@@ -4,6 +4,7 @@
 
 mod audit;
 mod bench;
+mod ci;
 mod cli;
 mod client;
 mod config;
@@ -103,9 +104,12 @@ async fn run(cli: Cli) -> CliResult {
         Command::Token(args) => client::token(args).await,
         Command::Grant(cmd) => client::grant(cmd).await,
         Command::Git(cmd) => git::run(cmd).await,
-        Command::Spool(cli::SpoolCommand::Flush { repo, json }) => git::flush(&repo, json).await,
+        Command::Spool(cli::SpoolCommand::Flush { repo: Some(repo), json, .. }) => git::flush(&repo, json).await,
+        Command::Spool(cli::SpoolCommand::Flush { dir, ci, json, .. }) => ci::flush(dir, ci, json).await,
+        Command::Ci(cmd) => ci::run(cmd).await,
         Command::Bench(cli::BenchCommand::Ledger(args)) => bench::ledger(args).await,
         Command::Bench(cli::BenchCommand::Server(args)) => bench::server(args).await,
+        Command::Bench(cli::BenchCommand::Git(args)) => bench::git(args).await,
         Command::Bench(cli::BenchCommand::Core { iterations, json }) => bench::core(iterations, json),
         Command::Debug(cmd) => debug::run(&loc, cmd).await,
         Command::Completions { shell } => {

@@ -45,6 +45,7 @@ pub async fn open_service(dir: &DataDir, clock: Arc<dyn Clock>, issuer: String) 
         session_ttl_ms: s.session_ttl_ms(),
         pending_ttl_ms: s.pending_ttl_ms(),
         challenge_ttl_ms: s.challenge_ttl_ms(),
+        ci: dir.config.ci.to_server()?,
     };
     let service = Service::new(ledger.clone(), store, clock, keys, config)
         .map_err(|problems| bad_input(format!("the policy or principals do not load:\n  {}", problems.join("\n  "))))?;

@@ -113,6 +113,7 @@ pub struct Setup {
     pub dir: tempfile::TempDir,
     pub keys: Keys4,
     pub extra_principals: String,
+    pub ci: breakglass_server::ci::CiConfig,
 }
 
 impl Setup {
@@ -135,7 +136,7 @@ impl Setup {
         std::fs::create_dir(&policy).unwrap();
         std::fs::write(policy.join("breakglass.cedar"), breakglass_core::policy::EXAMPLE_POLICY).unwrap();
         std::fs::write(policy.join("release.cedar"), TWO_APPROVALS).unwrap();
-        let setup = Setup { dir, keys, extra_principals: extra.to_owned() };
+        let setup = Setup { dir, keys, extra_principals: extra.to_owned(), ci: Default::default() };
         setup.write_principals();
         setup
     }
@@ -178,6 +179,7 @@ ssh_keys = ["{}"]
             session_ttl_ms: 12 * 3_600_000,
             pending_ttl_ms: 30 * 60_000,
             challenge_ttl_ms: 120_000,
+            ci: self.ci.clone(),
         }
     }
 }

@@ -61,7 +61,15 @@ async fn install_cmd(a: GitInstallArgs) -> CliResult {
         jwks: a.jwks.map(abs).transpose()?,
         issuer: a.issuer.unwrap_or_default(),
         spool: a.spool,
-        identity: if a.identity.is_empty() { hook::default_identity() } else { a.identity },
+        identity: if !a.identity.is_empty() {
+            a.identity
+        } else if behind_gitolite(&git_dir) {
+            // Trust only what gitolite sets: a client-sent BREAKGLASS_USER
+            // (an sshd with AcceptEnv) must not override gitolite's word.
+            vec!["GL_USER".to_owned()]
+        } else {
+            hook::default_identity()
+        },
         max_commits: a.max_commits,
         max_token_lifetime: "24h".into(),
         timeout_ms: a.timeout_ms,
@@ -89,6 +97,13 @@ async fn install_cmd(a: GitInstallArgs) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// Whether gitolite manages this repository (its `update` hook links into
+/// gitolite's common hooks).
+fn behind_gitolite(git_dir: &Path) -> bool {
+    std::fs::read_link(hook::hooks_dir(git_dir).join("update"))
+        .is_ok_and(|target| target.to_string_lossy().contains(".gitolite"))
 }
 
 /// `breakglass spool flush --repo PATH`

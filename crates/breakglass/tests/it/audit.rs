@@ -387,4 +387,22 @@ fn the_benchmarks_run_and_report_their_figures() {
     assert!(v["checks_ok"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(v["checks_failed"], 0, "{v}");
     assert!(v["rss_bytes_after_load"].as_u64().unwrap() > 0, "{v}");
+    // The git benchmark: a real server, real pushes to a repository with the hooks and to one
+    // without; 300 commits are enough for the hook to split the push's record into two events.
+    let out = std::process::Command::new(BIN)
+        .args(["bench", "git", "--pushes", "2", "--large-pushes", "1", "--large-commits", "300"])
+        .args(["--startup-runs", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scenarios = v["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 3, "{v}");
+    for s in scenarios {
+        assert!(s["with_hooks_ms_p50"].as_f64().unwrap() > 0.0 && s["without_hooks_ms_p50"].as_f64().unwrap() > 0.0);
+        assert!(s["added_ms_p50"].is_f64() && s["met"].is_boolean(), "{v}");
+    }
+    assert_eq!(v["large_push_commits_recorded_each"][0], 300, "{v}");
+    assert!(v["large_push_events_each"][0].as_u64().unwrap() >= 2, "{v}");
+    assert!(v["breakglass_version"]["ms_p50"].as_f64().unwrap() > 0.0, "{v}");
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::served::{Served, keygen};
 use crate::support::BIN;
 
-const MAIN: &str = "git:payments/api@refs/heads/main";
+pub(crate) const MAIN: &str = "git:payments/api@refs/heads/main";
 
 /// Lets oncall ask for force-push and delete on main too (the example
 /// policy permits only push).
@@ -31,18 +31,18 @@ pub struct GitSetup {
     pub token_file: PathBuf,
 }
 
-fn git(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Output {
     Command::new("git").arg("-C").arg(dir).args(args).env("GIT_TERMINAL_PROMPT", "0").output().unwrap()
 }
 
-fn git_ok(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git_ok(dir: &Path, args: &[&str]) -> String {
     let out = git(dir, args);
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// Identity variables the hooks trust, cleared so only what a test sets counts.
-const IDENTITY_VARS: [&str; 5] =
+pub(crate) const IDENTITY_VARS: [&str; 5] =
     ["BREAKGLASS_USER", "GL_USER", "GITEA_PUSHER_NAME", "GL_USERNAME", "GITHUB_USER_LOGIN"];
 
 impl GitSetup {
@@ -162,7 +162,7 @@ impl GitSetup {
     }
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 

@@ -2,8 +2,10 @@
 //! SQLite files, real processes killed with SIGKILL.
 
 mod audit;
+mod ci;
 mod crash;
 mod git;
+mod git_transport;
 mod policy;
 mod served;
 mod server;

@@ -68,6 +68,26 @@ impl Served {
         Served { child, data, url, admin, dir }
     }
 
+    /// Like [`Served::start`], with `config` as the data directory's
+    /// breakglass.toml, written before the first run (which keeps an existing
+    /// file). It must say `[log] origin = "e2e.breakglass.test/log"`, the
+    /// origin the server is started with.
+    pub fn start_with_config(config: &str) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        std::fs::write(data.join("breakglass.toml"), config).unwrap();
+        let (child, url, admin) = spawn(&data, "127.0.0.1:0");
+        let admin = admin.expect("first run printed a bootstrap admin token");
+        assert!(admin.starts_with("bgk_"), "{admin}");
+        Served { child, data, url, admin, dir }
+    }
+
     /// Stops the server (SIGKILL: as if the machine went away).
     pub fn stop(&mut self) {
         let _ = self.child.kill();

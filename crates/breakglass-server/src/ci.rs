@@ -1,0 +1,199 @@
+//! CI jobs as callers: OIDC ID tokens from GitHub Actions and GitLab CI,
+//! verified against the configured issuers' JWKS (cached, refreshed when a
+//! token names a key the cache does not know: key rotation), mapped to a
+//! pipeline project (by the repository's immutable id claim and its name)
+//! and to the principal who triggered the job.
+//!
+//! This is a pretty important and security sensitive part of the code: a
+//! CI job that can pass for another project, or for another person, could
+//! use their grant to skip gates. Rules: only configured issuers; the
+//! audience must be ours; RS256/ES256 only (see `breakglass_core::oidc`);
+//! a project matches only if both its id and its name claims match the
+//! configuration; the triggering person is a principal only through an
+//! `accounts` entry in the principals file.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use breakglass_core::oidc::{self, IssuerExpect, OidcClaims, OidcError, OidcKeys};
+use breakglass_core::time::Timestamp;
+
+/// One accepted OIDC issuer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcIssuer {
+    /// A short name: the `<issuer>` of principals' `accounts` and of projects.
+    pub name: String,
+    /// The exact `iss` claim.
+    pub issuer: String,
+    /// The `aud` tokens must carry for breakglass.
+    pub audience: String,
+    /// Where the issuer's keys are.
+    pub jwks_url: String,
+    /// The claims that name the triggering person, the repository (name and
+    /// immutable id) and the deployment environment.
+    pub actor_claim: String,
+    pub repository_claim: String,
+    pub repository_id_claim: String,
+    pub environment_claim: String,
+}
+
+impl OidcIssuer {
+    /// GitHub Actions' issuer and claim names.
+    pub fn github(audience: &str) -> OidcIssuer {
+        let issuer = "https://token.actions.githubusercontent.com".to_owned();
+        OidcIssuer {
+            name: "github".into(),
+            jwks_url: format!("{issuer}/.well-known/jwks"),
+            issuer,
+            audience: audience.into(),
+            actor_claim: "actor".into(),
+            repository_claim: "repository".into(),
+            repository_id_claim: "repository_id".into(),
+            environment_claim: "environment".into(),
+        }
+    }
+
+    /// A GitLab instance's issuer and claim names.
+    pub fn gitlab(issuer: &str, audience: &str) -> OidcIssuer {
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        OidcIssuer {
+            name: "gitlab".into(),
+            jwks_url: format!("{issuer}/oauth/discovery/keys"),
+            issuer,
+            audience: audience.into(),
+            actor_claim: "user_login".into(),
+            repository_claim: "project_path".into(),
+            repository_id_claim: "project_id".into(),
+            environment_claim: "environment".into(),
+        }
+    }
+}
+
+/// A pipeline project: which repository of which issuer it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CiProject {
+    /// The project in `pipeline:<project>/<stage>` scopes.
+    pub project: String,
+    /// The issuer's name.
+    pub issuer: String,
+    /// The repository's name claim value (`acme/payments-api`).
+    pub repository: String,
+    /// The repository's immutable id claim value (`123456`).
+    pub repository_id: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CiConfig {
+    pub issuers: Vec<OidcIssuer>,
+    pub projects: Vec<CiProject>,
+    /// The longest ID-token lifetime accepted.
+    pub max_token_lifetime: Duration,
+}
+
+/// Who a verified CI job is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CiIdentity {
+    pub issuer: String,
+    pub project: String,
+    /// The environment the job runs in, if the token says.
+    pub environment: Option<String>,
+    /// `<issuer>:<actor>`.
+    pub account: String,
+    pub subject: String,
+}
+
+/// How long fetched keys are used before they are fetched again.
+const JWKS_TTL: Duration = Duration::from_secs(600);
+/// A token naming an unknown key makes the server refetch the keys, at most this often.
+const REFETCH_MIN: Duration = Duration::from_secs(10);
+
+/// The issuers' keys, fetched on demand and cached.
+#[derive(Default)]
+pub struct JwksCache {
+    keys: Mutex<HashMap<String, (std::sync::Arc<OidcKeys>, Instant)>>,
+}
+
+impl JwksCache {
+    async fn fetch(&self, issuer: &OidcIssuer) -> Result<std::sync::Arc<OidcKeys>, String> {
+        let text = breakglass_client::fetch_jwks(&issuer.jwks_url)
+            .await
+            .map_err(|e| format!("cannot fetch the keys of issuer {} from {}: {e}", issuer.name, issuer.jwks_url))?;
+        let keys = std::sync::Arc::new(
+            OidcKeys::from_jwks(&text).map_err(|e| format!("the keys of issuer {} are unusable: {e}", issuer.name))?,
+        );
+        self.keys.lock().expect("jwks lock").insert(issuer.name.clone(), (keys.clone(), Instant::now()));
+        Ok(keys)
+    }
+
+    fn cached(&self, issuer: &OidcIssuer) -> Option<(std::sync::Arc<OidcKeys>, Instant)> {
+        self.keys.lock().expect("jwks lock").get(&issuer.name).cloned()
+    }
+
+    /// Verifies `token` from `issuer`: with the cached keys if fresh, else
+    /// fetched ones; a token naming a key the cache lacks triggers one refetch.
+    pub async fn verify(
+        &self,
+        issuer: &OidcIssuer,
+        token: &str,
+        expect: &IssuerExpect,
+        now: Timestamp,
+    ) -> Result<OidcClaims, String> {
+        let (keys, fetched) = match self.cached(issuer) {
+            Some((k, at)) if at.elapsed() < JWKS_TTL => (k, at),
+            _ => (self.fetch(issuer).await?, Instant::now()),
+        };
+        match oidc::verify(token, &keys, expect, now) {
+            Err(OidcError::UnknownKey { .. }) if fetched.elapsed() >= REFETCH_MIN => {
+                let keys = self.fetch(issuer).await?;
+                oidc::verify(token, &keys, expect, now).map_err(|e| e.to_string())
+            }
+            other => other.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+impl CiConfig {
+    pub fn issuer(&self, iss: &str) -> Option<&OidcIssuer> {
+        self.issuers.iter().find(|i| i.issuer == iss)
+    }
+
+    /// Maps verified claims to a project, or says why not.
+    pub fn identify(&self, issuer: &OidcIssuer, claims: &OidcClaims) -> Result<CiIdentity, String> {
+        let repo = claims.str_claim(&issuer.repository_claim).map(str::to_owned);
+        let repo_id = claims.id_claim(&issuer.repository_id_claim);
+        let (Some(repo), Some(repo_id)) = (repo, repo_id) else {
+            return Err(format!(
+                "the token has no {} and {} claims to name its repository",
+                issuer.repository_claim, issuer.repository_id_claim
+            ));
+        };
+        // Both the immutable id and the name must match: a renamed or
+        // re-created repository with the old name is not the same project.
+        let Some(project) = self
+            .projects
+            .iter()
+            .find(|p| p.issuer == issuer.name && p.repository_id == repo_id && p.repository == repo)
+        else {
+            return Err(format!(
+                "repository {repo} (id {repo_id}) of {} is not a configured pipeline project",
+                issuer.name
+            ));
+        };
+        let Some(actor) = claims.str_claim(&issuer.actor_claim) else {
+            return Err(format!("the token has no {} claim naming who triggered the job", issuer.actor_claim));
+        };
+        Ok(CiIdentity {
+            issuer: issuer.name.clone(),
+            project: project.project.clone(),
+            environment: claims.str_claim(&issuer.environment_claim).map(str::to_owned),
+            account: format!("{}:{actor}", issuer.name),
+            subject: claims.subject.clone(),
+        })
+    }
+}
+
+/// Whether a bearer token looks like a JWT (three base64url parts).
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3 && !token.starts_with("bg")
+}
