@@ -138,18 +138,41 @@ impl JwksCache {
         token: &str,
         expect: &IssuerExpect,
         now: Timestamp,
-    ) -> Result<OidcClaims, String> {
+    ) -> Result<OidcClaims, VerifyError> {
         let (keys, fetched) = match self.cached(issuer) {
             Some((k, at)) if at.elapsed() < JWKS_TTL => (k, at),
-            _ => (self.fetch(issuer).await?, Instant::now()),
+            // Stale keys are refreshed; if the issuer cannot be reached they
+            // serve on (a key's retirement reaches us at the next fetch).
+            Some((k, at)) => match self.fetch(issuer).await {
+                Ok(fresh) => (fresh, Instant::now()),
+                Err(e) => {
+                    tracing::warn!(issuer = %issuer.name, error = %e, "using cached keys");
+                    (k, at)
+                }
+            },
+            None => (self.fetch(issuer).await.map_err(VerifyError::KeysUnavailable)?, Instant::now()),
         };
         match oidc::verify(token, &keys, expect, now) {
             Err(OidcError::UnknownKey { .. }) if fetched.elapsed() >= REFETCH_MIN => {
-                let keys = self.fetch(issuer).await?;
-                oidc::verify(token, &keys, expect, now).map_err(|e| e.to_string())
+                let keys = self.fetch(issuer).await.map_err(VerifyError::KeysUnavailable)?;
+                oidc::verify(token, &keys, expect, now).map_err(|e| e.to_string().into())
             }
-            other => other.map_err(|e| e.to_string()),
+            other => other.map_err(|e| e.to_string().into()),
         }
+    }
+}
+
+/// Why a CI token was not accepted: the token (401), or the issuer's keys
+/// could not be had at all (503: the job may retry; nothing is decided).
+#[derive(Debug)]
+pub enum VerifyError {
+    Refused(String),
+    KeysUnavailable(String),
+}
+
+impl From<String> for VerifyError {
+    fn from(e: String) -> VerifyError {
+        VerifyError::Refused(e)
     }
 }
 

@@ -400,7 +400,13 @@ impl Service {
             max_lifetime: self.config.ci.max_token_lifetime,
             leeway: std::time::Duration::from_secs(60),
         };
-        let claims = self.jwks.verify(issuer, token, &expect, self.now()).await.map_err(refused)?;
+        let claims = match self.jwks.verify(issuer, token, &expect, self.now()).await {
+            Ok(c) => c,
+            Err(crate::ci::VerifyError::Refused(why)) => return Err(refused(why)),
+            Err(crate::ci::VerifyError::KeysUnavailable(why)) => {
+                return Err(ServiceError::Unavailable(format!("cannot check CI identity tokens now: {why}")));
+            }
+        };
         let id = self.config.ci.identify(issuer, &claims).map_err(refused)?;
         let loaded = self.loaded();
         let (name, groups) = match loaded.principals.by_account(&id.account) {

@@ -283,7 +283,10 @@ Credentials, first found wins:
   the job's OIDC ID token: GitHub Actions (ACTIONS_ID_TOKEN_REQUEST_URL, needs `permissions: id-token: write`),
                       or the variable --oidc-token-var names (GitLab `id_tokens`)
 Without a server answer and without a grant token, the job runs in normal mode: every gate counts.
-BREAKGLASS_NEVER_SKIP=a,b names gates never relaxed offline (the server applies policy online).";
+BREAKGLASS_NEVER_SKIP=a,b names gates never relaxed offline (the server applies policy online).
+
+Exit codes: 0 success (a skipped or advisory gate included); a failing gate that counts exits with the
+gate's own code; 1 refused (identity token or grant token not accepted); 2 bad input; 4 the server failed.";
 
 #[derive(Debug, Subcommand)]
 pub enum CiCommand {

@@ -9,7 +9,8 @@
 //!   random delimiter that does not occur in the value.
 //! - GitLab dotenv: `KEY=value` lines only, as GitLab accepts them: no
 //!   empty lines, no comments, no quotes or multi-line values (line breaks
-//!   become spaces), keys of ASCII letters, digits and `_`, under 5 KB.
+//!   become spaces; `$` is written `$$`, which GitLab reads as a literal
+//!   `$`), keys of ASCII letters, digits and `_`, under 5 KB.
 
 use std::fmt::Write as _;
 
@@ -42,8 +43,9 @@ pub fn gitlab_dotenv(outputs: &Outputs, prefix: &str) -> String {
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
             .collect();
+        // GitLab expands `$` in variables it passes on: `$$` is a literal `$`.
         let value: String = value.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
-        let _ = writeln!(out, "{key}={}", value.trim());
+        let _ = writeln!(out, "{key}={}", value.trim().replace('$', "$$"));
     }
     out
 }
@@ -85,6 +87,8 @@ mod tests {
             "BREAKGLASS_ACTIVE=true\nBREAKGLASS_GRANT=gr_0abc\nBREAKGLASS_REASON=INC-7: payments down rollback failed\n"
         );
         assert!(!text.contains("\n\n") && !text.contains('#'));
+        let dollar = vec![("reason".into(), "costs $5".into())];
+        assert_eq!(gitlab_dotenv(&dollar, ""), "REASON=costs $$5\n");
         assert_eq!(md_cell("a|b\nc<d>"), "a\\|b c&lt;d>");
     }
 }
