@@ -1382,7 +1382,7 @@ struct GitFigures {
     breakglass_version: Spread,
     /// `git --version`, for comparison.
     git_version_cmd: Spread,
-    /// `breakglass git hook pre-receive` / `post-receive` run by hand on the
+    /// The installed `pre-receive` / `post-receive` scripts run by hand in the
     /// repository with hooks, for one unprotected update: what each hook costs
     /// an unprotected push, without git around it.
     pre_receive_unprotected: Spread,
@@ -1558,11 +1558,12 @@ pub async fn git(args: crate::cli::BenchGitArgs) -> CliResult {
     })?;
     let line = format!("{} {first} refs/heads/bench-probe\n", "0".repeat(first.len()));
     let hook = |name: &'static str| {
-        let (exe, hooked) = (exe.clone(), hooked.clone());
+        let hooked = hooked.clone();
         move || {
-            // The binary itself, as the hook script execs it, in the repository.
-            let mut c = clean_cmd(&exe);
-            c.args(["git", "hook", name]).env("GIT_DIR", &hooked).env("BREAKGLASS_USER", "alice");
+            // The installed hook script, run as receive-pack runs it: in the
+            // repository, with GIT_DIR set.
+            let mut c = clean_cmd(hooked.join("hooks").join(name));
+            c.current_dir(&hooked).env("GIT_DIR", ".").env("BREAKGLASS_USER", "alice");
             c
         }
     };

@@ -32,7 +32,12 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Git hooks run on every push: a single-threaded runtime starts faster,
+    // and a hook does one thing at a time anyway.
+    let hook = matches!(cli.command, Command::Git(cli::GitCommand::Hook { .. }));
+    let mut builder =
+        if hook { tokio::runtime::Builder::new_current_thread() } else { tokio::runtime::Builder::new_multi_thread() };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

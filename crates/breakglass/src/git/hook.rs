@@ -343,7 +343,15 @@ fn pending_path(git_dir: &Path, u: &Update) -> PathBuf {
 
 /// Runs a chained (pre-existing) hook with the same input; its status.
 fn run_chained(git_dir: &Path, name: &str, input: &str, args: &[String]) -> Result<i32, String> {
-    let hooks = hooks_dir(git_dir);
+    // The hook script tells where it is ($0), which spares a `git config`
+    // process on every push; older scripts do not, so ask git then.
+    let hooks = match std::env::var_os("BREAKGLASS_HOOK_PATH").map(PathBuf::from) {
+        Some(script) => match script.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+        None => hooks_dir(git_dir),
+    };
     let chained = hooks.join(format!("{name}{}", super::CHAINED_SUFFIX));
     if !chained.exists() {
         return Ok(0);
@@ -568,8 +576,15 @@ pub async fn post_receive(args: &[String]) -> i32 {
     }
     let Ok(cfg) = HookConfig::load(&git_dir) else { return 0 };
     let Ok(updates) = parse_updates(&input) else { return 0 };
+    // Nothing decided under a grant and nothing spooled: nothing to do (the
+    // common case, which must stay cheap).
+    let pending: Vec<&Update> = updates.iter().filter(|u| pending_path(&git_dir, u).exists()).collect();
+    let spooled = spool::pending(&cfg.spool_dir(&git_dir)).is_ok_and(|p| !p.is_empty());
+    if pending.is_empty() && !spooled {
+        return 0;
+    }
     let client = cfg.client().ok().flatten();
-    for u in &updates {
+    for u in pending {
         let path = pending_path(&git_dir, u);
         let Ok(bytes) = std::fs::read(&path) else { continue };
         let Ok(a) = serde_json::from_slice::<Accepted>(&bytes) else { continue };

@@ -133,12 +133,48 @@ pub const CHAINED_SUFFIX: &str = ".breakglass-chained";
 /// Marks a hook script as ours.
 const MARKER: &str = "# breakglass-hook: installed by 'breakglass git install'";
 
-/// The script for `hook`: it only execs the binary, so upgrading the binary
-/// needs no reinstall.
-pub fn hook_script(binary: &Path, hook: &str) -> String {
-    let bin = binary.display().to_string().replace('\'', r"'\''");
+/// Quotes `s` for a POSIX shell, in single quotes.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The script for `hook`. It execs the binary (so upgrading the binary needs
+/// no reinstall), but only when there is something to do: an update of a
+/// protected ref, a chained hook, or spooled events. A push that touches no
+/// protected ref is decided by the shell alone and never starts the binary.
+pub fn hook_script(binary: &Path, hook: &str, protected: &[String], spool: &Path) -> String {
+    let bin = sh_quote(&binary.display().to_string());
+    let patterns: Vec<String> = protected
+        .iter()
+        .map(|p| match p.strip_suffix('*') {
+            Some(prefix) => format!("{}*", sh_quote(prefix)),
+            None => sh_quote(p),
+        })
+        .collect();
+    let spool = sh_quote(&spool.display().to_string());
     format!(
-        "#!/bin/sh\n{MARKER}\n# A hook that was here before runs first: {hook}{CHAINED_SUFFIX}\nexec '{bin}' git hook {hook} \"$@\"\n"
+        r#"#!/bin/sh
+{MARKER}
+# A hook that was here before runs first: {hook}{CHAINED_SUFFIX}
+# Updates of refs that match no protected pattern need nothing from
+# breakglass, so the shell decides that without starting it.
+# (Only shell builtins here: no process starts before the binary.)
+run=0
+[ -e "$0{CHAINED_SUFFIX}" ] && run=1
+spooled() {{ [ -e "$1" ]; }}
+spooled {spool}/*.json && run=1
+input=
+while IFS= read -r line || [ -n "$line" ]; do
+  input="$input$line
+"
+  case "${{line##* }}" in
+    {patterns}) run=1 ;;
+  esac
+done
+[ "$run" = 1 ] || exit 0
+printf '%s' "$input" | BREAKGLASS_HOOK_PATH="$0" exec {bin} git hook {hook} "$@"
+"#,
+        patterns = patterns.join("|"),
     )
 }
 
@@ -185,7 +221,7 @@ pub async fn install(git_dir: &Path, cfg: &HookConfig, binary: &Path) -> CliResu
     let mut chained = Vec::new();
     for name in HOOKS {
         let path = hooks_dir.join(name);
-        let script = hook_script(binary, name);
+        let script = hook_script(binary, name, &cfg.protected, &cfg.spool_dir(git_dir));
         if let Ok(existing) = std::fs::read_to_string(&path)
             && !existing.contains(MARKER)
         {
@@ -344,9 +380,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hook_scripts_exec_the_binary_and_quote_it() {
-        let s = hook_script(Path::new("/opt/it's here/breakglass"), "pre-receive");
-        assert!(s.starts_with("#!/bin/sh\n") && s.contains(MARKER));
-        assert!(s.contains(r"exec '/opt/it'\''s here/breakglass' git hook pre-receive"));
+    fn hook_scripts_exec_the_binary_only_for_protected_refs() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("it's bin");
+        // A stand-in binary that records that it ran and what it was given.
+        std::fs::write(&bin, "#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/ran\"\ncat >> \"$(dirname \"$0\")/ran\"\n")
+            .unwrap();
+        let hook = dir.path().join("pre-receive");
+        let protected = vec!["refs/heads/main".to_owned(), "refs/heads/rel'ease/*".to_owned()];
+        std::fs::write(&hook, hook_script(&bin, "pre-receive", &protected, &dir.path().join("spool"))).unwrap();
+        #[cfg(unix)]
+        for f in [&bin, &hook] {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let z = "0".repeat(40);
+        let a = "a".repeat(40);
+        let run = |input: String| {
+            let _ = std::fs::remove_file(dir.path().join("ran"));
+            let mut c = std::process::Command::new(&hook).stdin(std::process::Stdio::piped()).spawn().unwrap();
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            assert!(c.wait().unwrap().success());
+            std::fs::read_to_string(dir.path().join("ran")).ok()
+        };
+        assert_eq!(run(format!("{z} {a} refs/heads/feature\n")), None, "unprotected: the binary never starts");
+        assert_eq!(run(format!("{z} {a} refs/heads/mainline\n")), None);
+        let ran = run(format!("{z} {a} refs/heads/feature\n{z} {a} refs/heads/main\n")).expect("protected: it runs");
+        assert_eq!(ran, format!("git hook pre-receive\n{z} {a} refs/heads/feature\n{z} {a} refs/heads/main\n"));
+        assert!(run(format!("{z} {a} refs/heads/rel'ease/1\n")).is_some(), "a quoted prefix pattern");
+        std::fs::create_dir(dir.path().join("spool")).unwrap();
+        std::fs::write(dir.path().join("spool/e.json"), "{}").unwrap();
+        assert!(run(format!("{z} {a} refs/heads/feature\n")).is_some(), "spooled events: it runs to deliver them");
     }
 }
