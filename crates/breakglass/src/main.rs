@@ -125,5 +125,7 @@ async fn run(cli: Cli) -> CliResult {
 }
 
 pub fn print_json<T: serde::Serialize>(value: &T) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON output serialises"));
+    // A reader that went away (`| head`) is not an error worth a panic.
+    let text = serde_json::to_string_pretty(value).expect("JSON output serialises");
+    let _ = writeln!(std::io::stdout(), "{text}");
 }
