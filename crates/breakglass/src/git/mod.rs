@@ -142,7 +142,7 @@ fn sh_quote(s: &str) -> String {
 /// no reinstall), but only when there is something to do: an update of a
 /// protected ref, a chained hook, or spooled events. A push that touches no
 /// protected ref is decided by the shell alone and never starts the binary.
-pub fn hook_script(binary: &Path, hook: &str, protected: &[String], spool: &Path) -> String {
+pub fn hook_script(binary: &Path, hook: &str, protected: &[String], spool: &Path, config: &Path) -> String {
     let bin = sh_quote(&binary.display().to_string());
     let patterns: Vec<String> = protected
         .iter()
@@ -152,6 +152,7 @@ pub fn hook_script(binary: &Path, hook: &str, protected: &[String], spool: &Path
         })
         .collect();
     let spool = sh_quote(&spool.display().to_string());
+    let config = sh_quote(&config.display().to_string());
     format!(
         r#"#!/bin/sh
 {MARKER}
@@ -161,6 +162,9 @@ pub fn hook_script(binary: &Path, hook: &str, protected: &[String], spool: &Path
 # (Only shell builtins here: no process starts before the binary.)
 run=0
 [ -e "$0{CHAINED_SUFFIX}" ] && run=1
+# Settings edited since install: the patterns below may be stale, so let
+# the binary (which reads the settings) decide every push.
+[ {config} -nt "$0" ] && run=1
 spooled() {{ [ -e "$1" ]; }}
 spooled {spool}/*.json && run=1
 input=
@@ -217,11 +221,22 @@ pub async fn install(git_dir: &Path, cfg: &HookConfig, binary: &Path) -> CliResu
     cfg.validate().map_err(bad_input)?;
     let hooks_dir = hook::hooks_dir(git_dir);
     std::fs::create_dir_all(&hooks_dir).map_err(|e| internal(format!("cannot create {}: {e}", hooks_dir.display())))?;
+    // The settings first: the scripts must be newer than them (see hook_script).
+    let config = git_dir.join(hook::CONFIG_FILE);
+    let text = format!(
+        "# breakglass hook settings for this repository, written by 'breakglass git install'.\n\
+         # Keys: name, protected, updaters, server, token_file, jwks, issuer, spool, identity,\n\
+         # max_commits, max_token_lifetime, timeout_ms (see the README). The hook scripts carry\n\
+         # the protected patterns too: after editing this file they start the binary on every\n\
+         # push (which reads it) until 'breakglass git install' is run again.\n{}",
+        toml::to_string_pretty(cfg).map_err(|e| internal(format!("cannot write the settings: {e}")))?
+    );
+    std::fs::write(&config, text).map_err(|e| internal(format!("cannot write {}: {e}", config.display())))?;
     let mut hashes = BTreeMap::new();
     let mut chained = Vec::new();
     for name in HOOKS {
         let path = hooks_dir.join(name);
-        let script = hook_script(binary, name, &cfg.protected, &cfg.spool_dir(git_dir));
+        let script = hook_script(binary, name, &cfg.protected, &cfg.spool_dir(git_dir), &config);
         if let Ok(existing) = std::fs::read_to_string(&path)
             && !existing.contains(MARKER)
         {
@@ -241,14 +256,6 @@ pub async fn install(git_dir: &Path, cfg: &HookConfig, binary: &Path) -> CliResu
         hashes.insert(name.to_owned(), sha256_hex(script.as_bytes()));
     }
     repo::set_config(git_dir, "receive.advertisePushOptions", "true").map_err(internal)?;
-    let config = git_dir.join(hook::CONFIG_FILE);
-    let text = format!(
-        "# breakglass hook settings for this repository, written by 'breakglass git install'.\n\
-         # Keys: name, protected, updaters, server, token_file, jwks, issuer, spool, identity,\n\
-         # max_commits, max_token_lifetime, timeout_ms (see the README).\n{}",
-        toml::to_string_pretty(cfg).map_err(|e| internal(format!("cannot write the settings: {e}")))?
-    );
-    std::fs::write(&config, text).map_err(|e| internal(format!("cannot write {}: {e}", config.display())))?;
     let (registered, warning) = register(cfg, git_dir, &hashes, true).await;
     Ok(InstallReport {
         repo: cfg.name.clone(),
@@ -388,7 +395,12 @@ mod tests {
             .unwrap();
         let hook = dir.path().join("pre-receive");
         let protected = vec!["refs/heads/main".to_owned(), "refs/heads/rel'ease/*".to_owned()];
-        std::fs::write(&hook, hook_script(&bin, "pre-receive", &protected, &dir.path().join("spool"))).unwrap();
+        let config = dir.path().join("breakglass.toml");
+        std::fs::write(&config, "").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::options().write(true).open(&config).unwrap().set_modified(old).unwrap();
+        std::fs::write(&hook, hook_script(&bin, "pre-receive", &protected, &dir.path().join("spool"), &config))
+            .unwrap();
         #[cfg(unix)]
         for f in [&bin, &hook] {
             use std::os::unix::fs::PermissionsExt as _;
@@ -409,6 +421,15 @@ mod tests {
         let ran = run(format!("{z} {a} refs/heads/feature\n{z} {a} refs/heads/main\n")).expect("protected: it runs");
         assert_eq!(ran, format!("git hook pre-receive\n{z} {a} refs/heads/feature\n{z} {a} refs/heads/main\n"));
         assert!(run(format!("{z} {a} refs/heads/rel'ease/1\n")).is_some(), "a quoted prefix pattern");
+        // Settings edited after install: the binary decides every push.
+        std::fs::File::options()
+            .write(true)
+            .open(&config)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+            .unwrap();
+        assert!(run(format!("{z} {a} refs/heads/feature\n")).is_some(), "stale patterns are not trusted");
+        std::fs::File::options().write(true).open(&config).unwrap().set_modified(old).unwrap();
         std::fs::create_dir(dir.path().join("spool")).unwrap();
         std::fs::write(dir.path().join("spool/e.json"), "{}").unwrap();
         assert!(run(format!("{z} {a} refs/heads/feature\n")).is_some(), "spooled events: it runs to deliver them");
