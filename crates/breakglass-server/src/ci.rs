@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use breakglass_core::oidc::{self, IssuerExpect, OidcClaims, OidcError, OidcKeys};
 use breakglass_core::time::Timestamp;
@@ -103,30 +103,32 @@ pub struct CiIdentity {
     pub subject: String,
 }
 
-/// How long fetched keys are used before they are fetched again.
-const JWKS_TTL: Duration = Duration::from_secs(600);
-/// A token naming an unknown key makes the server refetch the keys, at most this often.
-const REFETCH_MIN: Duration = Duration::from_secs(10);
+/// How long fetched keys are used before they are fetched again (ms).
+const JWKS_TTL_MS: i64 = 600_000;
+/// A token naming an unknown key makes the server refetch the keys, at most
+/// this often (ms): a flood of made-up key ids costs one fetch per interval.
+const REFETCH_MIN_MS: i64 = 10_000;
 
 /// The issuers' keys, fetched on demand and cached.
 #[derive(Default)]
 pub struct JwksCache {
-    keys: Mutex<HashMap<String, (std::sync::Arc<OidcKeys>, Instant)>>,
+    /// Keys by issuer name, with when (service clock) they were fetched.
+    keys: Mutex<HashMap<String, (std::sync::Arc<OidcKeys>, Timestamp)>>,
 }
 
 impl JwksCache {
-    async fn fetch(&self, issuer: &OidcIssuer) -> Result<std::sync::Arc<OidcKeys>, String> {
+    async fn fetch(&self, issuer: &OidcIssuer, now: Timestamp) -> Result<std::sync::Arc<OidcKeys>, String> {
         let text = breakglass_client::fetch_jwks(&issuer.jwks_url)
             .await
             .map_err(|e| format!("cannot fetch the keys of issuer {} from {}: {e}", issuer.name, issuer.jwks_url))?;
         let keys = std::sync::Arc::new(
             OidcKeys::from_jwks(&text).map_err(|e| format!("the keys of issuer {} are unusable: {e}", issuer.name))?,
         );
-        self.keys.lock().expect("jwks lock").insert(issuer.name.clone(), (keys.clone(), Instant::now()));
+        self.keys.lock().expect("jwks lock").insert(issuer.name.clone(), (keys.clone(), now));
         Ok(keys)
     }
 
-    fn cached(&self, issuer: &OidcIssuer) -> Option<(std::sync::Arc<OidcKeys>, Instant)> {
+    fn cached(&self, issuer: &OidcIssuer) -> Option<(std::sync::Arc<OidcKeys>, Timestamp)> {
         self.keys.lock().expect("jwks lock").get(&issuer.name).cloned()
     }
 
@@ -139,22 +141,23 @@ impl JwksCache {
         expect: &IssuerExpect,
         now: Timestamp,
     ) -> Result<OidcClaims, VerifyError> {
+        let age = |at: Timestamp| now.0 - at.0;
         let (keys, fetched) = match self.cached(issuer) {
-            Some((k, at)) if at.elapsed() < JWKS_TTL => (k, at),
+            Some((k, at)) if age(at) < JWKS_TTL_MS => (k, at),
             // Stale keys are refreshed; if the issuer cannot be reached they
             // serve on (a key's retirement reaches us at the next fetch).
-            Some((k, at)) => match self.fetch(issuer).await {
-                Ok(fresh) => (fresh, Instant::now()),
+            Some((k, at)) => match self.fetch(issuer, now).await {
+                Ok(fresh) => (fresh, now),
                 Err(e) => {
                     tracing::warn!(issuer = %issuer.name, error = %e, "using cached keys");
                     (k, at)
                 }
             },
-            None => (self.fetch(issuer).await.map_err(VerifyError::KeysUnavailable)?, Instant::now()),
+            None => (self.fetch(issuer, now).await.map_err(VerifyError::KeysUnavailable)?, now),
         };
         match oidc::verify(token, &keys, expect, now) {
-            Err(OidcError::UnknownKey { .. }) if fetched.elapsed() >= REFETCH_MIN => {
-                let keys = self.fetch(issuer).await.map_err(VerifyError::KeysUnavailable)?;
+            Err(OidcError::UnknownKey { .. }) if age(fetched) >= REFETCH_MIN_MS => {
+                let keys = self.fetch(issuer, now).await.map_err(VerifyError::KeysUnavailable)?;
                 oidc::verify(token, &keys, expect, now).map_err(|e| e.to_string().into())
             }
             other => other.map_err(|e| e.to_string().into()),

@@ -160,7 +160,11 @@ async fn handle_signals(service: Arc<Service>, stop: tokio::sync::watch::Sender<
     loop {
         tokio::select! {
             _ = hup.recv() => match service.reload("SIGHUP").await {
-                Ok(r) => tracing::warn!(policies = r.policies, principals = r.principals, "policy reloaded on SIGHUP"),
+                Ok(r) => {
+                    println!("policy reloaded (SIGHUP): {} policies, {} principals", r.policies, r.principals);
+                    use std::io::Write as _;
+                    let _ = std::io::stdout().flush();
+                }
                 Err(e) => tracing::error!(error = %e, "policy reload on SIGHUP refused; the old policy stays in force"),
             },
             _ = term.recv() => break,

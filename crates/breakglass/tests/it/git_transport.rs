@@ -8,10 +8,9 @@
 //! Needs `openssh-server` and `gitolite3` (scripts/test installs them).
 
 use std::io::{BufRead as _, BufReader};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -115,11 +114,13 @@ impl Sshd {
                 .arg(&config)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
+            let mut child = child;
+            let stderr = child.stderr.take().unwrap();
             let mut sshd = Sshd { child, port, log: log.clone() };
-            if sshd.wait_ready() {
+            if sshd.wait_ready(stderr) {
                 return sshd;
             }
             last_log = sshd.log();
@@ -128,22 +129,24 @@ impl Sshd {
         panic!("sshd did not start; its last log:\n{last_log}");
     }
 
-    /// Polls until sshd answers with its banner (true), or exits (false).
-    fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return false;
+    /// Waits until sshd says it listens (true), or exits (false): reads its
+    /// log as it is written, line by line, blocking on the pipe.
+    fn wait_ready(&mut self, stderr: std::process::ChildStderr) -> bool {
+        let mut copy = std::fs::File::create(&self.log).unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { return false };
+            use std::io::Write as _;
+            let _ = writeln!(copy, "{line}");
+            if line.contains("Server listening on") {
+                // Keep copying the rest of its log for failure messages.
+                std::thread::spawn(move || {
+                    for l in lines.map_while(Result::ok) {
+                        let _ = writeln!(copy, "{l}");
+                    }
+                });
+                return true;
             }
-            if let Ok(s) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)) {
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut banner = String::new();
-                let _ = BufReader::new(s).read_line(&mut banner);
-                if banner.starts_with("SSH-2.0-") && self.child.try_wait().unwrap().is_none() {
-                    return true;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
         }
         false
     }

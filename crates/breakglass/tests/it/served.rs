@@ -8,9 +8,12 @@ use std::process::{Child, Command, Output, Stdio};
 use serde_json::{Value, json};
 
 use crate::support::BIN;
+use std::sync::mpsc::Receiver;
 
 pub struct Served {
     pub child: Child,
+    /// What the server prints after it started listening.
+    pub output: Receiver<String>,
     pub data: PathBuf,
     pub url: String,
     pub admin: String,
@@ -26,7 +29,7 @@ impl Drop for Served {
 
 /// Starts `breakglass serve`; returns it, its URL and the admin token it
 /// printed (first run only).
-fn spawn(data: &Path, listen: &str) -> (Child, String, Option<String>) {
+fn spawn(data: &Path, listen: &str) -> (Child, String, Option<String>, Receiver<String>) {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", listen, "--unsafe-test-clock", "--origin", "e2e.breakglass.test/log"])
         .arg("--data-dir")
@@ -51,21 +54,39 @@ fn spawn(data: &Path, listen: &str) -> (Child, String, Option<String>) {
             break;
         }
     }
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    // Keep draining stdout (so the server never blocks on a full pipe), and
+    // hand its later lines to whoever waits for one.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     let url = url.expect("the server printed the URL it listens on");
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    (child, url, admin)
+    (child, url, admin, rx)
 }
 
 impl Served {
+    /// Blocks until the server prints a line containing `needle` (an event,
+    /// not a time: the bound only turns a hang into a failure).
+    pub fn wait_for_output(&self, needle: &str) -> String {
+        loop {
+            match self.output.recv_timeout(std::time::Duration::from_secs(30)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("the server never printed {needle:?}: {e}"),
+            }
+        }
+    }
+
     pub fn start() -> Served {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let (child, url, admin) = spawn(&data, "127.0.0.1:0");
+        let (child, url, admin, output) = spawn(&data, "127.0.0.1:0");
         let admin = admin.expect("first run printed a bootstrap admin token");
         assert!(admin.starts_with("bgk_"), "{admin}");
-        Served { child, data, url, admin, dir }
+        Served { child, output, data, url, admin, dir }
     }
 
     /// Like [`Served::start`], with `config` as the data directory's
@@ -82,10 +103,10 @@ impl Served {
             std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
         }
         std::fs::write(data.join("breakglass.toml"), config).unwrap();
-        let (child, url, admin) = spawn(&data, "127.0.0.1:0");
+        let (child, url, admin, output) = spawn(&data, "127.0.0.1:0");
         let admin = admin.expect("first run printed a bootstrap admin token");
         assert!(admin.starts_with("bgk_"), "{admin}");
-        Served { child, data, url, admin, dir }
+        Served { child, output, data, url, admin, dir }
     }
 
     /// Stops the server (SIGKILL: as if the machine went away).
@@ -98,7 +119,8 @@ impl Served {
     pub fn restart(&mut self) {
         self.stop();
         let listen = self.url.trim_start_matches("http://").to_owned();
-        let (child, url, _) = spawn(&self.data, &listen);
+        let (child, url, _, output) = spawn(&self.data, &listen);
+        self.output = output;
         assert_eq!(url, self.url);
         self.child = child;
     }
