@@ -443,15 +443,5 @@ pub async fn flush(dir: Option<PathBuf>, args: CiArgs, json: bool) -> CliResult 
         ));
     };
     let client = Client::with_timeout(&server_url(&args)?, Some(token), Duration::from_millis(args.timeout_ms))?;
-    let f = spool::flush(&dir, &client).await;
-    if json {
-        print_json(&f);
-    } else {
-        println!("delivered {}, already recorded {}, still spooled {}", f.delivered, f.duplicates, f.remaining);
-    }
-    match f.error {
-        Some(e) if f.remaining > 0 => Err(internal(format!("delivery stopped: {e}"))),
-        Some(e) => Err(check_failed(e)),
-        None => Ok(()),
-    }
+    crate::git::report_flush(spool::flush(&dir, &client).await, json)
 }

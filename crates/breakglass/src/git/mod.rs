@@ -113,7 +113,12 @@ pub async fn flush(repo: &Path, json: bool) -> CliResult {
     let Some(client) = cfg.client().map_err(bad_input)? else {
         return Err(bad_input(format!("{} has no server configured to deliver to", git_dir.display())));
     };
-    let f = spool::flush(&cfg.spool_dir(&git_dir), &client).await;
+    report_flush(spool::flush(&cfg.spool_dir(&git_dir), &client).await, json)
+}
+
+/// Prints what a `spool flush` did; fails when something was left undelivered
+/// (4: the server stopped answering) or set aside as refused (1).
+pub fn report_flush(f: spool::Flushed, json: bool) -> CliResult {
     if json {
         print_json(&f);
     } else {
