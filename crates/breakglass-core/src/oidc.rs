@@ -39,8 +39,10 @@
 //!    JWKS once and retrying (key rotation).
 //! 5. The key's type matches `alg`: an RS256 header on an EC key, or an
 //!    ES256 header on an RSA key, is refused before any cryptography.
-//! 6. The signature verifies (jsonwebtoken does the cryptography; its own
-//!    claim validation, which would read the system clock, is off).
+//! 6. The signature verifies: RSASSA-PKCS1-v1_5 with SHA-256, or ECDSA
+//!    P-256 with SHA-256 and the fixed-length `r || s` encoding of JWS
+//!    (RFC 7518 §3.4). `ring` does the cryptography (see ARCHITECTURE.md,
+//!    "Dependencies", for why not jsonwebtoken here).
 //! 7. Claims: `iss`, `sub`, `aud`, `exp` and `iat` present and well typed;
 //!    `iss` equals [`IssuerExpect::issuer`] exactly; `aud` (a string or an
 //!    array of strings) contains [`IssuerExpect::audience`]; `exp` after
@@ -69,8 +71,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use ring::signature::{ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::time::Timestamp;
@@ -191,13 +193,6 @@ impl KeyType {
             KeyType::EcP256 => "ES256",
         }
     }
-
-    fn jws_algorithm(self) -> Algorithm {
-        match self {
-            KeyType::Rsa => Algorithm::RS256,
-            KeyType::EcP256 => Algorithm::ES256,
-        }
-    }
 }
 
 impl fmt::Display for KeyType {
@@ -215,7 +210,30 @@ pub struct OidcKey {
     kid: String,
     key_type: KeyType,
     bits: usize,
-    decoding: DecodingKey,
+    material: KeyMaterial,
+}
+
+/// A key's public material, as the verifier takes it.
+#[derive(Clone)]
+enum KeyMaterial {
+    /// Modulus and exponent, big-endian, without leading zeros.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// The uncompressed point `04 || x || y`, checked to be on the curve.
+    EcP256 { point: Vec<u8> },
+}
+
+impl KeyMaterial {
+    /// Whether `signature` is this key's over `message`.
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        match self {
+            KeyMaterial::Rsa { n, e } => {
+                RsaPublicKeyComponents { n, e }.verify(&RSA_PKCS1_2048_8192_SHA256, message, signature).is_ok()
+            }
+            KeyMaterial::EcP256 { point } => ring::signature::UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+                .verify(message, signature)
+                .is_ok(),
+        }
+    }
 }
 
 impl fmt::Debug for OidcKey {
@@ -376,7 +394,7 @@ fn parse_jwk(entry: &Value) -> Result<Result<OidcKey, SkippedKey>, String> {
         let Some(text) = member(name)? else { return Err(format!("no {name}")) };
         B64URL.decode(text).map_err(|_| format!("{name} is not unpadded base64url"))
     };
-    let (bits, decoding) = match key_type {
+    let (bits, material) = match key_type {
         KeyType::Rsa => {
             let n = bytes("n")?;
             let e = bytes("e")?;
@@ -398,30 +416,30 @@ fn parse_jwk(entry: &Value) -> Result<Result<OidcKey, SkippedKey>, String> {
                 Some(x) if (3..=MAX_RSA_EXPONENT).contains(&x) && x & 1 == 1 => {}
                 _ => return Err("RSA public exponent is not an odd number from 3 to 2^33-1".into()),
             }
-            (bits, DecodingKey::from_rsa_raw_components(n, e))
+            (bits, KeyMaterial::Rsa { n: n.to_vec(), e: e.to_vec() })
         }
         KeyType::EcP256 => {
-            let mut coordinates = [""; 2];
-            for (slot, name) in coordinates.iter_mut().zip(["x", "y"]) {
-                let len = bytes(name)?.len();
-                if len != P256_COORDINATE_BYTES {
-                    return Err(format!("{name} is {len} bytes, a P-256 coordinate is {P256_COORDINATE_BYTES}"));
+            let mut point = vec![0x04];
+            for name in ["x", "y"] {
+                let coordinate = bytes(name)?;
+                if coordinate.len() != P256_COORDINATE_BYTES {
+                    return Err(format!(
+                        "{name} is {} bytes, a P-256 coordinate is {P256_COORDINATE_BYTES}",
+                        coordinate.len()
+                    ));
                 }
-                *slot = member(name)?.unwrap_or_default();
+                point.extend_from_slice(&coordinate);
             }
-            let [x, y] = coordinates;
-            let decoding =
-                DecodingKey::from_ec_components(x, y).map_err(|_| "x or y is not unpadded base64url".to_owned())?;
-            // jsonwebtoken checks the point only when it builds a verifier;
-            // build one now so that a point off the curve fails the JWKS
-            // rather than every token. The dummy signature just does not verify.
-            if jsonwebtoken::crypto::verify("AA", b"", &decoding, Algorithm::ES256).is_err() {
+            // The verifier checks the point only when it verifies; check it
+            // now so that a point off the curve fails the JWKS rather than
+            // every token.
+            if p256::PublicKey::from_sec1_bytes(&point).is_err() {
                 return Err("x, y is not a point on P-256".into());
             }
-            (256, decoding)
+            (256, KeyMaterial::EcP256 { point })
         }
     };
-    Ok(Ok(OidcKey { kid: kid.to_owned(), key_type, bits, decoding }))
+    Ok(Ok(OidcKey { kid: kid.to_owned(), key_type, bits, material }))
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
@@ -600,8 +618,8 @@ pub fn verify(token: &str, keys: &OidcKeys, expect: &IssuerExpect, now: Timestam
         None => return Err(malformed("header has no alg")),
     };
     let alg = match alg {
-        "RS256" => Algorithm::RS256,
-        "ES256" => Algorithm::ES256,
+        "RS256" => KeyType::Rsa,
+        "ES256" => KeyType::EcP256,
         none if none.eq_ignore_ascii_case("none") => return Err(OidcError::AlgNone),
         hs if hs.as_bytes().get(..2).is_some_and(|p| p.eq_ignore_ascii_case(b"HS")) => {
             return Err(OidcError::SymmetricAlgorithm { alg: echo(hs) });
@@ -632,8 +650,8 @@ pub fn verify(token: &str, keys: &OidcKeys, expect: &IssuerExpect, now: Timestam
             None => OidcError::UnknownKey { kid: echo(kid) },
         });
     };
-    if key.key_type.jws_algorithm() != alg {
-        let found = if alg == Algorithm::RS256 { "RS256" } else { "ES256" };
+    if key.key_type != alg {
+        let found = alg.algorithm();
         return Err(OidcError::AlgorithmKeyMismatch {
             alg: found.to_owned(),
             kid: echo(kid),
@@ -656,29 +674,10 @@ pub fn verify(token: &str, keys: &OidcKeys, expect: &IssuerExpect, now: Timestam
         )));
     }
 
-    // jsonwebtoken checks the signature (and that the header's alg is the
-    // one allowed here). All of its claim validation is off: it would read
-    // the system clock. The claims are checked below, against `now`.
-    let mut validation = Validation::new(alg);
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    validation.leeway = 0;
-    if let Err(e) = jsonwebtoken::decode::<IgnoredAny>(token, &key.decoding, &validation) {
-        use jsonwebtoken::errors::ErrorKind;
-        return Err(match e.into_kind() {
-            ErrorKind::InvalidSignature => OidcError::BadSignature { kid: echo(kid) },
-            ErrorKind::Json(e) => malformed(format!("refused by the JWT library: JSON error at column {}", e.column())),
-            ErrorKind::Base64(_) => malformed("refused by the JWT library: bad base64url"),
-            ErrorKind::Utf8(_) => malformed("refused by the JWT library: bad UTF-8"),
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                malformed("refused by the JWT library: algorithm mismatch")
-            }
-            other => {
-                OidcError::UnusableKey { kid: echo(kid), reason: format!("the JWT library refused it: {other:?}") }
-            }
-        });
+    // The JWS signing input is the first two parts as sent, dot included.
+    let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+    if !key.material.verifies(signing_input, &signature) {
+        return Err(OidcError::BadSignature { kid: echo(kid) });
     }
 
     let claims = check_claims(claims, kid)?;

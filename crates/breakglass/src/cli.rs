@@ -879,6 +879,27 @@ pub enum BenchCommand {
     /// push under a grant; and the binary's start-up.
     #[command(after_help = EXIT_CODES)]
     Git(BenchGitArgs),
+    /// Time what a pipeline step pays to learn whether break-glass mode is on: OIDC ID-token
+    /// verification with the issuer's keys cached (RS256 and ES256, keys generated here), the
+    /// `GET /v1/ci/status` round trip against a real `breakglass serve`, and `breakglass ci status`
+    /// as a whole process.
+    #[command(after_help = EXIT_CODES)]
+    Ci(BenchCiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCiArgs {
+    /// In-process verifications of each token.
+    #[arg(long, default_value_t = 20_000)]
+    pub iterations: u32,
+    /// `GET /v1/ci/status` requests in each HTTP scenario.
+    #[arg(long, default_value_t = 2000)]
+    pub requests: u32,
+    /// Runs of `breakglass ci status` with each token.
+    #[arg(long, default_value_t = 200)]
+    pub runs: u32,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

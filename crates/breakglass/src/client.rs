@@ -61,6 +61,14 @@ fn exit_code_for_status(status: u16) -> ExitCode {
 
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> CliError {
+        cli_error(e, "log in again with `breakglass login --principal NAME`, or check BREAKGLASS_TOKEN")
+    }
+}
+
+/// A client error as the CLI reports it; `unauthorized_hint` says what to
+/// do about a 401 (a person logs in again; a CI job checks its identity).
+pub fn cli_error(e: ClientError, unauthorized_hint: &str) -> CliError {
+    {
         let code = match &e {
             ClientError::InvalidUrl { .. } | ClientError::InvalidToken | ClientError::InvalidArgument { .. } => {
                 ExitCode::BadInput
@@ -75,9 +83,7 @@ impl From<ClientError> for CliError {
             ClientError::Unreachable { .. } => {
                 "\nhint: is `breakglass serve` running there? Pass --server or set BREAKGLASS_SERVER to choose the server"
             }
-            ClientError::Api { status: 401, .. } => {
-                "\nhint: log in again with `breakglass login --principal NAME`, or check BREAKGLASS_TOKEN"
-            }
+            ClientError::Api { status: 401, .. } => &format!("\nhint: {unauthorized_hint}"),
             _ => "",
         };
         CliError { code, message: format!("{e}{hint}") }

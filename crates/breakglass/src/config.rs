@@ -396,6 +396,8 @@ impl Config {
             ("BREAKGLASS_SERVER_SESSION_TTL", &mut s.session_ttl),
             ("BREAKGLASS_SERVER_PENDING_TTL", &mut s.pending_ttl),
             ("BREAKGLASS_SERVER_CHALLENGE_TTL", &mut s.challenge_ttl),
+            ("BREAKGLASS_CI_AUDIENCE", &mut self.ci.audience),
+            ("BREAKGLASS_CI_MAX_TOKEN_LIFETIME", &mut self.ci.max_token_lifetime),
         ] {
             if let Some(v) = get(var) {
                 *field = v;
@@ -425,6 +427,14 @@ impl Config {
         if let Some(v) = get("BREAKGLASS_LOG_SINK") {
             self.log.sink = PathBuf::from(v);
         }
+        // The lists of tables take a TOML array of inline tables, e.g.
+        // BREAKGLASS_CI_ISSUER='[{ kind = "github" }]'; they replace the file's list.
+        if let Some(v) = get("BREAKGLASS_CI_ISSUER") {
+            self.ci.issuer = toml_list("BREAKGLASS_CI_ISSUER", &v)?;
+        }
+        if let Some(v) = get("BREAKGLASS_CI_PROJECT") {
+            self.ci.project = toml_list("BREAKGLASS_CI_PROJECT", &v)?;
+        }
         if let Some(v) = get("BREAKGLASS_LOG_MAX_BATCH") {
             self.log.max_batch = v.parse().map_err(|_| {
                 bad_input(format!("invalid BREAKGLASS_LOG_MAX_BATCH {v:?}: expected a positive integer"))
@@ -436,6 +446,22 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")
     }
+}
+
+/// A list of tables from an environment variable holding a TOML array of
+/// inline tables, checked as strictly as the file's.
+fn toml_list<T: serde::de::DeserializeOwned>(var: &str, value: &str) -> CliResult<Vec<T>> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Wrapper<T> {
+        v: Vec<T>,
+    }
+    toml::from_str::<Wrapper<T>>(&format!("v = {value}")).map(|w| w.v).map_err(|e| {
+        bad_input(format!(
+            "invalid {var}: expected a TOML array of inline tables like [{{ key = \"value\" }}]: {}",
+            e.message()
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -451,5 +477,40 @@ mod tests {
         assert!(c.apply_env(|k| (k == "BREAKGLASS_LOG_MAX_BATCH").then(|| "lots".to_owned())).is_err());
         assert!(toml::from_str::<Config>("[log]\norigin_typo = 1\n").is_err());
         assert!(validate_origin("has space").is_err());
+    }
+
+    #[test]
+    fn ci_keys_come_from_the_environment_too() {
+        let mut c: Config = toml::from_str(
+            "[ci]\naudience = \"file\"\n[[ci.issuer]]\nkind = \"gitlab\"\nissuer = \"https://gitlab.example.com\"\n",
+        )
+        .unwrap();
+        let env = |k: &str| match k {
+            "BREAKGLASS_CI_AUDIENCE" => Some("env-audience".to_owned()),
+            "BREAKGLASS_CI_MAX_TOKEN_LIFETIME" => Some("2h".to_owned()),
+            "BREAKGLASS_CI_ISSUER" => Some(r#"[{ kind = "github" }]"#.to_owned()),
+            "BREAKGLASS_CI_PROJECT" => Some(
+                r#"[{ project = "payments/api", issuer = "github", repository = "acme/api", repository_id = "12" }]"#
+                    .to_owned(),
+            ),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        let server = c.ci.to_server().unwrap();
+        assert_eq!(server.issuers.len(), 1, "the environment's list replaces the file's");
+        assert_eq!(server.issuers[0].name, "github");
+        assert_eq!(server.issuers[0].audience, "env-audience");
+        assert_eq!(server.max_token_lifetime, std::time::Duration::from_secs(7200));
+        assert_eq!(server.projects[0].repository_id, "12");
+
+        // Bad values name the variable; unknown keys are refused as in the file.
+        for (var, value) in [
+            ("BREAKGLASS_CI_ISSUER", r#"[{ kind = "github", typo = 1 }]"#),
+            ("BREAKGLASS_CI_ISSUER", "github"),
+            ("BREAKGLASS_CI_PROJECT", "[]\nextra = 1"),
+        ] {
+            let err = c.clone().apply_env(|k| (k == var).then(|| value.to_owned())).unwrap_err();
+            assert!(err.message.contains(var), "{}", err.message);
+        }
     }
 }

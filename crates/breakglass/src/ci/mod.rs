@@ -23,9 +23,14 @@ use serde_json::json;
 
 use crate::cli::{CiArgs, CiCommand, CiRecordCommand};
 use crate::datadir::SystemClock;
-use crate::error::{CliError, CliResult, bad_input, check_failed, internal};
+use crate::error::{CliResult, bad_input, check_failed, internal};
 use crate::git::spool;
 use crate::print_json;
+
+/// What a job whose credential the server refused should check.
+const CI_UNAUTHORIZED_HINT: &str = "the server did not accept this job's credential. With an OIDC ID token: \
+is its issuer a [[ci.issuer]] of the server, its audience the server's ci.audience (--audience, \
+BREAKGLASS_OIDC_AUDIENCE), its repository a [[ci.project]]? With BREAKGLASS_TOKEN: is it current?";
 
 /// How a job proves who it is.
 enum Credential {
@@ -126,7 +131,7 @@ async fn resolve(args: &CiArgs, scope: &str, gate: Option<&str>) -> CliResult<Re
                 return Ok(Resolved { status, source: "server", online: Some(client) });
             }
             Err(e) if unreachable(&e) => why_offline = format!("the server is unreachable ({e})"),
-            Err(e) => return Err(CliError::from(e)),
+            Err(e) => return Err(crate::client::cli_error(e, CI_UNAUTHORIZED_HINT)),
         }
     }
     let never = never_skip();
@@ -245,7 +250,7 @@ async fn report(args: &CiArgs, r: &Resolved, kind: &str, data: serde_json::Value
     if let Some(c) = &r.online {
         match c.record_event(&event).await {
             Ok(_) => return Ok(()),
-            Err(e) if !unreachable(&e) => return Err(CliError::from(e)),
+            Err(e) if !unreachable(&e) => return Err(crate::client::cli_error(e, CI_UNAUTHORIZED_HINT)),
             Err(_) => {}
         }
     }

@@ -625,13 +625,7 @@ async fn record_push(
     u: &Update,
     a: &Accepted,
 ) -> Result<(), String> {
-    let records = if a.commits.is_empty() {
-        Vec::new()
-    } else {
-        let mut args = vec!["--no-walk=unsorted".to_owned()];
-        args.extend(a.commits.iter().cloned());
-        repo::commit_records(git_dir, &args, a.commits.len())?
-    };
+    let records = if a.commits.is_empty() { Vec::new() } else { repo::commit_records(git_dir, &a.commits)? };
     // Split the commits into events that fit a log entry.
     let mut parts: Vec<Vec<&repo::CommitRecord>> = vec![Vec::new()];
     let mut size = 0;

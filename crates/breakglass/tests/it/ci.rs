@@ -695,6 +695,8 @@ fn ci_oidc_tokens_are_verified_against_the_issuers_and_mapped_to_a_project_and_a
     let out = ci.job(&[("BREAKGLASS_ID_TOKEN", &wrong_aud)], &["ci", "status", "--scope", SCOPE]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("wrong audience"), "{}", stderr(&out));
+    // The hint speaks to a CI job (its issuer, audience, project), not to a person logging in.
+    assert!(stderr(&out).contains("[[ci.issuer]]") && !stderr(&out).contains("breakglass login"), "{}", stderr(&out));
     let other = gitlab_token(&gitlab_claims("alice", "production"));
     let tests = ci.script("tests", 0);
     let out = ci.gate(&[("BREAKGLASS_ID_TOKEN", &other)], "tests", &[], &tests);

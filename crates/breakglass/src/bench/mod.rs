@@ -3,6 +3,8 @@
 //! scratch data directory. Figures are printed, never asserted: speed is
 //! measured here, not in tests.
 
+pub mod ci;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
