@@ -25,8 +25,9 @@ use std::time::Duration;
 use breakglass_core::api::{
     ApiTokenList, ApiTokenView, ApproveRequest, ChallengeRequest, ChallengeResponse, CheckResponse, CheckpointView,
     CiStatus, CreateApiToken, CreatedApiToken, EntryView, ErrorBody, ErrorDetail, EventRecorded, EventRequest,
-    ExtendRequest, GrantList, GrantRequest, GrantStatus, GrantView, LoginRequest, LoginResponse, PolicyReloaded,
-    ReasonRequest, RepoList, RepoRegistration, TokenResponse, WhoAmI,
+    ExtendRequest, GrantList, GrantRequest, GrantStatus, GrantView, IncidentList, IncidentView, LoginRequest,
+    LoginResponse, NotificationList, NotificationView, PolicyReloaded, ReasonRequest, RepoList, RepoRegistration,
+    TokenResponse, WhoAmI,
 };
 use breakglass_core::grant::GrantState;
 use reqwest::header::{AUTHORIZATION, HeaderValue, LOCATION};
@@ -336,6 +337,40 @@ pub async fn fetch_actions_id_token(url: &str, request_token: &str) -> Result<St
     Ok(answer.value)
 }
 
+/// Posts JSON to third-party receivers (notification webhooks, Slack).
+/// Cheap to clone. Errors never repeat the URL: a Slack webhook's path is
+/// its secret, so the caller names the receiver.
+#[derive(Clone)]
+pub struct Poster {
+    http: reqwest::Client,
+}
+
+impl Poster {
+    pub fn new(timeout: Duration) -> Result<Poster, ClientError> {
+        Ok(Poster { http: http_client(timeout, false)? })
+    }
+
+    /// `POST url` with a JSON `body` and extra headers; success is any 2xx.
+    pub async fn post_json(&self, url: &str, body: String, headers: &[(&str, String)]) -> Result<(), String> {
+        let mut req = self.http.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        let res = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                "timed out".to_owned()
+            } else {
+                format!("unreachable: {}", error_chain(&e.without_url()))
+            }
+        })?;
+        let status = res.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(format!("answered HTTP {}", status.as_u16()))
+    }
+}
+
 /// A client of one breakglass server, with an optional bearer token (a
 /// session token from `breakglass login` or an API token). Cheap to clone.
 #[derive(Clone)]
@@ -466,6 +501,34 @@ impl Client {
             url.set_query(None);
         }
         self.get(url).await
+    }
+
+    /// `GET /v1/incidents[?open=true]`: incidents, newest first.
+    pub async fn incidents(&self, open: bool) -> Result<IncidentList, ClientError> {
+        let mut url = self.url(&["v1", "incidents"]);
+        if open {
+            url.query_pairs_mut().append_pair("open", "true");
+        }
+        self.get(url).await
+    }
+
+    /// `GET /v1/incidents/{id}`
+    pub async fn incident(&self, id: &str) -> Result<IncidentView, ClientError> {
+        self.get(self.url(&["v1", "incidents", segment("incident id", id)?])).await
+    }
+
+    /// `GET /v1/notifications[?status=]`: queued notifications and their delivery state.
+    pub async fn notifications(&self, status: Option<&str>) -> Result<NotificationList, ClientError> {
+        let mut url = self.url(&["v1", "notifications"]);
+        if let Some(s) = status {
+            url.query_pairs_mut().append_pair("status", s);
+        }
+        self.get(url).await
+    }
+
+    /// `POST /v1/notifications/{id}/retry`: queue a failed notification again.
+    pub async fn retry_notification(&self, id: &str) -> Result<NotificationView, ClientError> {
+        self.post_empty(self.url(&["v1", "notifications", segment("notification id", id)?, "retry"])).await
     }
 
     /// `GET /v1/grants/{id}`

@@ -393,3 +393,87 @@ pub struct GateDecision {
     /// Policy forbids relaxing this gate: it runs and counts, grant or not.
     pub never_skippable: bool,
 }
+
+/// A person an incident names as responder: what the provider said, and
+/// the principal the principals file maps them to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IncidentResponder {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+}
+
+/// `GET /v1/incidents/{id}`: an incident as the receivers recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IncidentView {
+    /// `<source>:<the provider's id>`, e.g. `pagerduty:Q1ABCD`.
+    pub id: String,
+    /// `pagerduty`, `opsgenie`, `alertmanager` or `generic`.
+    pub source: String,
+    pub external_id: String,
+    pub title: String,
+    /// 1 (most severe) to 5.
+    pub severity: i64,
+    /// `triggered`, `acknowledged` or `resolved`.
+    pub status: String,
+    pub services: Vec<String>,
+    pub responders: Vec<IncidentResponder>,
+    pub url: Option<String>,
+    pub opened_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IncidentList {
+    pub incidents: Vec<IncidentView>,
+}
+
+/// What an incident receiver answers (`POST /v1/incidents/<source>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IncidentReceipt {
+    /// Incidents whose change was recorded now.
+    pub recorded: Vec<String>,
+    /// Incidents whose change had been recorded before (a re-delivery).
+    pub duplicates: Vec<String>,
+    /// What was not recorded, and why (a ping, a service not watched).
+    pub ignored: Vec<String>,
+    /// Grants that now end because their incident resolved.
+    pub ending_grants: Vec<String>,
+}
+
+/// A queued notification and its delivery state (`GET /v1/notifications`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotificationView {
+    /// Also the idempotency id receivers see on every attempt.
+    pub id: String,
+    pub channel: String,
+    /// `requested`, `approved`, `activated`, `extended`, `expiring_soon`,
+    /// `expired`, `revoked` or `incident_resolved_ended`.
+    pub event: String,
+    pub grant: String,
+    /// `pending`, `delivered`, `failed` (given up) or `skipped` (no longer true when due).
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotificationList {
+    pub notifications: Vec<NotificationView>,
+}

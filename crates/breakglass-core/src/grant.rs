@@ -116,6 +116,11 @@ pub struct Grant {
     pub ended_at: Option<Timestamp>,
     pub ended_by: Option<String>,
     pub end_reason: Option<String>,
+    /// Set when something outside the grant brought its expiry forward (its
+    /// incident resolved): why. The grant then ends at its (new) expiry with
+    /// this as its reason, and may no longer be extended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_cause: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -132,6 +137,8 @@ pub enum GrantError {
     WrongState { id: String, state: &'static str, wanted: &'static str },
     #[error("{who} requested grant {id} and cannot approve it")]
     SelfApproval { id: String, who: String },
+    #[error("grant {id} is ending early ({cause}) and cannot be extended; request a new grant")]
+    EndingEarly { id: String, cause: String },
     #[error("{who} has already approved grant {id}")]
     DuplicateApproval { id: String, who: String },
     #[error("grant {id} was not approved in time: the request lapsed at {at}")]
@@ -232,6 +239,7 @@ impl Grant {
             ended_at: None,
             ended_by: None,
             end_reason: None,
+            end_cause: None,
         };
         let mut entries = vec![entry(
             &grant,
@@ -357,6 +365,9 @@ impl Grant {
             return Err(GrantError::AlreadyExpired { id: self.id.clone(), at });
         }
         self.require(GrantState::Active)?;
+        if let Some(cause) = &self.end_cause {
+            return Err(GrantError::EndingEarly { id: self.id.clone(), cause: cause.clone() });
+        }
         let (Some(start), Some(end)) = (self.activated_at, self.expires_at) else {
             return Err(GrantError::WrongState {
                 id: self.id.clone(),
@@ -384,6 +395,31 @@ impl Grant {
         )])
     }
 
+    /// Brings an active grant's expiry forward to `at` (not before `now`)
+    /// because of `cause` (its incident resolved), and returns the entry that
+    /// says so; the grant then ends by itself at that time, exactly like an
+    /// expiry, with `cause` as its reason. `None` when there is nothing to do:
+    /// the grant is not active, or already ends by then for this cause.
+    /// Idempotent, so a re-delivered resolution changes nothing.
+    pub fn end_early(&mut self, at: Timestamp, cause: &str, now: Timestamp) -> Option<EntryDraft> {
+        if self.state != GrantState::Active {
+            return None;
+        }
+        let end = self.expires_at?;
+        let at = at.max(now);
+        if end <= at {
+            return None;
+        }
+        self.expires_at = Some(at);
+        self.end_cause = Some(cause.to_owned());
+        Some(entry(
+            self,
+            "breakglass",
+            "grant.ending",
+            json!({ "expires_at": at.to_rfc3339(), "was": end.to_rfc3339(), "cause": cause }),
+        ))
+    }
+
     /// If the grant's time is up at `now`, ends it — an active grant at its
     /// exact expiry time, a pending request at its lapse time — and returns
     /// the entry and the time it ended. Idempotent: `None` when nothing is due.
@@ -394,17 +430,14 @@ impl Grant {
                 if now < end {
                     return None;
                 }
-                self.end(GrantState::Expired, "breakglass", "expired", end);
+                let cause = self.end_cause.clone();
+                self.end(GrantState::Expired, "breakglass", cause.as_deref().unwrap_or("expired"), end);
                 let late_ms = now.0 - end.0;
-                Some((
-                    entry(
-                        self,
-                        "breakglass",
-                        "grant.expired",
-                        json!({ "at": end.to_rfc3339(), "noticed_late_ms": late_ms }),
-                    ),
-                    end,
-                ))
+                let mut data = json!({ "at": end.to_rfc3339(), "noticed_late_ms": late_ms });
+                if let Some(cause) = cause {
+                    data["cause"] = json!(cause);
+                }
+                Some((entry(self, "breakglass", "grant.expired", data), end))
             }
             GrantState::Pending => {
                 if now < self.pending_until {
@@ -649,6 +682,31 @@ mod tests {
         assert!(!g.is_effective(at(46)), "revocation ends it at once");
         assert!(g.revoke("bob", "again", at(46)).is_err());
         assert!(g.expire(at(90)).is_none());
+    }
+
+    #[test]
+    fn an_incident_resolving_ends_its_grant_early_and_says_why() {
+        let cause = "incident pagerduty:P1 resolved";
+        let (mut g, _) = Grant::request(request(60), &terms(0), at(0)).unwrap();
+        let e = g.end_early(at(20), cause, at(10)).unwrap();
+        assert_eq!((e.kind.as_str(), g.expires_at), ("grant.ending", Some(at(20))));
+        e.validate().unwrap();
+        // Re-delivered: nothing more to do; a later time never lengthens it.
+        assert!(g.end_early(at(20), cause, at(11)).is_none());
+        assert!(g.end_early(at(30), cause, at(11)).is_none());
+        assert!(matches!(g.extend("alice", 5 * MIN, "more", at(12)), Err(GrantError::EndingEarly { .. })));
+        assert!(g.is_effective(at(19)) && !g.is_effective(at(20)));
+        let (e, ended) = g.expire(at(21)).unwrap();
+        assert_eq!((e.kind.as_str(), ended, g.state), ("grant.expired", at(20), GrantState::Expired));
+        assert_eq!(e.data["cause"], cause);
+        assert_eq!(g.end_reason.as_deref(), Some(cause));
+        // A time already past ends it now, not in the past.
+        let (mut g, _) = Grant::request(request(60), &terms(0), at(0)).unwrap();
+        g.end_early(at(5), cause, at(30)).unwrap();
+        assert_eq!(g.expires_at, Some(at(30)));
+        // Only an active grant.
+        let (mut g, _) = Grant::request(request(60), &terms(1), at(0)).unwrap();
+        assert!(g.end_early(at(5), cause, at(1)).is_none());
     }
 
     #[test]

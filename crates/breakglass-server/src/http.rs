@@ -2,9 +2,10 @@
 //! OpenAPI document. Handlers are thin: they parse, call the [`Service`], and
 //! map its errors to statuses. The routes are listed in docs/api.md.
 //!
-//! Every endpoint but `/healthz`, `/readyz`, `/.well-known/jwks.json` and
-//! the two login endpoints (where the SSH signature is the credential)
-//! requires a bearer token. Error bodies never carry internal detail; the
+//! Every endpoint but `/healthz`, `/readyz`, `/.well-known/jwks.json`, the
+//! two login endpoints (where the SSH signature is the credential) and the
+//! four incident receivers (each authenticated by its provider's scheme,
+//! see `incidents`) requires a bearer token. Error bodies never carry internal detail; the
 //! server's own log does.
 
 use std::sync::Arc;
@@ -134,9 +135,12 @@ impl FromRequestParts<AppState> for Caller {
     paths(
         healthz, readyz, jwks, login_challenge, login, whoami, request_grant, list_grants, show_grant, grant_status,
         approve, deny, revoke, extend, grant_token, check, create_token, list_tokens, revoke_token, reload_policy,
-        checkpoint, entry, record_event, register_repo, list_repos, ci_status
+        checkpoint, entry, record_event, register_repo, list_repos, ci_status, list_incidents, show_incident,
+        incident_pagerduty, incident_opsgenie, incident_alertmanager, incident_generic, list_notifications,
+        retry_notification
     ),
     components(schemas(
+        IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
         ErrorBody, ErrorDetail, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, WhoAmI,
         GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, GrantList, GrantStatus,
         CheckResponse, TokenResponse, CreateApiToken, ApiTokenView, CreatedApiToken, ApiTokenList,
@@ -184,6 +188,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/events", post(record_event))
         .route("/ci/status", get(ci_status))
         .route("/repos", post(register_repo).get(list_repos))
+        .route("/incidents", get(list_incidents))
+        .route("/incidents/pagerduty", post(incident_pagerduty))
+        .route("/incidents/opsgenie", post(incident_opsgenie))
+        .route("/incidents/alertmanager", post(incident_alertmanager))
+        .route("/incidents/generic", post(incident_generic))
+        .route("/incidents/{id}", get(show_incident))
+        .route("/notifications", get(list_notifications))
+        .route("/notifications/{id}/retry", post(retry_notification))
         .route("/log/checkpoint", get(checkpoint))
         .route("/log/entries/{index}", get(entry))
         .route("/openapi.json", get(openapi_json));
@@ -540,6 +552,131 @@ async fn advance_clock(
     // clock sees the result at once instead of waiting for the timer.
     st.service.expire_due().await?;
     st.service.wake.notify_one();
+    st.service.notify_wake.notify_one();
     let now = breakglass_core::time::Clock::now(clock.as_ref());
     Ok(Json(serde_json::json!({ "now": now })))
+}
+
+// ---- incidents ---------------------------------------------------------------
+
+fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn receive(
+    st: &AppState,
+    source: breakglass_core::incident::Source,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> ApiResult<Json<IncidentReceipt>> {
+    let delivery = crate::incidents::Delivery {
+        authorization: header(headers, "authorization"),
+        pagerduty_signature: header(headers, "x-pagerduty-signature"),
+        breakglass_timestamp: header(headers, "x-breakglass-timestamp"),
+        breakglass_signature: header(headers, "x-breakglass-signature"),
+    };
+    Ok(Json(st.service.receive_incident(source, &delivery, body).await?))
+}
+
+/// PagerDuty v3 webhooks, authenticated by `X-PagerDuty-Signature`.
+#[utoipa::path(post, path = "/v1/incidents/pagerduty", request_body(content = String, content_type = "application/json"),
+    responses((status = 200, body = IncidentReceipt), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn incident_pagerduty(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<IncidentReceipt>> {
+    receive(&st, breakglass_core::incident::Source::PagerDuty, &headers, &body).await
+}
+
+/// Opsgenie outgoing webhooks, authenticated by the configured credential.
+#[utoipa::path(post, path = "/v1/incidents/opsgenie", request_body(content = String, content_type = "application/json"),
+    responses((status = 200, body = IncidentReceipt), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn incident_opsgenie(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<IncidentReceipt>> {
+    receive(&st, breakglass_core::incident::Source::Opsgenie, &headers, &body).await
+}
+
+/// Prometheus Alertmanager webhooks, authenticated by a bearer token.
+#[utoipa::path(post, path = "/v1/incidents/alertmanager", request_body(content = String, content_type = "application/json"),
+    responses((status = 200, body = IncidentReceipt), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn incident_alertmanager(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<IncidentReceipt>> {
+    receive(&st, breakglass_core::incident::Source::Alertmanager, &headers, &body).await
+}
+
+/// The generic signed JSON form: `X-Breakglass-Timestamp` and
+/// `X-Breakglass-Signature: v1=<HMAC-SHA256 of "<timestamp>.<body>">`.
+#[utoipa::path(post, path = "/v1/incidents/generic", request_body(content = String, content_type = "application/json"),
+    responses((status = 200, body = IncidentReceipt), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn incident_generic(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<IncidentReceipt>> {
+    receive(&st, breakglass_core::incident::Source::Generic, &headers, &body).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncidentQuery {
+    open: Option<bool>,
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/incidents", params(("open" = Option<bool>, Query), ("limit" = Option<u32>, Query)),
+    responses((status = 200, body = IncidentList), (status = 401, body = ErrorBody)))]
+async fn list_incidents(
+    caller: Caller,
+    State(st): State<AppState>,
+    Query(q): Query<IncidentQuery>,
+) -> ApiResult<Json<IncidentList>> {
+    let incidents = st.service.incidents(&caller, q.open.unwrap_or(false), q.limit.unwrap_or(100)).await?;
+    Ok(Json(IncidentList { incidents: incidents.iter().map(|i| i.view()).collect() }))
+}
+
+#[utoipa::path(get, path = "/v1/incidents/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody)))]
+async fn show_incident(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IncidentView>> {
+    Ok(Json(st.service.incident(&caller, &id).await?.view()))
+}
+
+// ---- notifications -------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/notifications", params(("status" = Option<String>, Query), ("limit" = Option<u32>, Query)),
+    responses((status = 200, body = NotificationList), (status = 403, body = ErrorBody)))]
+async fn list_notifications(
+    caller: Caller,
+    State(st): State<AppState>,
+    Query(q): Query<NotificationQuery>,
+) -> ApiResult<Json<NotificationList>> {
+    let notifications = st.service.notifications(&caller, q.status.as_deref(), q.limit.unwrap_or(100)).await?;
+    Ok(Json(NotificationList { notifications }))
+}
+
+#[utoipa::path(post, path = "/v1/notifications/{id}/retry", params(("id" = String, Path)),
+    responses((status = 200, body = NotificationView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn retry_notification(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<NotificationView>> {
+    Ok(Json(st.service.retry_notification(&caller, &id).await?))
 }

@@ -1,6 +1,7 @@
 //! breakglass-server: the grant service ([`service`]), its HTTP API
-//! ([`http`]), the expiry timer ([`expiry`]) and the listener (plain HTTP or
-//! TLS with rustls, [`listen`]).
+//! ([`http`]), the expiry timer ([`expiry`]), incidents ([`incidents`]), the
+//! notification outbox and its worker ([`notify`]) and the listener (plain
+//! HTTP or TLS with rustls, [`listen`]).
 //!
 //! Only this crate knows HTTP. It reads no environment variables and no argv;
 //! the binary builds a [`service::ServiceConfig`] and hands it over.
@@ -9,7 +10,9 @@ pub mod auth;
 pub mod ci;
 pub mod expiry;
 pub mod http;
+pub mod incidents;
 pub mod listen;
+pub mod notify;
 pub mod service;
 
 use std::sync::atomic::{AtomicI64, Ordering};

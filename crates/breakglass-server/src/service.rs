@@ -56,6 +56,10 @@ pub struct ServiceConfig {
     pub challenge_ttl_ms: i64,
     /// The CI systems whose OIDC ID tokens are accepted, and their projects.
     pub ci: crate::ci::CiConfig,
+    /// The incident receivers, and what incidents do to grants.
+    pub incidents: crate::incidents::IncidentConfig,
+    /// Where notifications go.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// The server's secrets.
@@ -121,7 +125,8 @@ fn grant_error(e: GrantError) -> ServiceError {
         GrantError::WrongState { .. }
         | GrantError::DuplicateApproval { .. }
         | GrantError::RequestLapsed { .. }
-        | GrantError::AlreadyExpired { .. } => ServiceError::Conflict(e.to_string()),
+        | GrantError::AlreadyExpired { .. }
+        | GrantError::EndingEarly { .. } => ServiceError::Conflict(e.to_string()),
     }
 }
 
@@ -226,15 +231,15 @@ fn random_hex(n: usize) -> Result<String> {
     Ok(hex::encode(buf))
 }
 
-/// `gr_<time base36, 9 digits><8 hex>`: unique, and sorts by request time.
-fn new_grant_id(now: Timestamp) -> Result<String> {
+/// `<prefix>_<time base36, 9 digits><8 hex>`: unique, and sorts by time.
+pub(crate) fn new_id(prefix: &str, now: Timestamp) -> Result<String> {
     let mut t = now.0.max(0) as u64;
     let mut digits = [b'0'; 9];
     for d in digits.iter_mut().rev() {
         *d = b"0123456789abcdefghijklmnopqrstuvwxyz"[(t % 36) as usize];
         t /= 36;
     }
-    Ok(format!("gr_{}{}", String::from_utf8_lossy(&digits), random_hex(4)?))
+    Ok(format!("{prefix}_{}{}", String::from_utf8_lossy(&digits), random_hex(4)?))
 }
 
 const MAX_RETRIES: usize = 8;
@@ -292,6 +297,8 @@ pub struct Service {
     jwks: crate::ci::JwksCache,
     /// Wakes the expiry timer when a grant's due time may have moved earlier.
     pub(crate) wake: tokio::sync::Notify,
+    /// Wakes the notification worker when something was queued.
+    pub(crate) notify_wake: tokio::sync::Notify,
 }
 
 impl Service {
@@ -315,6 +322,7 @@ impl Service {
             credentials: CredentialCache::default(),
             jwks: crate::ci::JwksCache::default(),
             wake: tokio::sync::Notify::new(),
+            notify_wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -704,7 +712,7 @@ impl Service {
         let duration_ms = parse_duration(&req.duration).map_err(ServiceError::BadRequest)?;
         let now = self.now();
         let loaded = self.loaded();
-        let decision = loaded.policy.decide_request(&RequestInput {
+        let mut input = RequestInput {
             principal: caller.name.clone(),
             groups: caller.groups.clone(),
             scopes: scopes.clone(),
@@ -715,7 +723,45 @@ impl Service {
             overdue_reviews: 0,
             now,
             pending_ttl_ms: self.config.pending_ttl_ms,
-        });
+        };
+        // The incident the request rides on: the one it names, else the first
+        // open one (most severe first) under which policy auto-approves it.
+        let mut incident_id = req.incident.clone();
+        let mut picked = false;
+        let decision = match &req.incident {
+            Some(named) => {
+                if let Some(found) = self.find_incident(named).await? {
+                    input.incident = Some(found.policy_input(&caller.name, &loaded.principals));
+                    incident_id = Some(found.id);
+                }
+                loaded.policy.decide_request(&input)
+            }
+            None => {
+                let plain = loaded.policy.decide_request(&input);
+                let mut chosen = None;
+                if !plain.auto_approve {
+                    for open in self.open_incidents().await? {
+                        input.incident = Some(open.policy_input(&caller.name, &loaded.principals));
+                        let d = loaded.policy.decide_request(&input);
+                        if d.allowed && d.auto_approve {
+                            chosen = Some((open.id, d));
+                            break;
+                        }
+                    }
+                }
+                match chosen {
+                    Some((id, d)) => {
+                        incident_id = Some(id);
+                        picked = true;
+                        d
+                    }
+                    None => {
+                        input.incident = None;
+                        plain
+                    }
+                }
+            }
+        };
         metrics::counter!("breakglass_policy_decisions_total", "action" => "request", "decision" => if decision.allowed { "allow" } else { "deny" }).increment(1);
         let reasons: Vec<String> = decision.reasons.iter().map(|r| r.to_string()).collect();
         let terms = if decision.allowed { decision.terms.clone() } else { None };
@@ -741,7 +787,7 @@ impl Service {
                 reasons: if denials.is_empty() { reasons } else { denials },
             });
         };
-        let id = new_grant_id(now)?;
+        let id = new_id("gr", now)?;
         let (grant, mut drafts) = Grant::request(
             Request {
                 id: id.clone(),
@@ -750,7 +796,7 @@ impl Service {
                 capabilities: caps.iter().map(|c| c.to_string()).collect(),
                 duration_ms,
                 reason: req.reason.clone(),
-                incident: req.incident.clone(),
+                incident: incident_id,
             },
             &terms,
             now,
@@ -759,8 +805,19 @@ impl Service {
         if let Some(first) = drafts.first_mut() {
             first.data["policy"] = json!(reasons);
             first.data["session"] = json!(caller.credential);
+            if let Some(inc) = &input.incident {
+                first.data["incident_context"] = json!({
+                    "severity": inc.severity,
+                    "status": inc.status,
+                    "requester_is_responder": inc.requester_is_responder,
+                    "picked_by_server": picked,
+                });
+            }
         }
-        let receipt = self.ledger.append_with(drafts, vec![grant_mutation(&grant, 0)?]).await?;
+        let mut mutations = vec![grant_mutation(&grant, 0)?];
+        mutations.extend(self.notifications_for(&grant, &drafts, now, &loaded)?);
+        let receipt = self.ledger.append_with(drafts, mutations).await?;
+        self.notify_wake.notify_one();
         metrics::counter!("breakglass_grant_requests_total", "outcome" => if grant.state == GrantState::Active { "activated" } else { "pending" }).increment(1);
         self.wake.notify_one();
         Ok(self.view(&grant, (receipt.index..receipt.index + receipt.count).collect()))
@@ -768,7 +825,7 @@ impl Service {
 
     /// Re-reads the grant, applies `change`, and commits it with its entries;
     /// retries when another writer changed the grant in between.
-    async fn change_grant<F>(&self, id: &str, mut change: F) -> Result<GrantView>
+    pub(crate) async fn change_grant<F>(&self, id: &str, mut change: F) -> Result<GrantView>
     where
         F: FnMut(&mut Grant, Timestamp, &Loaded) -> Result<Vec<EntryDraft>>,
     {
@@ -777,9 +834,17 @@ impl Service {
             let now = self.now();
             let loaded = self.loaded();
             let drafts = change(&mut grant, now, &loaded)?;
-            match self.ledger.append_with(drafts, vec![grant_mutation(&grant, version)?]).await {
+            if drafts.is_empty() {
+                // Nothing to change (an idempotent repeat).
+                let log = self.store.object_log(GRANT_KIND, id).await?;
+                return Ok(self.view(&grant, log));
+            }
+            let mut mutations = vec![grant_mutation(&grant, version)?];
+            mutations.extend(self.notifications_for(&grant, &drafts, now, &loaded)?);
+            match self.ledger.append_with(drafts, mutations).await {
                 Ok(_) => {
                     self.wake.notify_one();
+                    self.notify_wake.notify_one();
                     let log = self.store.object_log(GRANT_KIND, id).await?;
                     return Ok(self.view(&grant, log));
                 }
@@ -1298,9 +1363,13 @@ impl Service {
             let mut grant: Grant =
                 serde_json::from_str(&obj.body).map_err(|e| internal("a stored grant is unreadable", e))?;
             let Some((draft, _)) = grant.expire(now) else { continue };
-            match self.ledger.append_with(vec![draft], vec![grant_mutation(&grant, obj.version)?]).await {
+            let drafts = vec![draft];
+            let mut mutations = vec![grant_mutation(&grant, obj.version)?];
+            mutations.extend(self.notifications_for(&grant, &drafts, now, &self.loaded())?);
+            match self.ledger.append_with(drafts, mutations).await {
                 Ok(_) => {
                     ended += 1;
+                    self.notify_wake.notify_one();
                     metrics::counter!("breakglass_grants_ended_total", "state" => grant.state.as_str()).increment(1);
                 }
                 Err(AppendError::Conflict { .. }) => {}

@@ -11,7 +11,10 @@
 //! - The service's state (grants, API tokens, sessions, used login
 //!   challenges) is a table of versioned [`StateObject`]s that changes only
 //!   through [`Mutation`]s committed in the same transaction as the log
-//!   entries that record them ([`LogStore::append_with`]).
+//!   entries that record them ([`LogStore::append_with`]). Bookkeeping
+//!   objects that are not audit events (a notification's delivery attempts)
+//!   change by the same compare-and-swap without a log entry
+//!   ([`LogStore::update_objects`]).
 
 pub mod export;
 pub mod ledger;
@@ -71,9 +74,11 @@ pub struct StateObject {
 }
 
 /// A change to one state object, committed only together with the log
-/// entries of the same append, and only if the object is still at
-/// `expected_version` (0: it must not exist yet). This compare-and-swap is
-/// what keeps two servers from activating or expiring a grant twice.
+/// entries of the same append ([`LogStore::append_with`]; for bookkeeping
+/// objects only, on its own with [`LogStore::update_objects`]), and only if
+/// the object is still at `expected_version` (0: it must not exist yet).
+/// This compare-and-swap is what keeps two servers from activating or
+/// expiring a grant twice.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mutation {
     pub kind: String,
@@ -188,6 +193,20 @@ pub trait LogStore: Send + Sync + 'static {
         checkpoint: &StoredCheckpoint,
         mutations: &[(Mutation, std::ops::Range<u64>)],
     ) -> Result<(), StoreError>;
+
+    /// Applies `mutations` (compare-and-swap by version, as in `append_with`) in one transaction,
+    /// without any log entry. For bookkeeping objects only (a notification's delivery state): a
+    /// change that must be audited goes through `append_with`. The first mutation whose expected
+    /// version does not match aborts the whole transaction with `StoreError::Conflict` naming it;
+    /// nothing is changed then.
+    ///
+    /// Each mutation behaves exactly as in [`LogStore::append_with`]: expected version 0 creates
+    /// the object at version 1 (a conflict if it exists), any other must equal the current
+    /// version, which becomes `expected_version + 1`, and `status`, `owner`, `due` and `body` are
+    /// replaced. The log, its head and every object's [`LogStore::object_log`] are untouched, and
+    /// versions are shared with `append_with`, so the two may change the same object in turn.
+    /// On SQLite it takes the same write lock as an append; an empty list changes nothing.
+    async fn update_objects(&self, mutations: &[Mutation]) -> Result<(), StoreError>;
 
     /// One state object, if it exists.
     async fn object(&self, kind: &str, id: &str) -> Result<Option<StateObject>, StoreError>;

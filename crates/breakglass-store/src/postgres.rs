@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use breakglass_core::Hash;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection as _, Row as _};
 
 use crate::{
@@ -77,7 +77,7 @@ impl PostgresStore {
         };
         // One direct connection first: a refused or misconfigured connection
         // fails at once, instead of after the pool's acquire timeout.
-        let conn = sqlx::postgres::PgConnection::connect(url).await.map_err(open_err)?;
+        let conn = PgConnection::connect(url).await.map_err(open_err)?;
         let _ = conn.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(8)
@@ -142,6 +142,72 @@ fn index_and_hashes(row: &PgRow) -> Result<(u64, Vec<Hash>), StoreError> {
     let index = u(row.try_get("idx")?)?;
     let blob: Vec<u8> = row.try_get("hashes")?;
     Ok((index, blob_to_hashes(index, &blob)?))
+}
+
+/// Applies mutation number `k` of a list inside the caller's transaction, by
+/// compare-and-swap on its version, and links the object to the log indexes
+/// in `log` (none for [`LogStore::update_objects`]). A version that does not
+/// match is a [`StoreError::Conflict`] naming `k`; the caller must then roll
+/// back, since the list's earlier mutations have been applied.
+///
+/// Under READ COMMITTED an UPDATE that waited for another writer's row lock
+/// re-checks `version` against the committed row, and an INSERT that
+/// collides does nothing: either way the loser changes no row and gets a
+/// conflict.
+async fn apply_mutation(
+    conn: &mut PgConnection,
+    k: usize,
+    m: &Mutation,
+    log: std::ops::Range<u64>,
+) -> Result<(), StoreError> {
+    let changed = if m.expected_version == 0 {
+        sqlx::query(
+            "INSERT INTO state_objects (kind, id, version, status, owner, due, body)
+             VALUES ($1, $2, 1, $3, $4, $5, $6) ON CONFLICT (kind, id) DO NOTHING",
+        )
+        .bind(&m.kind)
+        .bind(&m.id)
+        .bind(&m.status)
+        .bind(&m.owner)
+        .bind(m.due)
+        .bind(&m.body)
+    } else {
+        sqlx::query(
+            "UPDATE state_objects SET version = version + 1, status = $3, owner = $4, due = $5, body = $6
+             WHERE kind = $1 AND id = $2 AND version = $7",
+        )
+        .bind(&m.kind)
+        .bind(&m.id)
+        .bind(&m.status)
+        .bind(&m.owner)
+        .bind(m.due)
+        .bind(&m.body)
+        .bind(i(m.expected_version))
+    }
+    .execute(&mut *conn)
+    .await?;
+    if changed.rows_affected() != 1 {
+        return Err(StoreError::Conflict {
+            mutation: k,
+            kind: m.kind.clone(),
+            id: m.id.clone(),
+            expected_version: m.expected_version,
+        });
+    }
+    if log.is_empty() {
+        return Ok(());
+    }
+    let idx: Vec<i64> = log.map(i).collect();
+    sqlx::query(
+        "INSERT INTO state_log (kind, id, idx) SELECT $1, $2, x FROM UNNEST($3::BIGINT[]) AS x
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&m.kind)
+    .bind(&m.id)
+    .bind(idx)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -214,56 +280,28 @@ impl LogStore for PostgresStore {
             .bind(&checkpoint.note)
             .execute(&mut *tx)
             .await?;
-        // Under READ COMMITTED an UPDATE that waited for another writer's
-        // row lock re-checks `version` against the committed row, and an
-        // INSERT that collides does nothing: either way the loser changes no
-        // row and gets a conflict.
         for (k, (m, log)) in mutations.iter().enumerate() {
-            let changed = if m.expected_version == 0 {
-                sqlx::query(
-                    "INSERT INTO state_objects (kind, id, version, status, owner, due, body)
-                     VALUES ($1, $2, 1, $3, $4, $5, $6) ON CONFLICT (kind, id) DO NOTHING",
-                )
-                .bind(&m.kind)
-                .bind(&m.id)
-                .bind(&m.status)
-                .bind(&m.owner)
-                .bind(m.due)
-                .bind(&m.body)
-            } else {
-                sqlx::query(
-                    "UPDATE state_objects SET version = version + 1, status = $3, owner = $4, due = $5, body = $6
-                     WHERE kind = $1 AND id = $2 AND version = $7",
-                )
-                .bind(&m.kind)
-                .bind(&m.id)
-                .bind(&m.status)
-                .bind(&m.owner)
-                .bind(m.due)
-                .bind(&m.body)
-                .bind(i(m.expected_version))
-            }
-            .execute(&mut *tx)
-            .await?;
-            if changed.rows_affected() != 1 {
+            if let Err(e) = apply_mutation(&mut tx, k, m, log.clone()).await {
                 tx.rollback().await?;
-                return Err(StoreError::Conflict {
-                    mutation: k,
-                    kind: m.kind.clone(),
-                    id: m.id.clone(),
-                    expected_version: m.expected_version,
-                });
+                return Err(e);
             }
-            let idx: Vec<i64> = log.clone().map(i).collect();
-            sqlx::query(
-                "INSERT INTO state_log (kind, id, idx) SELECT $1, $2, x FROM UNNEST($3::BIGINT[]) AS x
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(&m.kind)
-            .bind(&m.id)
-            .bind(idx)
-            .execute(&mut *tx)
-            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_objects(&self, mutations: &[Mutation]) -> Result<(), StoreError> {
+        if mutations.is_empty() {
+            return Ok(());
+        }
+        // No lock on the head: the objects' own row locks and versions are
+        // the compare-and-swap, exactly as for an append's mutations.
+        let mut tx = self.pool.begin().await?;
+        for (k, m) in mutations.iter().enumerate() {
+            if let Err(e) = apply_mutation(&mut tx, k, m, 0..0).await {
+                tx.rollback().await?;
+                return Err(e);
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -128,6 +128,13 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The write connection, or an error for a store opened read-only.
+    fn writer(&self) -> Result<&tokio::sync::Mutex<SqliteConnection>, StoreError> {
+        self.writer
+            .as_ref()
+            .ok_or_else(|| StoreError::Db(sqlx::Error::Configuration("the database was opened read-only".into())))
+    }
+
     /// The pool, for tests and tools that inspect the raw tables.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -177,6 +184,62 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
+/// Applies mutation number `k` of a list inside the caller's transaction, by
+/// compare-and-swap on its version, and links the object to the log indexes
+/// in `log` (none for [`LogStore::update_objects`]). A version that does not
+/// match is a [`StoreError::Conflict`] naming `k`; the caller must then roll
+/// back, since the list's earlier mutations have been applied.
+async fn apply_mutation(
+    conn: &mut SqliteConnection,
+    k: usize,
+    m: &Mutation,
+    log: std::ops::Range<u64>,
+) -> Result<(), StoreError> {
+    let changed = if m.expected_version == 0 {
+        sqlx::query(
+            "INSERT INTO state_objects (kind, id, version, status, owner, due, body)
+             VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6) ON CONFLICT (kind, id) DO NOTHING",
+        )
+        .bind(&m.kind)
+        .bind(&m.id)
+        .bind(&m.status)
+        .bind(&m.owner)
+        .bind(m.due)
+        .bind(&m.body)
+    } else {
+        sqlx::query(
+            "UPDATE state_objects SET version = version + 1, status = ?3, owner = ?4, due = ?5, body = ?6
+             WHERE kind = ?1 AND id = ?2 AND version = ?7",
+        )
+        .bind(&m.kind)
+        .bind(&m.id)
+        .bind(&m.status)
+        .bind(&m.owner)
+        .bind(m.due)
+        .bind(&m.body)
+        .bind(i(m.expected_version))
+    }
+    .execute(&mut *conn)
+    .await?;
+    if changed.rows_affected() != 1 {
+        return Err(StoreError::Conflict {
+            mutation: k,
+            kind: m.kind.clone(),
+            id: m.id.clone(),
+            expected_version: m.expected_version,
+        });
+    }
+    for idx in log {
+        sqlx::query("INSERT OR IGNORE INTO state_log (kind, id, idx) VALUES (?, ?, ?)")
+            .bind(&m.kind)
+            .bind(&m.id)
+            .bind(i(idx))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Inserts a whole batch in one statement, whatever its size: the hashes and
 /// the entry bytes travel as two concatenated blobs, and a JSON array of
 /// `[hash offset, hash length, data offset, data length]` (1-based, for
@@ -216,10 +279,7 @@ impl LogStore for SqliteStore {
     ) -> Result<(), StoreError> {
         debug_assert!(records.iter().enumerate().all(|(k, r)| r.index == expected_size + k as u64));
         debug_assert_eq!(checkpoint.size, expected_size + records.len() as u64);
-        let Some(writer) = &self.writer else {
-            return Err(StoreError::Db(sqlx::Error::Configuration("the database was opened read-only".into())));
-        };
-        let mut conn = writer.lock().await;
+        let mut conn = self.writer()?.lock().await;
         // IMMEDIATE takes the write lock now, so the compare-and-swap below
         // cannot interleave with another process's append.
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -274,48 +334,28 @@ impl LogStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         for (k, (m, log)) in mutations.iter().enumerate() {
-            let changed = if m.expected_version == 0 {
-                sqlx::query(
-                    "INSERT INTO state_objects (kind, id, version, status, owner, due, body)
-                     VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6) ON CONFLICT (kind, id) DO NOTHING",
-                )
-                .bind(&m.kind)
-                .bind(&m.id)
-                .bind(&m.status)
-                .bind(&m.owner)
-                .bind(m.due)
-                .bind(&m.body)
-            } else {
-                sqlx::query(
-                    "UPDATE state_objects SET version = version + 1, status = ?3, owner = ?4, due = ?5, body = ?6
-                     WHERE kind = ?1 AND id = ?2 AND version = ?7",
-                )
-                .bind(&m.kind)
-                .bind(&m.id)
-                .bind(&m.status)
-                .bind(&m.owner)
-                .bind(m.due)
-                .bind(&m.body)
-                .bind(i(m.expected_version))
-            }
-            .execute(&mut *tx)
-            .await?;
-            if changed.rows_affected() != 1 {
+            if let Err(e) = apply_mutation(&mut tx, k, m, log.clone()).await {
                 tx.rollback().await?;
-                return Err(StoreError::Conflict {
-                    mutation: k,
-                    kind: m.kind.clone(),
-                    id: m.id.clone(),
-                    expected_version: m.expected_version,
-                });
+                return Err(e);
             }
-            for idx in log.clone() {
-                sqlx::query("INSERT OR IGNORE INTO state_log (kind, id, idx) VALUES (?, ?, ?)")
-                    .bind(&m.kind)
-                    .bind(&m.id)
-                    .bind(i(idx))
-                    .execute(&mut *tx)
-                    .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_objects(&self, mutations: &[Mutation]) -> Result<(), StoreError> {
+        let writer = self.writer()?;
+        if mutations.is_empty() {
+            return Ok(());
+        }
+        let mut conn = writer.lock().await;
+        // The same write lock as an append's, so that the two serialise, here
+        // and with other processes.
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        for (k, m) in mutations.iter().enumerate() {
+            if let Err(e) = apply_mutation(&mut tx, k, m, 0..0).await {
+                tx.rollback().await?;
+                return Err(e);
             }
         }
         tx.commit().await?;

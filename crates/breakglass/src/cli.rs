@@ -109,6 +109,14 @@ pub enum Command {
     /// Pipeline steps that recognise break-glass mode: status, gates, deployments.
     #[command(subcommand)]
     Ci(CiCommand),
+    /// Incidents the server learned from PagerDuty, Opsgenie, Alertmanager or the generic form:
+    /// `breakglass incidents [--open]`, `breakglass incidents show ID`.
+    #[command(args_conflicts_with_subcommands = true, after_help = CLIENT_HELP)]
+    Incidents(IncidentsArgs),
+    /// Notifications and their delivery: `breakglass notifications [--status failed]`,
+    /// `breakglass notifications retry ID` (admin).
+    #[command(args_conflicts_with_subcommands = true, after_help = CLIENT_HELP)]
+    Notifications(NotificationsArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         #[arg(value_enum)]
@@ -680,6 +688,60 @@ pub struct ExtendArgs {
     pub json: bool,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentsArgs {
+    #[command(subcommand)]
+    pub command: Option<IncidentsCommand>,
+    /// Only incidents not resolved.
+    #[arg(long)]
+    pub open: bool,
+    /// Print JSON ({"incidents": [...]}).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// Show one incident: severity, status, services, responders and the principals they map to.
+    Show {
+        /// The incident id (`pagerduty:Q1ABCD`, or the provider's id alone).
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NotificationsArgs {
+    #[command(subcommand)]
+    pub command: Option<NotificationsCommand>,
+    /// Only notifications in this state: pending, delivered, failed or skipped.
+    #[arg(long, value_name = "STATE")]
+    pub status: Option<String>,
+    /// Print JSON ({"notifications": [...]}).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotificationsCommand {
+    /// Queue a failed notification again (an admin API token).
+    Retry {
+        /// The notification id (nt_…).
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -532,6 +532,110 @@ pub async fn grants(args: GrantsArgs) -> CliResult {
     Ok(())
 }
 
+pub async fn incidents(args: crate::cli::IncidentsArgs) -> CliResult {
+    use crate::cli::IncidentsCommand;
+    if let Some(IncidentsCommand::Show { id, json, client }) = args.command {
+        let i = connect(&client)?.incident(&id).await?;
+        if json {
+            print_json(&i);
+            return Ok(());
+        }
+        let field = |name: &str, value: String| println!("{name:<12}{value}");
+        field("id", i.id.clone());
+        field("title", i.title.clone());
+        field("severity", i.severity.to_string());
+        field("status", i.status.clone());
+        field("services", if i.services.is_empty() { "-".into() } else { i.services.join(", ") });
+        let who: Vec<String> = i
+            .responders
+            .iter()
+            .map(|r| {
+                let named = r.name.clone().or_else(|| r.email.clone()).or_else(|| r.id.clone()).unwrap_or_default();
+                match &r.principal {
+                    Some(p) => format!("{named} (principal {p})"),
+                    None => format!("{named} (not a principal)"),
+                }
+            })
+            .collect();
+        field("responders", if who.is_empty() { "-".into() } else { who.join("; ") });
+        field("opened", short_time(i.opened_at));
+        field("updated", short_time(i.updated_at));
+        field("resolved", opt_time(i.resolved_at));
+        field("url", i.url.clone().unwrap_or_else(|| "-".into()));
+        return Ok(());
+    }
+    let list = connect(&args.client)?.incidents(args.open).await?;
+    if args.json {
+        print_json(&list);
+        return Ok(());
+    }
+    if list.incidents.is_empty() {
+        println!("no incidents");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .incidents
+        .iter()
+        .map(|i| {
+            let principals: Vec<&str> = i.responders.iter().filter_map(|r| r.principal.as_deref()).collect();
+            vec![
+                i.id.clone(),
+                i.severity.to_string(),
+                i.status.clone(),
+                i.services.join(","),
+                if principals.is_empty() { "-".into() } else { principals.join(",") },
+                i.title.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "SEV", "STATUS", "SERVICES", "RESPONDERS", "TITLE"], &rows);
+    Ok(())
+}
+
+pub async fn notifications(args: crate::cli::NotificationsArgs) -> CliResult {
+    use crate::cli::NotificationsCommand;
+    if let Some(NotificationsCommand::Retry { id, json, client }) = args.command {
+        let n = connect(&client)?.retry_notification(&id).await?;
+        if json {
+            print_json(&n);
+        } else {
+            println!("notification {} queued again", n.id);
+        }
+        return Ok(());
+    }
+    let list = connect(&args.client)?.notifications(args.status.as_deref()).await?;
+    if args.json {
+        print_json(&list);
+        return Ok(());
+    }
+    if list.notifications.is_empty() {
+        println!("no notifications");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .notifications
+        .iter()
+        .map(|n| {
+            let state = match (n.status.as_str(), n.next_attempt_at) {
+                ("pending", Some(at)) if n.attempts > 0 => format!("retry {}", short_time(at)),
+                ("pending", Some(at)) => format!("pending {}", short_time(at)),
+                (s, _) => s.to_owned(),
+            };
+            vec![
+                n.id.clone(),
+                n.channel.clone(),
+                n.event.clone(),
+                n.grant.clone(),
+                state,
+                n.attempts.to_string(),
+                n.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "CHANNEL", "EVENT", "GRANT", "STATE", "ATTEMPTS", "LAST ERROR"], &rows);
+    Ok(())
+}
+
 pub async fn show(args: ShowArgs) -> CliResult {
     let client = connect(&args.client)?;
     let view = client.grant(&args.id).await?;

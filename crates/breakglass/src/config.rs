@@ -74,6 +74,48 @@
 //! # Both must match the token: the repository's name and its immutable id.
 //! repository = "acme/payments-api"
 //! repository_id = "123456789"
+//!
+//! [incidents]
+//! # Receivers: POST /v1/incidents/{pagerduty,opsgenie,alertmanager,generic}. A
+//! # receiver with no secret configured refuses everything. Lists take several
+//! # values so that secrets can be rotated without downtime.
+//! # PagerDuty v3 webhook signing secrets (X-PagerDuty-Signature).
+//! pagerduty_secrets = []
+//! # What Opsgenie's outgoing webhook sends as Authorization (see the README).
+//! opsgenie_credentials = []
+//! # Bearer tokens Alertmanager sends (http_config.authorization.credentials).
+//! alertmanager_tokens = []
+//! # The alert labels that give an Alertmanager incident its severity and services.
+//! alertmanager_severity_label = "severity"
+//! alertmanager_service_label = "service"
+//! # HMAC secrets of the generic signed form (X-Breakglass-Signature).
+//! generic_secrets = []
+//! # Signed deliveries whose own time is further than this from now are replays.
+//! max_age = "10m"
+//! # Only incidents on these services are recorded (all when empty).
+//! services = []
+//! # Active grants tied to an incident end when it resolves, this long after.
+//! end_grants_on_resolve = true
+//! resolve_grace = "15m"
+//!
+//! [notify]
+//! # "expiring soon" is sent this long before a grant ends ("0": never).
+//! expiring_soon = "10m"
+//!
+//! # Generic webhooks: JSON, signed like the generic incident form.
+//! [[notify.webhook]]
+//! name = "ops-bus"
+//! url = "https://hooks.example.com/breakglass"
+//! secret = "…"
+//! # Which events (all when empty): requested, approved, activated, extended,
+//! # expiring_soon, expired, revoked, incident_resolved_ended.
+//! events = []
+//!
+//! # Slack incoming webhooks (the URL is the secret).
+//! [[notify.slack]]
+//! name = "sre-channel"
+//! url = "https://hooks.slack.com/services/…"
+//! events = ["requested", "activated", "revoked", "incident_resolved_ended"]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -90,6 +132,154 @@ pub struct Config {
     pub server: ServerConfig,
     pub policy: PolicyConfig,
     pub ci: CiSection,
+    pub incidents: IncidentsSection,
+    pub notify: NotifySection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentsSection {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pagerduty_secrets: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub opsgenie_credentials: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alertmanager_tokens: Vec<String>,
+    pub alertmanager_severity_label: String,
+    pub alertmanager_service_label: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub generic_secrets: Vec<String>,
+    pub max_age: String,
+    pub services: Vec<String>,
+    pub end_grants_on_resolve: bool,
+    pub resolve_grace: String,
+}
+
+impl Default for IncidentsSection {
+    fn default() -> IncidentsSection {
+        IncidentsSection {
+            pagerduty_secrets: Vec::new(),
+            opsgenie_credentials: Vec::new(),
+            alertmanager_tokens: Vec::new(),
+            alertmanager_severity_label: "severity".into(),
+            alertmanager_service_label: "service".into(),
+            generic_secrets: Vec::new(),
+            max_age: "10m".into(),
+            services: Vec::new(),
+            end_grants_on_resolve: true,
+            resolve_grace: "15m".into(),
+        }
+    }
+}
+
+/// A duration where "0" (or "0s", or empty) means none.
+fn duration_or_zero(what: &str, v: &str) -> CliResult<i64> {
+    if matches!(v.trim(), "" | "0" | "0s" | "0m" | "0h") {
+        return Ok(0);
+    }
+    breakglass_core::grant::parse_duration(v).map_err(|e| bad_input(format!("invalid {what}: {e}")))
+}
+
+impl IncidentsSection {
+    pub fn to_server(&self) -> CliResult<breakglass_server::incidents::IncidentConfig> {
+        let max_age = breakglass_core::grant::parse_duration(&self.max_age)
+            .map_err(|e| bad_input(format!("invalid incidents.max_age: {e}")))?;
+        let secrets = |what: &str, v: &[String]| -> CliResult<Vec<Vec<u8>>> {
+            if let Some(k) = v.iter().position(|s| s.trim().len() < 16) {
+                return Err(bad_input(format!(
+                    "invalid incidents.{what}[{k}]: a secret must be at least 16 characters"
+                )));
+            }
+            Ok(v.iter().map(|s| s.trim().as_bytes().to_vec()).collect())
+        };
+        let alertmanager = breakglass_core::incident::AlertmanagerOptions {
+            severity_label: self.alertmanager_severity_label.clone(),
+            service_label: self.alertmanager_service_label.clone(),
+            ..breakglass_core::incident::AlertmanagerOptions::default()
+        };
+        Ok(breakglass_server::incidents::IncidentConfig {
+            pagerduty_secrets: secrets("pagerduty_secrets", &self.pagerduty_secrets)?,
+            opsgenie_credentials: self.opsgenie_credentials.clone(),
+            alertmanager_tokens: secrets("alertmanager_tokens", &self.alertmanager_tokens)?
+                .into_iter()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .collect(),
+            alertmanager,
+            generic_secrets: secrets("generic_secrets", &self.generic_secrets)?,
+            max_age_ms: max_age,
+            services: self.services.clone(),
+            end_grants_on_resolve: self.end_grants_on_resolve,
+            resolve_grace_ms: duration_or_zero("incidents.resolve_grace", &self.resolve_grace)?,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifySection {
+    pub expiring_soon: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhook: Vec<NotifyChannelSection>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slack: Vec<NotifyChannelSection>,
+}
+
+impl Default for NotifySection {
+    fn default() -> NotifySection {
+        NotifySection { expiring_soon: "10m".into(), webhook: Vec::new(), slack: Vec::new() }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyChannelSection {
+    pub name: String,
+    pub url: String,
+    /// Webhooks only: the HMAC secret.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub secret: String,
+    pub events: Vec<String>,
+}
+
+impl NotifySection {
+    pub fn to_server(&self) -> CliResult<breakglass_server::notify::NotifyConfig> {
+        use breakglass_server::notify::{Channel, NotifyConfig, Target};
+        let mut channels: Vec<Channel> = Vec::new();
+        let all = self.webhook.iter().map(|c| ("webhook", c)).chain(self.slack.iter().map(|c| ("slack", c)));
+        for (k, (kind, c)) in all.enumerate() {
+            let bad = |m: String| bad_input(format!("invalid notify.{kind} {:?}: {m}", c.name));
+            if c.name.trim().is_empty() {
+                return Err(bad_input(format!("invalid notify.{kind} (channel {k}): a name is required")));
+            }
+            if channels.iter().any(|x| x.name == c.name) {
+                return Err(bad("the name is used by another channel".into()));
+            }
+            if !(c.url.starts_with("https://") || c.url.starts_with("http://")) {
+                return Err(bad("url must be an http:// or https:// URL".into()));
+            }
+            let events = c
+                .events
+                .iter()
+                .map(|e| breakglass_core::notify::NotifyEvent::parse(e).map_err(&bad))
+                .collect::<CliResult<Vec<_>>>()?;
+            let target = match kind {
+                "webhook" => {
+                    if c.secret.trim().len() < 16 {
+                        return Err(bad("a webhook needs a secret of at least 16 characters".into()));
+                    }
+                    Target::Webhook { url: c.url.clone(), secret: c.secret.trim().as_bytes().to_vec() }
+                }
+                _ => {
+                    if !c.secret.is_empty() {
+                        return Err(bad("a Slack channel takes no secret (its URL is the secret)".into()));
+                    }
+                    Target::Slack { url: c.url.clone() }
+                }
+            };
+            channels.push(Channel { name: c.name.clone(), target, events });
+        }
+        Ok(NotifyConfig { channels, expiring_soon_ms: duration_or_zero("notify.expiring_soon", &self.expiring_soon)? })
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -383,6 +573,8 @@ impl Config {
         }
         config.server.validate()?;
         config.ci.to_server()?;
+        config.incidents.to_server()?;
+        config.notify.to_server()?;
         Ok(config)
     }
 
@@ -434,6 +626,47 @@ impl Config {
         }
         if let Some(v) = get("BREAKGLASS_CI_PROJECT") {
             self.ci.project = toml_list("BREAKGLASS_CI_PROJECT", &v)?;
+        }
+        let list = |v: String| v.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect();
+        let i = &mut self.incidents;
+        for (var, field) in [
+            ("BREAKGLASS_INCIDENTS_PAGERDUTY_SECRETS", &mut i.pagerduty_secrets),
+            ("BREAKGLASS_INCIDENTS_OPSGENIE_CREDENTIALS", &mut i.opsgenie_credentials),
+            ("BREAKGLASS_INCIDENTS_ALERTMANAGER_TOKENS", &mut i.alertmanager_tokens),
+            ("BREAKGLASS_INCIDENTS_GENERIC_SECRETS", &mut i.generic_secrets),
+            ("BREAKGLASS_INCIDENTS_SERVICES", &mut i.services),
+        ] {
+            if let Some(v) = get(var) {
+                *field = list(v);
+            }
+        }
+        for (var, field) in [
+            ("BREAKGLASS_INCIDENTS_ALERTMANAGER_SEVERITY_LABEL", &mut i.alertmanager_severity_label),
+            ("BREAKGLASS_INCIDENTS_ALERTMANAGER_SERVICE_LABEL", &mut i.alertmanager_service_label),
+            ("BREAKGLASS_INCIDENTS_MAX_AGE", &mut i.max_age),
+            ("BREAKGLASS_INCIDENTS_RESOLVE_GRACE", &mut i.resolve_grace),
+            ("BREAKGLASS_NOTIFY_EXPIRING_SOON", &mut self.notify.expiring_soon),
+        ] {
+            if let Some(v) = get(var) {
+                *field = v;
+            }
+        }
+        if let Some(v) = get("BREAKGLASS_INCIDENTS_END_GRANTS_ON_RESOLVE") {
+            self.incidents.end_grants_on_resolve = match v.trim() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(bad_input(format!(
+                        "invalid BREAKGLASS_INCIDENTS_END_GRANTS_ON_RESOLVE {v:?}: expected true or false"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = get("BREAKGLASS_NOTIFY_WEBHOOK") {
+            self.notify.webhook = toml_list("BREAKGLASS_NOTIFY_WEBHOOK", &v)?;
+        }
+        if let Some(v) = get("BREAKGLASS_NOTIFY_SLACK") {
+            self.notify.slack = toml_list("BREAKGLASS_NOTIFY_SLACK", &v)?;
         }
         if let Some(v) = get("BREAKGLASS_LOG_MAX_BATCH") {
             self.log.max_batch = v.parse().map_err(|_| {

@@ -105,6 +105,8 @@ async fn run(cli: Cli) -> CliResult {
         Command::Revoke(args) => client::revoke(args).await,
         Command::Extend(args) => client::extend(args).await,
         Command::Grants(args) => client::grants(args).await,
+        Command::Incidents(args) => client::incidents(args).await,
+        Command::Notifications(args) => client::notifications(args).await,
         Command::Show(args) => client::show(args).await,
         Command::Token(args) => client::token(args).await,
         Command::Grant(cmd) => client::grant(cmd).await,

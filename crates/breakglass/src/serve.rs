@@ -46,6 +46,8 @@ pub async fn open_service(dir: &DataDir, clock: Arc<dyn Clock>, issuer: String) 
         pending_ttl_ms: s.pending_ttl_ms(),
         challenge_ttl_ms: s.challenge_ttl_ms(),
         ci: dir.config.ci.to_server()?,
+        incidents: dir.config.incidents.to_server()?,
+        notify: dir.config.notify.to_server()?,
     };
     let service = Service::new(ledger.clone(), store, clock, keys, config)
         .map_err(|problems| bad_input(format!("the policy or principals do not load:\n  {}", problems.join("\n  "))))?;
@@ -139,10 +141,12 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
     let state = AppState { service: service.clone(), metrics, test_clock };
     let app = router(state, dir.config.server.max_body_bytes);
     let expiry = tokio::spawn(breakglass_server::expiry::run(service.clone(), stop_rx.clone()));
+    let notifier = tokio::spawn(breakglass_server::notify::run(service.clone(), stop_rx.clone()));
     let signals = tokio::spawn(handle_signals(service.clone(), stop_tx));
     let res = breakglass_server::listen::serve(listener, app, tls, stop_rx).await;
     signals.abort();
     let _ = expiry.await;
+    let _ = notifier.await;
     drop(service);
     ledger.shutdown().await;
     res.map_err(|e| internal(format!("the server failed: {e}")))

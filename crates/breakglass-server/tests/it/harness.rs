@@ -114,6 +114,8 @@ pub struct Setup {
     pub keys: Keys4,
     pub extra_principals: String,
     pub ci: breakglass_server::ci::CiConfig,
+    pub incidents: breakglass_server::incidents::IncidentConfig,
+    pub notify: breakglass_server::notify::NotifyConfig,
 }
 
 impl Setup {
@@ -136,7 +138,14 @@ impl Setup {
         std::fs::create_dir(&policy).unwrap();
         std::fs::write(policy.join("breakglass.cedar"), breakglass_core::policy::EXAMPLE_POLICY).unwrap();
         std::fs::write(policy.join("release.cedar"), TWO_APPROVALS).unwrap();
-        let setup = Setup { dir, keys, extra_principals: extra.to_owned(), ci: Default::default() };
+        let setup = Setup {
+            dir,
+            keys,
+            extra_principals: extra.to_owned(),
+            ci: Default::default(),
+            incidents: Default::default(),
+            notify: Default::default(),
+        };
         setup.write_principals();
         setup
     }
@@ -180,6 +189,8 @@ ssh_keys = ["{}"]
             pending_ttl_ms: 30 * 60_000,
             challenge_ttl_ms: 120_000,
             ci: self.ci.clone(),
+            incidents: self.incidents.clone(),
+            notify: self.notify.clone(),
         }
     }
 }
@@ -238,6 +249,20 @@ impl Server {
             None => req.body(Body::empty()).unwrap(),
         };
         let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, value)
+    }
+
+    /// `POST path` with raw bytes and these headers (for the incident receivers).
+    pub async fn raw(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(Method::POST).uri(path).header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = self.app.clone().oneshot(req.body(Body::from(body.to_vec())).unwrap()).await.unwrap();
         let status = res.status();
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
         let value =

@@ -7,6 +7,8 @@
 mod events;
 mod grants;
 mod harness;
+mod incidents;
 mod login;
 mod multi;
+mod receiver;
 mod tls;

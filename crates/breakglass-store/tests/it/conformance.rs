@@ -20,7 +20,9 @@ use breakglass_store::postgres::PostgresStore;
 use breakglass_store::reader::LogReader;
 use breakglass_store::sqlite::{OpenOptions, SqliteStore};
 use breakglass_store::verify::{VerifyOptions, verify_log};
-use breakglass_store::{EntryRecord, HeadState, LogStore, Mutation, ObjectFilter, StoreError, StoredCheckpoint};
+use breakglass_store::{
+    EntryRecord, HeadState, LogStore, Mutation, ObjectFilter, StateObject, StoreError, StoredCheckpoint,
+};
 
 use crate::harness::{ManualClock, ORIGIN, T0, draft, signer};
 
@@ -412,6 +414,273 @@ async fn a_conflicting_request_is_refused_alone_and_two_servers_never_both_win()
         let report = verify_log(&reader(&store), VerifyOptions::default()).await.unwrap();
         assert_eq!(report.size, 1 + 1 + 16, "{kind}: one creation, one winner, sixteen unrelated entries");
         assert_eq!(store.object_log("grant", "g").await.unwrap().len(), 2, "{kind}");
+        db.drop_db().await;
+    }
+}
+
+/// A change to a notification's delivery state: bookkeeping, not an audit event.
+fn delivery(id: &str, expected_version: u64, status: &str, due: Option<i64>) -> Mutation {
+    Mutation {
+        kind: "notification".into(),
+        id: id.into(),
+        expected_version,
+        status: status.into(),
+        owner: "alice".into(),
+        due,
+        body: format!("{{\"id\":\"{id}\",\"status\":\"{status}\",\"attempt\":{expected_version}}}"),
+    }
+}
+
+/// The object `m` leaves behind when it applies.
+fn applied(m: &Mutation) -> StateObject {
+    StateObject {
+        kind: m.kind.clone(),
+        id: m.id.clone(),
+        version: m.new_version(),
+        status: m.status.clone(),
+        owner: m.owner.clone(),
+        due: m.due,
+        body: m.body.clone(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_objects_is_all_or_nothing_by_compare_and_swap() {
+    for db in backends().await {
+        let kind = db.kind();
+        let store = db.open().await;
+        let (n1, n2) = (delivery("n1", 0, "pending", Some(T0 + 1000)), delivery("n2", 0, "pending", None));
+        store.update_objects(&[n1.clone(), n2.clone()]).await.unwrap();
+        assert_eq!(store.object("notification", "n1").await.unwrap(), Some(applied(&n1)), "{kind}");
+        assert_eq!(store.object("notification", "n2").await.unwrap(), Some(applied(&n2)), "{kind}");
+
+        // An update at the current version replaces every field and adds one to the version.
+        let mut retry = delivery("n1", 1, "pending", Some(T0 + 2000));
+        retry.owner = "bob".into();
+        store.update_objects(std::slice::from_ref(&retry)).await.unwrap();
+        let n1_now = applied(&retry);
+        assert_eq!(store.object("notification", "n1").await.unwrap(), Some(n1_now.clone()), "{kind}");
+
+        // A stale version conflicts, naming it, and the mutations before it
+        // in the same call (a create, a valid update) are not applied either.
+        let n3 = delivery("n3", 0, "pending", None);
+        let n2_sent = delivery("n2", 1, "sent", None);
+        let stale = delivery("n1", 1, "failed", None);
+        let err = store.update_objects(&[n3, n2_sent, stale]).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict { mutation: 2, kind: k, id, expected_version: 1 }
+                if k == "notification" && id == "n1"),
+            "{kind}: {err}"
+        );
+        assert_eq!(store.object("notification", "n3").await.unwrap(), None, "{kind}: rolled back as a whole");
+        assert_eq!(store.object("notification", "n2").await.unwrap(), Some(applied(&n2)), "{kind}");
+        assert_eq!(store.object("notification", "n1").await.unwrap(), Some(n1_now.clone()), "{kind}");
+
+        // Creating an object that exists conflicts; so does updating one that does not,
+        // or one at a version it has not reached.
+        for (bad, what) in [
+            (delivery("n1", 0, "pending", None), "an existing id"),
+            (delivery("n9", 1, "pending", None), "a missing object"),
+            (delivery("n1", 3, "pending", None), "a future version"),
+        ] {
+            let err = store.update_objects(&[bad]).await.unwrap_err();
+            assert!(matches!(err, StoreError::Conflict { mutation: 0, .. }), "{kind}: {what}: {err}");
+        }
+        assert_eq!(store.object("notification", "n1").await.unwrap(), Some(n1_now), "{kind}");
+        assert_eq!(store.object("notification", "n9").await.unwrap(), None, "{kind}");
+
+        // An empty list is a no-op; the connection is still usable after every conflict.
+        store.update_objects(&[]).await.unwrap();
+        store.update_objects(&[delivery("n2", 1, "sent", None)]).await.unwrap();
+        assert_eq!(store.object("notification", "n2").await.unwrap().unwrap().version, 2, "{kind}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_objects_writes_nothing_to_the_log() {
+    for db in backends().await {
+        let kind = db.kind();
+        let store = db.open().await;
+        // On an empty log.
+        store.update_objects(&[delivery("n1", 0, "pending", Some(T0))]).await.unwrap();
+        assert_eq!(store.head_state().await.unwrap(), HeadState { size: 0, checkpoint: None }, "{kind}");
+        assert!(store.entries(0, 100).await.unwrap().is_empty(), "{kind}");
+
+        // On a log with entries, for objects created both ways.
+        let clock = ManualClock::new(T0);
+        let led = ledger(&store, &clock).await;
+        led.append_with(vec![draft(1), draft(2)], vec![grant_mutation("g1", 0, "pending", "alice", None)])
+            .await
+            .unwrap();
+        let head = store.head_state().await.unwrap();
+        let entries = store.entries(0, 100).await.unwrap();
+        let checkpoints = store.checkpoints(0, 100).await.unwrap();
+        assert_eq!(store.object_log("grant", "g1").await.unwrap(), vec![0, 1], "{kind}");
+        store
+            .update_objects(&[
+                delivery("n1", 1, "pending", Some(T0 + 1000)),
+                delivery("n2", 0, "pending", None),
+                grant_mutation("g1", 1, "pending", "alice", Some(T0 + 60_000)),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.head_state().await.unwrap(), head, "{kind}: size and root unchanged");
+        assert_eq!(store.entries(0, 100).await.unwrap(), entries, "{kind}");
+        assert_eq!(store.checkpoints(0, 100).await.unwrap(), checkpoints, "{kind}");
+        assert_eq!(store.object_log("grant", "g1").await.unwrap(), vec![0, 1], "{kind}: links unchanged");
+        assert!(store.object_log("notification", "n1").await.unwrap().is_empty(), "{kind}");
+        assert!(store.object_log("notification", "n2").await.unwrap().is_empty(), "{kind}");
+
+        // The ledger, which knows the head it last wrote, carries on undisturbed.
+        assert_eq!(led.append(draft(3)).await.unwrap().index, 2, "{kind}");
+        led.shutdown().await;
+        let report = verify_log(&reader(&store), VerifyOptions::default()).await.unwrap();
+        assert_eq!(report.size, 3, "{kind}");
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_with_and_update_objects_continue_each_others_versions() {
+    for db in backends().await {
+        let kind = db.kind();
+        let store = db.open().await;
+        let clock = ManualClock::new(T0);
+        let led = ledger(&store, &clock).await;
+        let version = |store: Arc<dyn LogStore>, id: &'static str| async move {
+            store.object("notification", id).await.unwrap().expect("exists").version
+        };
+
+        // Created by an append, then moved on without one, then by an append again.
+        let created = led.append_with(vec![draft(1)], vec![delivery("a", 0, "pending", None)]).await.unwrap();
+        store.update_objects(&[delivery("a", 1, "pending", Some(T0 + 10))]).await.unwrap();
+        assert_eq!(version(store.clone(), "a").await, 2, "{kind}");
+        let stale = led.append_with(vec![draft(2)], vec![delivery("a", 1, "failed", None)]).await;
+        assert!(matches!(stale, Err(AppendError::Conflict { .. })), "{kind}: {stale:?}");
+        let failed = led.append_with(vec![draft(3)], vec![delivery("a", 2, "failed", None)]).await.unwrap();
+        assert_eq!(
+            store.object("notification", "a").await.unwrap(),
+            Some(applied(&delivery("a", 2, "failed", None))),
+            "{kind}"
+        );
+        assert_eq!(store.object_log("notification", "a").await.unwrap(), vec![created.index, failed.index], "{kind}");
+
+        // Created without an append, then moved on by one, then without one again.
+        store.update_objects(&[delivery("b", 0, "pending", None)]).await.unwrap();
+        let err = store.update_objects(&[delivery("b", 0, "pending", None)]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{kind}: {err}");
+        let sent = led.append_with(vec![draft(4)], vec![delivery("b", 1, "sent", None)]).await.unwrap();
+        let err = store.update_objects(&[delivery("b", 1, "pending", None)]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{kind}: a stale version after an append: {err}");
+        store.update_objects(&[delivery("b", 2, "acknowledged", None)]).await.unwrap();
+        assert_eq!(version(store.clone(), "b").await, 3, "{kind}");
+        assert_eq!(store.object_log("notification", "b").await.unwrap(), vec![sent.index], "{kind}");
+        led.shutdown().await;
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_objects_see_due_times_set_by_update_objects() {
+    for db in backends().await {
+        let kind = db.kind();
+        let store = db.open().await;
+        let ids = |objects: Vec<StateObject>| objects.into_iter().map(|o| o.id).collect::<Vec<_>>();
+        store
+            .update_objects(&[
+                delivery("n1", 0, "pending", Some(T0 + 1000)),
+                delivery("n2", 0, "pending", Some(T0 + 3000)),
+                delivery("n3", 0, "pending", None),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.next_due("notification", &["pending"]).await.unwrap(), Some(T0 + 1000), "{kind}");
+        assert_eq!(
+            ids(store.due_objects("notification", &["pending"], T0 + 2000, 10).await.unwrap()),
+            ["n1"],
+            "{kind}"
+        );
+
+        // A failed attempt backs off: the next attempt is later.
+        store.update_objects(&[delivery("n1", 1, "pending", Some(T0 + 5000))]).await.unwrap();
+        assert_eq!(store.next_due("notification", &["pending"]).await.unwrap(), Some(T0 + 3000), "{kind}");
+        assert!(store.due_objects("notification", &["pending"], T0 + 2000, 10).await.unwrap().is_empty(), "{kind}");
+        assert_eq!(
+            ids(store.due_objects("notification", &["pending"], T0 + 5000, 10).await.unwrap()),
+            ["n2", "n1"],
+            "{kind}"
+        );
+
+        // A final failure is no longer due; an object that gains a due time becomes due.
+        store
+            .update_objects(&[delivery("n2", 1, "failed", None), delivery("n3", 1, "pending", Some(T0 + 100))])
+            .await
+            .unwrap();
+        assert_eq!(store.next_due("notification", &["pending"]).await.unwrap(), Some(T0 + 100), "{kind}");
+        assert_eq!(store.next_due("notification", &["failed"]).await.unwrap(), None, "{kind}");
+        let due = store.due_objects("notification", &["pending", "failed"], T0 + 10_000, 10).await.unwrap();
+        assert_eq!(ids(due), ["n3", "n1"], "{kind}");
+        assert_eq!(
+            ids(store.due_objects("notification", &["pending"], T0 + 10_000, 1).await.unwrap()),
+            ["n3"],
+            "{kind}"
+        );
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_update_objects_and_appends_exactly_one_wins() {
+    for db in backends().await {
+        let kind = db.kind();
+        let clock = ManualClock::new(T0);
+        let (a, b) = (ledger(&db.open().await, &clock).await, ledger(&db.open().await, &clock).await);
+        a.append_with(vec![draft(1)], vec![delivery("n", 0, "pending", None)]).await.unwrap();
+        // Half the racers move version 1 on with an append (on two servers),
+        // half without one (each through a store of its own).
+        let mut tasks = Vec::new();
+        for k in 0..12u64 {
+            if k % 2 == 0 {
+                let status = format!("append-{k}");
+                let led = if k % 4 == 0 { a.clone() } else { b.clone() };
+                tasks.push(tokio::spawn(async move {
+                    match led.append_with(vec![draft(100 + k)], vec![delivery("n", 1, &status, None)]).await {
+                        Ok(_) => true,
+                        Err(AppendError::Conflict { .. }) => false,
+                        Err(e) => panic!("racer {k}: unexpected {e}"),
+                    }
+                }));
+            } else {
+                let status = format!("update-{k}");
+                let store = db.open().await;
+                tasks.push(tokio::spawn(async move {
+                    match store.update_objects(&[delivery("n", 1, &status, None)]).await {
+                        Ok(()) => true,
+                        Err(StoreError::Conflict { mutation: 0, .. }) => false,
+                        Err(e) => panic!("racer {k}: unexpected {e}"),
+                    }
+                }));
+            }
+        }
+        let mut wins = 0;
+        for t in tasks {
+            wins += usize::from(t.await.unwrap());
+        }
+        assert_eq!(wins, 1, "{kind}: exactly one racer moves the object");
+        a.shutdown().await;
+        b.shutdown().await;
+        let store = db.open().await;
+        let n = store.object("notification", "n").await.unwrap().unwrap();
+        assert_eq!(n.version, 2, "{kind}");
+        // The winner's entry is in the log if and only if it was an append.
+        let size = verify_log(&reader(&store), VerifyOptions::default()).await.unwrap().size;
+        let links = store.object_log("notification", "n").await.unwrap();
+        if n.status.starts_with("append-") {
+            assert_eq!((size, links), (2, vec![0, 1]), "{kind}");
+        } else {
+            assert_eq!((size, links), (1, vec![0]), "{kind}");
+        }
         db.drop_db().await;
     }
 }

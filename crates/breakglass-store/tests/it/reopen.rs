@@ -1,9 +1,12 @@
 //! Closing and reopening: nothing acknowledged is lost, the ledger continues
-//! at the right index, and the sink is repaired or caught up on open.
+//! at the right index, and the sink is repaired or caught up on open; a
+//! store reopened read-only refuses writes.
 
 use breakglass_core::entry::EntryDraft;
 use breakglass_store::ledger::OpenError;
 use breakglass_store::sink::SinkError;
+use breakglass_store::sqlite::{OpenOptions, SqliteStore};
+use breakglass_store::{LogStore, Mutation};
 use serde_json::json;
 
 use crate::harness::*;
@@ -121,4 +124,23 @@ async fn a_sink_whose_last_line_is_not_an_entry_is_refused_on_open() {
         matches!(&err, OpenError::Sink(SinkError::Corrupt { problem, .. }) if problem.contains("not an entry")),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_store_refuses_object_updates() {
+    let log = TestLog::with_entries(3).await.close().await;
+    let store = SqliteStore::open(&log.db, OpenOptions { create: false, read_only: true }).await.unwrap();
+    let create = Mutation {
+        kind: "notification".into(),
+        id: "n1".into(),
+        expected_version: 0,
+        status: "pending".into(),
+        owner: String::new(),
+        due: None,
+        body: "{}".into(),
+    };
+    let err = store.update_objects(&[create]).await.unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert_eq!(store.object("notification", "n1").await.unwrap(), None);
+    assert_eq!(store.head_size().await.unwrap(), 3);
 }

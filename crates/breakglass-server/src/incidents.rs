@@ -1,0 +1,498 @@
+//! Incidents: the receivers for PagerDuty, Opsgenie, Alertmanager and the
+//! generic signed form, the incident state they feed (one state object per
+//! incident, every change a log entry in the same transaction), the policy
+//! context a request sees (`context.incident`), and grants that end when
+//! their incident resolves.
+//!
+//! This is a pretty important and security sensitive part of the code: an
+//! incident can approve a grant with no human in the loop. Rules: a delivery
+//! is authenticated before anything in it is read (401, nothing stored);
+//! signed bodies that carry their own time must be fresh (replays refused);
+//! a delivery is recorded at most once (by the provider's event id); a
+//! responder is a principal only through the principals file (an account
+//! `<source>:<id>` or `<source>:<name>`, an e-mail, or the principal's own
+//! name); which incident a request rides on is decided by policy, never by
+//! the request alone.
+
+use breakglass_core::api::{IncidentReceipt, IncidentResponder, IncidentView};
+use breakglass_core::entry::EntryDraft;
+use breakglass_core::incident::{self, AlertmanagerOptions, IncidentStatus, IncidentUpdate, Responder, Source};
+use breakglass_core::policy::IncidentInput;
+use breakglass_core::principals::Principals;
+use breakglass_core::time::Timestamp;
+use breakglass_store::ledger::AppendError;
+use breakglass_store::{Mutation, ObjectFilter};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::service::{Caller, EVENT_KIND, GRANT_KIND, Service, ServiceError};
+
+pub const INCIDENT_KIND: &str = "incident";
+
+/// How the receivers authenticate, and what incidents do to grants.
+#[derive(Clone, Debug)]
+pub struct IncidentConfig {
+    /// PagerDuty v3 webhook signing secrets (several while rotating).
+    pub pagerduty_secrets: Vec<Vec<u8>>,
+    /// Opsgenie: the credentials its outgoing webhook sends.
+    pub opsgenie_credentials: Vec<String>,
+    /// Alertmanager: bearer tokens.
+    pub alertmanager_tokens: Vec<String>,
+    pub alertmanager: AlertmanagerOptions,
+    /// The generic signed form's HMAC secrets.
+    pub generic_secrets: Vec<Vec<u8>>,
+    /// Signed deliveries older (or newer) than this are refused as replays (ms).
+    pub max_age_ms: i64,
+    /// Only incidents on these services are recorded (all when empty).
+    pub services: Vec<String>,
+    /// Active grants tied to an incident end when it resolves, after the grace.
+    pub end_grants_on_resolve: bool,
+    pub resolve_grace_ms: i64,
+}
+
+impl Default for IncidentConfig {
+    fn default() -> IncidentConfig {
+        IncidentConfig {
+            pagerduty_secrets: Vec::new(),
+            opsgenie_credentials: Vec::new(),
+            alertmanager_tokens: Vec::new(),
+            alertmanager: AlertmanagerOptions::default(),
+            generic_secrets: Vec::new(),
+            max_age_ms: 10 * 60_000,
+            services: Vec::new(),
+            end_grants_on_resolve: true,
+            resolve_grace_ms: 15 * 60_000,
+        }
+    }
+}
+
+/// One incident, as its state object's body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    /// `<source>:<the provider's id>`.
+    pub id: String,
+    pub source: Source,
+    pub external_id: String,
+    pub title: String,
+    /// 1 (most severe) to 5.
+    pub severity: i64,
+    pub status: IncidentStatus,
+    pub services: Vec<String>,
+    pub responders: Vec<IncidentResponder>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub opened_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Timestamp>,
+}
+
+impl Incident {
+    pub fn view(&self) -> IncidentView {
+        IncidentView {
+            id: self.id.clone(),
+            source: self.source.as_str().into(),
+            external_id: self.external_id.clone(),
+            title: self.title.clone(),
+            severity: self.severity,
+            status: self.status.as_str().into(),
+            services: self.services.clone(),
+            responders: self.responders.clone(),
+            url: self.url.clone(),
+            opened_at: self.opened_at,
+            updated_at: self.updated_at,
+            resolved_at: self.resolved_at,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.status != IncidentStatus::Resolved
+    }
+
+    /// Whether `principal` is one of its responders, by the principals file
+    /// in force now (it may have been reloaded since the incident arrived).
+    pub fn has_responder(&self, principal: &str, principals: &Principals) -> bool {
+        self.responders.iter().any(|r| map_responder(self.source, r, principals).as_deref() == Some(principal))
+    }
+
+    /// What policy sees of it for a request by `requester`.
+    pub fn policy_input(&self, requester: &str, principals: &Principals) -> IncidentInput {
+        IncidentInput {
+            id: self.id.clone(),
+            severity: self.severity,
+            status: self.status.as_str().to_owned(),
+            services: self.services.clone(),
+            requester_is_responder: self.has_responder(requester, principals),
+        }
+    }
+}
+
+/// The principal a provider's responder is, if the principals file says:
+/// an account `<source>:<id>`, an account `<source>:<name>`, an e-mail, or a
+/// principal with exactly that name.
+fn map_responder<R: ResponderFields>(source: Source, r: &R, principals: &Principals) -> Option<String> {
+    let by_account = |v: &str| principals.by_account(&format!("{}:{v}", source.as_str())).map(|p| p.name.clone());
+    r.id()
+        .and_then(by_account)
+        .or_else(|| r.name().and_then(by_account))
+        .or_else(|| r.email().and_then(|e| principals.by_email(e).map(|p| p.name.clone())))
+        .or_else(|| r.name().and_then(|n| principals.get(n).map(|p| p.name.clone())))
+}
+
+trait ResponderFields {
+    fn id(&self) -> Option<&str>;
+    fn email(&self) -> Option<&str>;
+    fn name(&self) -> Option<&str>;
+}
+
+impl ResponderFields for Responder {
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+    fn email(&self) -> Option<&str> {
+        self.email.as_deref()
+    }
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+impl ResponderFields for IncidentResponder {
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+    fn email(&self) -> Option<&str> {
+        self.email.as_deref()
+    }
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+/// A delivery's headers, as the receivers need them.
+#[derive(Clone, Debug, Default)]
+pub struct Delivery<'a> {
+    pub authorization: Option<&'a str>,
+    pub pagerduty_signature: Option<&'a str>,
+    pub breakglass_timestamp: Option<&'a str>,
+    pub breakglass_signature: Option<&'a str>,
+}
+
+const MAX_RETRIES: usize = 8;
+
+impl Service {
+    /// Authenticates, parses and records one webhook delivery.
+    pub async fn receive_incident(
+        &self,
+        source: Source,
+        delivery: &Delivery<'_>,
+        body: &[u8],
+    ) -> Result<IncidentReceipt, ServiceError> {
+        let cfg = &self.config().incidents;
+        let now = self.now();
+        let refused = |e: String| {
+            metrics::counter!("breakglass_incident_webhooks_total", "source" => source.as_str(), "outcome" => "refused")
+                .increment(1);
+            tracing::warn!(source = source.as_str(), error = %e, "incident delivery refused");
+            ServiceError::Unauthorized(e)
+        };
+        // Authentication first: nothing in an unauthenticated body is read.
+        match source {
+            Source::PagerDuty => incident::verify_pagerduty(delivery.pagerduty_signature, body, &cfg.pagerduty_secrets),
+            Source::Opsgenie => incident::verify_opsgenie(delivery.authorization, &cfg.opsgenie_credentials),
+            Source::Alertmanager => incident::verify_bearer(delivery.authorization, &cfg.alertmanager_tokens),
+            Source::Generic => incident::verify_generic(
+                delivery.breakglass_timestamp,
+                delivery.breakglass_signature,
+                body,
+                &cfg.generic_secrets,
+                now,
+                cfg.max_age_ms,
+            ),
+        }
+        .map_err(|e| refused(e.to_string()))?;
+        let bad = |e: String| {
+            metrics::counter!("breakglass_incident_webhooks_total", "source" => source.as_str(), "outcome" => "malformed")
+                .increment(1);
+            ServiceError::BadRequest(format!("invalid {} delivery: {e}", source.as_str()))
+        };
+        let updates: Vec<IncidentUpdate> = match source {
+            Source::PagerDuty => {
+                let update = incident::parse_pagerduty(body).map_err(|e| bad(e.to_string()))?;
+                if let Some(u) = &update {
+                    // The signature covers the body, and the body its time: an old one is a replay.
+                    incident::check_fresh(u.occurred_at, now, cfg.max_age_ms).map_err(|e| refused(e.to_string()))?;
+                }
+                update.into_iter().collect()
+            }
+            Source::Opsgenie => incident::parse_opsgenie(body).map_err(|e| bad(e.to_string()))?.into_iter().collect(),
+            Source::Alertmanager => {
+                incident::parse_alertmanager(body, &cfg.alertmanager).map_err(|e| bad(e.to_string()))?
+            }
+            Source::Generic => vec![incident::parse_generic(body).map_err(|e| bad(e.to_string()))?],
+        };
+        let mut receipt = IncidentReceipt::default();
+        if updates.is_empty() {
+            receipt.ignored.push("the delivery carries no incident change (a ping or another event type)".into());
+        }
+        for update in updates {
+            if !cfg.services.is_empty() && !update.services.iter().any(|s| cfg.services.contains(s)) {
+                receipt.ignored.push(format!(
+                    "{}:{} is on services [{}], none of which breakglass watches",
+                    source.as_str(),
+                    update.external_id,
+                    update.services.join(", ")
+                ));
+                continue;
+            }
+            let (id, fresh) = self.record_incident_update(&update).await?;
+            if fresh {
+                receipt.recorded.push(id.clone())
+            } else {
+                receipt.duplicates.push(id.clone())
+            }
+            // Run on re-deliveries too: ending is idempotent, and a crash
+            // between recording and ending must not leave a grant running.
+            if update.status == IncidentStatus::Resolved && update.status_known && cfg.end_grants_on_resolve {
+                receipt.ending_grants.extend(self.end_grants_of(&id).await?);
+            }
+        }
+        metrics::counter!("breakglass_incident_webhooks_total", "source" => source.as_str(), "outcome" => "accepted")
+            .increment(1);
+        Ok(receipt)
+    }
+
+    /// Records one update: the incident's new state and its log entry, with
+    /// the delivery's event id, in one transaction. `false` when this event
+    /// was recorded before.
+    async fn record_incident_update(&self, u: &IncidentUpdate) -> Result<(String, bool), ServiceError> {
+        let id = format!("{}:{}", u.source.as_str(), u.external_id);
+        let event_id = format!("incident:{}:{}", u.source.as_str(), u.event_id);
+        for _ in 0..MAX_RETRIES {
+            if self.store().object(EVENT_KIND, &event_id).await?.is_some() {
+                return Ok((id, false));
+            }
+            let now = self.now();
+            let loaded = self.loaded();
+            let existing = self.store().object(INCIDENT_KIND, &id).await?;
+            let (previous, version) = match &existing {
+                Some(obj) => (
+                    Some(
+                        serde_json::from_str::<Incident>(&obj.body)
+                            .map_err(|e| internal("a stored incident is unreadable", e))?,
+                    ),
+                    obj.version,
+                ),
+                None => (None, 0),
+            };
+            let responders: Vec<IncidentResponder> = u
+                .responders
+                .iter()
+                .map(|r| IncidentResponder {
+                    id: r.id.clone(),
+                    email: r.email.clone(),
+                    name: r.name.clone(),
+                    principal: map_responder(u.source, r, &loaded.principals),
+                })
+                .collect();
+            let incident = match &previous {
+                None => Incident {
+                    id: id.clone(),
+                    source: u.source,
+                    external_id: u.external_id.clone(),
+                    title: u.title.clone(),
+                    severity: u.severity.unwrap_or(5),
+                    status: u.status,
+                    services: u.services.clone(),
+                    responders,
+                    url: u.url.clone(),
+                    opened_at: now,
+                    updated_at: now,
+                    resolved_at: (u.status == IncidentStatus::Resolved).then_some(now),
+                },
+                Some(prev) => {
+                    let mut next = prev.clone();
+                    if !u.title.is_empty() {
+                        next.title = u.title.clone();
+                    }
+                    if let Some(s) = u.severity {
+                        next.severity = s;
+                    }
+                    // An event that only adds detail keeps the status known.
+                    if u.status_known {
+                        next.status = u.status;
+                    }
+                    for s in &u.services {
+                        if !next.services.contains(s) {
+                            next.services.push(s.clone());
+                        }
+                    }
+                    // Responders accumulate: someone added to an incident stays a
+                    // responder of it (PagerDuty sends reassignments as new lists).
+                    for r in responders {
+                        if !next.responders.iter().any(|x| same_person(x, &r)) {
+                            next.responders.push(r);
+                        }
+                    }
+                    if u.url.is_some() {
+                        next.url = u.url.clone();
+                    }
+                    next.updated_at = now;
+                    next.resolved_at = match next.status {
+                        IncidentStatus::Resolved => prev.resolved_at.or(Some(now)),
+                        _ => None,
+                    };
+                    next
+                }
+            };
+            let kind = match (&previous, incident.status) {
+                (None, _) => "incident.opened",
+                (Some(p), IncidentStatus::Resolved) if p.status != IncidentStatus::Resolved => "incident.resolved",
+                (Some(p), _) if p.status == IncidentStatus::Resolved => "incident.reopened",
+                _ => "incident.updated",
+            };
+            let actor = format!("incident:{}", u.source.as_str());
+            let draft = EntryDraft::new(
+                &actor,
+                kind,
+                json!({
+                    "incident": incident.id,
+                    "source": u.source.as_str(),
+                    "external_id": incident.external_id,
+                    "event_id": u.event_id,
+                    "event_type": u.event_type,
+                    "title": incident.title,
+                    "severity": incident.severity,
+                    "status": incident.status.as_str(),
+                    "services": incident.services,
+                    "responders": incident.responders,
+                    "url": incident.url,
+                }),
+            );
+            let mutations = vec![
+                incident_mutation(&incident, version)?,
+                Mutation {
+                    kind: EVENT_KIND.into(),
+                    id: event_id.clone(),
+                    expected_version: 0,
+                    status: "recorded".into(),
+                    owner: actor.clone(),
+                    due: None,
+                    body: json!({ "incident": incident.id }).to_string(),
+                },
+            ];
+            match self.ledger().append_with(vec![draft], mutations).await {
+                Ok(_) => {
+                    metrics::counter!("breakglass_incident_changes_total", "kind" => kind).increment(1);
+                    return Ok((id, true));
+                }
+                // The incident moved, or another server recorded this event: look again.
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Conflict(format!("incident {id} kept changing; the provider will deliver it again")))
+    }
+
+    /// Brings forward the end of every active grant tied to incident `id`
+    /// (resolved): its resolution time plus the grace. The grants' ids.
+    async fn end_grants_of(&self, id: &str) -> Result<Vec<String>, ServiceError> {
+        let Some(obj) = self.store().object(INCIDENT_KIND, id).await? else { return Ok(Vec::new()) };
+        let incident: Incident =
+            serde_json::from_str(&obj.body).map_err(|e| internal("a stored incident is unreadable", e))?;
+        let Some(resolved_at) = incident.resolved_at.filter(|_| !incident.is_open()) else { return Ok(Vec::new()) };
+        let grace = self.config().incidents.resolve_grace_ms;
+        let at = Timestamp(resolved_at.0.saturating_add(grace));
+        let cause = format!("incident {id} resolved at {}", resolved_at.to_rfc3339());
+        let filter = ObjectFilter { statuses: vec!["active".into()], owner: None, limit: 10_000 };
+        let mut ending = Vec::new();
+        for g in self.store().objects(GRANT_KIND, &filter).await? {
+            let grant: breakglass_core::grant::Grant =
+                serde_json::from_str(&g.body).map_err(|e| internal("a stored grant is unreadable", e))?;
+            if grant.incident.as_deref() != Some(id) {
+                continue;
+            }
+            self.change_grant(&grant.id, |grant, now, _| Ok(grant.end_early(at, &cause, now).into_iter().collect()))
+                .await?;
+            ending.push(grant.id);
+        }
+        Ok(ending)
+    }
+
+    /// Incidents, newest first; `open` only those not resolved.
+    pub async fn incidents(&self, _caller: &Caller, open: bool, limit: u32) -> Result<Vec<Incident>, ServiceError> {
+        let statuses = if open { vec!["triggered".into(), "acknowledged".into()] } else { Vec::new() };
+        let filter = ObjectFilter { statuses, owner: None, limit };
+        let mut out = Vec::new();
+        for o in self.store().objects(INCIDENT_KIND, &filter).await? {
+            out.push(serde_json::from_str(&o.body).map_err(|e| internal("a stored incident is unreadable", e))?);
+        }
+        Ok(out)
+    }
+
+    /// One incident, by its id (`pagerduty:P123`) or the provider's id alone.
+    pub async fn incident(&self, _caller: &Caller, id: &str) -> Result<Incident, ServiceError> {
+        self.find_incident(id).await?.ok_or_else(|| ServiceError::NotFound(format!("no incident {id:?}")))
+    }
+
+    pub(crate) async fn find_incident(&self, id: &str) -> Result<Option<Incident>, ServiceError> {
+        if let Some(obj) = self.store().object(INCIDENT_KIND, id).await? {
+            return Ok(Some(
+                serde_json::from_str(&obj.body).map_err(|e| internal("a stored incident is unreadable", e))?,
+            ));
+        }
+        if id.contains(':') {
+            return Ok(None);
+        }
+        // The provider's id alone: unambiguous among the sources, or nothing.
+        let mut found = Vec::new();
+        for source in [Source::PagerDuty, Source::Opsgenie, Source::Alertmanager, Source::Generic] {
+            if let Some(obj) = self.store().object(INCIDENT_KIND, &format!("{}:{id}", source.as_str())).await? {
+                found.push(obj);
+            }
+        }
+        match found.len() {
+            1 => Ok(Some(
+                serde_json::from_str(&found[0].body).map_err(|e| internal("a stored incident is unreadable", e))?,
+            )),
+            0 => Ok(None),
+            _ => Err(ServiceError::BadRequest(format!(
+                "incident {id:?} exists in several sources; name it as <source>:{id}"
+            ))),
+        }
+    }
+
+    /// The open incidents, most severe first (for choosing one for a request).
+    pub(crate) async fn open_incidents(&self) -> Result<Vec<Incident>, ServiceError> {
+        let filter =
+            ObjectFilter { statuses: vec!["triggered".into(), "acknowledged".into()], owner: None, limit: 200 };
+        let mut out: Vec<Incident> = Vec::new();
+        for o in self.store().objects(INCIDENT_KIND, &filter).await? {
+            out.push(serde_json::from_str(&o.body).map_err(|e| internal("a stored incident is unreadable", e))?);
+        }
+        out.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| b.opened_at.cmp(&a.opened_at)));
+        Ok(out)
+    }
+}
+
+fn same_person(a: &IncidentResponder, b: &IncidentResponder) -> bool {
+    let eq = |x: &Option<String>, y: &Option<String>| x.is_some() && x == y;
+    eq(&a.id, &b.id) || eq(&a.email, &b.email) || (a.id.is_none() && b.id.is_none() && eq(&a.name, &b.name))
+}
+
+fn incident_mutation(incident: &Incident, expected_version: u64) -> Result<Mutation, ServiceError> {
+    Ok(Mutation {
+        kind: INCIDENT_KIND.into(),
+        id: incident.id.clone(),
+        expected_version,
+        status: incident.status.as_str().into(),
+        owner: String::new(),
+        due: None,
+        body: serde_json::to_string(incident).map_err(|e| internal("cannot encode an incident", e))?,
+    })
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
+    tracing::error!(error = %e, "{what}");
+    ServiceError::Internal(format!("{what}; nothing was changed"))
+}
