@@ -6,6 +6,7 @@ mod ci;
 mod crash;
 mod git;
 mod git_transport;
+mod incidents;
 mod policy;
 mod served;
 mod server;
