@@ -411,9 +411,7 @@ pub enum AuthError {
     NoSupportedSignature { header: String, found: String },
     #[error("Authorization header uses the {found:?} scheme; expected {expected}")]
     WrongScheme { found: String, expected: String },
-    #[error(
-        "signature does not match: the body was not signed with any configured secret, or was changed on the way"
-    )]
+    #[error("signature does not match: the body was not signed with any configured secret, or was changed on the way")]
     BadSignature,
     #[error("the credentials in the Authorization header do not match any configured token")]
     BadCredentials,
@@ -490,10 +488,7 @@ pub fn verify_generic(
         return Err(AuthError::Missing(format!("{GENERIC_TIMESTAMP_HEADER} header")));
     };
     let digits = raw.trim();
-    if digits.is_empty()
-        || digits.len() > MAX_TIMESTAMP_DIGITS
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-    {
+    if digits.is_empty() || digits.len() > MAX_TIMESTAMP_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AuthError::Malformed(format!(
             "{GENERIC_TIMESTAMP_HEADER} header {:?}: expected whole Unix seconds, like 1614852000",
             echo(raw)
@@ -540,9 +535,9 @@ pub fn verify_opsgenie(authorization_header: Option<&str>, expected: &[String]) 
     let presented = if scheme.eq_ignore_ascii_case("Bearer") {
         credentials.as_bytes().to_vec()
     } else if scheme.eq_ignore_ascii_case("Basic") {
-        let decoded = B64.decode(credentials).map_err(|_| {
-            AuthError::Malformed("Authorization header: the Basic credentials are not base64".into())
-        })?;
+        let decoded = B64
+            .decode(credentials)
+            .map_err(|_| AuthError::Malformed("Authorization header: the Basic credentials are not base64".into()))?;
         if !decoded.contains(&b':') {
             return Err(AuthError::Malformed(
                 "Authorization header: the Basic credentials are not user:password".into(),
@@ -762,7 +757,9 @@ impl<'a> Obj<'a> {
             .enumerate()
             .map(|(idx, v)| match v {
                 Value::String(s) => Ok(s.as_str()),
-                other => Err(self.invalid(&format!("{key}[{idx}]"), format!("expected a string, found {}", describe(other)))),
+                other => {
+                    Err(self.invalid(&format!("{key}[{idx}]"), format!("expected a string, found {}", describe(other))))
+                }
             })
             .collect()
     }
@@ -783,7 +780,8 @@ impl<'a> Obj<'a> {
             .iter()
             .map(|(name, v)| match v {
                 Value::String(s) => Ok((name.as_str(), s.as_str())),
-                other => Err(obj.invalid(name, format!("expected a string, found {}", describe(other)))),
+                // Member names are untrusted here: cut them in the path.
+                other => Err(obj.invalid(&echo(name), format!("expected a string, found {}", describe(other)))),
             })
             .collect()
     }
@@ -800,9 +798,9 @@ impl<'a> Obj<'a> {
 
     fn time_opt(&self, key: &str) -> Result<Option<Timestamp>, ParseError> {
         let Some(s) = self.str_opt(key)? else { return Ok(None) };
-        Timestamp::parse(s)
-            .map(Some)
-            .map_err(|_| self.invalid(key, format!("expected an RFC 3339 time like 2026-11-21T12:00:00Z, found {:?}", echo(s))))
+        Timestamp::parse(s).map(Some).map_err(|_| {
+            self.invalid(key, format!("expected an RFC 3339 time like 2026-11-21T12:00:00Z, found {:?}", echo(s)))
+        })
     }
 
     fn id_req(&self, key: &str) -> Result<String, ParseError> {
@@ -858,7 +856,8 @@ fn sha256_hex(body: &[u8]) -> String {
 /// spaces and joiners, bidirectional overrides, the BOM) that can make one
 /// name look like another.
 fn is_unsafe_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 fn has_control(s: &str) -> bool {
@@ -969,7 +968,11 @@ fn push_distinct<T: PartialEq>(list: &mut Vec<T>, item: T) {
 /// Refuses lists longer than [`MAX_LIST_ITEMS`].
 fn check_list_len<T>(provider: Source, field: &str, list: &[T]) -> Result<(), ParseError> {
     if list.len() > MAX_LIST_ITEMS {
-        return Err(invalid(provider, field, format!("{} distinct entries, more than the {MAX_LIST_ITEMS} accepted", list.len())));
+        return Err(invalid(
+            provider,
+            field,
+            format!("{} distinct entries, more than the {MAX_LIST_ITEMS} accepted", list.len()),
+        ));
     }
     Ok(())
 }
@@ -1157,19 +1160,20 @@ pub fn parse_opsgenie(body: &[u8]) -> Result<Option<IncidentUpdate>, ParseError>
         "Close" | "Delete" => (IncidentStatus::Resolved, true),
         _ => (IncidentStatus::Triggered, false),
     };
-    let severity = match alert.get("priority") {
-        None => None,
-        Some(Value::String(s)) => Some(priority_level(s).ok_or_else(|| {
-            alert.invalid("priority", format!("expected P1, P2, P3, P4 or P5, found {:?}", echo(s)))
-        })?),
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(level @ 1..=5) => Some(level),
-            _ => return Err(alert.invalid("priority", format!("expected 1 to 5, found number {n}"))),
-        },
-        Some(other) => {
-            return Err(alert.invalid("priority", format!("expected P1 to P5, found {}", describe(other))));
-        }
-    };
+    let severity =
+        match alert.get("priority") {
+            None => None,
+            Some(Value::String(s)) => Some(priority_level(s).ok_or_else(|| {
+                alert.invalid("priority", format!("expected P1, P2, P3, P4 or P5, found {:?}", echo(s)))
+            })?),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(level @ 1..=5) => Some(level),
+                _ => return Err(alert.invalid("priority", format!("expected 1 to 5, found number {n}"))),
+            },
+            Some(other) => {
+                return Err(alert.invalid("priority", format!("expected P1 to P5, found {}", describe(other))));
+            }
+        };
     let mut services = Vec::new();
     for (idx, tag) in alert.strings_opt("tags")?.into_iter().enumerate() {
         let tag = tag.trim();
@@ -1203,9 +1207,7 @@ pub fn parse_opsgenie(body: &[u8]) -> Result<Option<IncidentUpdate>, ParseError>
                 && notified.str_opt("entity")? == Some("user")
             {
                 let id = notified.name_opt("id")?;
-                if let Some(r) =
-                    responder_from_login(p, &notified.field("name"), id, notified.str_opt("name")?)?
-                {
+                if let Some(r) = responder_from_login(p, &notified.field("name"), id, notified.str_opt("name")?)? {
                     responders.push(r);
                 }
             }
@@ -1306,7 +1308,10 @@ pub fn parse_alertmanager(body: &[u8], opts: &AlertmanagerOptions) -> Result<Vec
     let root = Obj::new(p, String::new(), &value)?;
     let version = root.str_req("version")?;
     if version != "4" {
-        return Err(root.invalid("version", format!("expected \"4\" (the only webhook version there is), found {:?}", echo(version))));
+        return Err(root.invalid(
+            "version",
+            format!("expected \"4\" (the only webhook version there is), found {:?}", echo(version)),
+        ));
     }
     let group_key = root.id_req("groupKey")?;
     let group_firing = am_status(&root, "status")?;
@@ -1426,7 +1431,9 @@ fn am_alert(alert: &Obj<'_>, opts: &AlertmanagerOptions) -> Result<AmAlert, Pars
         (None, Some(list)) => am_responders(p, &format!("{}.labels.{}", alert.path, opts.responders_key), list)?,
         (None, None) => Vec::new(),
     };
-    let title = label(&annotations, "summary").and_then(clean_title).or_else(|| label(&labels, "alertname").and_then(clean_title));
+    let title = label(&annotations, "summary")
+        .and_then(clean_title)
+        .or_else(|| label(&labels, "alertname").and_then(clean_title));
     // Go's zero time (0001-01-01T00:00:00Z) means "not set".
     let set = |t: Option<Timestamp>| t.filter(|t| t.millis() >= 0);
     let changed_at = if firing { set(alert.time_opt("startsAt")?) } else { set(alert.time_opt("endsAt")?) };
@@ -1434,7 +1441,16 @@ fn am_alert(alert: &Obj<'_>, opts: &AlertmanagerOptions) -> Result<AmAlert, Pars
         Some(f) if !f.trim().is_empty() => Some(clean_id(p, &alert.field("fingerprint"), f)?),
         _ => None,
     };
-    Ok(AmAlert { fingerprint, firing, severity, service, responders, title, changed_at, url: alert.url_opt("generatorURL")? })
+    Ok(AmAlert {
+        fingerprint,
+        firing,
+        severity,
+        service,
+        responders,
+        title,
+        changed_at,
+        url: alert.url_opt("generatorURL")?,
+    })
 }
 
 /// A comma-separated responders list: `@` makes an e-mail, else a name.

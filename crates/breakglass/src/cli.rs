@@ -947,6 +947,23 @@ pub enum BenchCommand {
     /// as a whole process.
     #[command(after_help = EXIT_CODES)]
     Ci(BenchCiArgs),
+    /// Start a real `breakglass serve` with the generic incident receiver, record signed
+    /// severity-1 incidents naming the benchmark principal, and time its requests from the
+    /// client until active (auto-approved because of the incident), and the deliveries.
+    #[command(after_help = EXIT_CODES)]
+    Incident(BenchIncidentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIncidentArgs {
+    /// Signed incident deliveries (each a new open incident) before the requests.
+    #[arg(long, default_value_t = 100)]
+    pub webhooks: u32,
+    /// Grant requests, one after another.
+    #[arg(long, default_value_t = 1000)]
+    pub requests: u32,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

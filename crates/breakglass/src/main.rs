@@ -118,6 +118,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Bench(cli::BenchCommand::Server(args)) => bench::server(args).await,
         Command::Bench(cli::BenchCommand::Git(args)) => bench::git(args).await,
         Command::Bench(cli::BenchCommand::Ci(args)) => bench::ci::ci(args).await,
+        Command::Bench(cli::BenchCommand::Incident(args)) => bench::incident::incident(args).await,
         Command::Bench(cli::BenchCommand::Core { iterations, json }) => bench::core(iterations, json),
         Command::Debug(cmd) => debug::run(&loc, cmd).await,
         Command::Completions { shell } => {

@@ -2,6 +2,7 @@
 //! transparency-dev test vectors, and SSH signatures checked against the real
 //! `ssh-keygen`.
 
+mod incident;
 mod oidc;
 mod sshsig;
 mod token;

@@ -4,6 +4,7 @@
 //! measured here, not in tests.
 
 pub mod ci;
+pub mod incident;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
