@@ -713,6 +713,44 @@ mod tests {
     }
 
     #[test]
+    fn incident_and_notify_keys_are_checked_and_come_from_the_environment() {
+        let mut c = Config::default();
+        let env = |k: &str| match k {
+            "BREAKGLASS_INCIDENTS_PAGERDUTY_SECRETS" => Some("old-secret-0123456789, new-secret-0123456789".to_owned()),
+            "BREAKGLASS_INCIDENTS_RESOLVE_GRACE" => Some("0".to_owned()),
+            "BREAKGLASS_INCIDENTS_END_GRANTS_ON_RESOLVE" => Some("false".to_owned()),
+            "BREAKGLASS_NOTIFY_SLACK" => Some(
+                r#"[{ name = "sre", url = "https://hooks.slack.com/services/T/B/X", events = ["activated"] }]"#.into(),
+            ),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        let i = c.incidents.to_server().unwrap();
+        assert_eq!(i.pagerduty_secrets.len(), 2, "comma-separated, trimmed");
+        assert_eq!((i.resolve_grace_ms, i.end_grants_on_resolve), (0, false));
+        let n = c.notify.to_server().unwrap();
+        assert_eq!((n.channels[0].name.as_str(), n.expiring_soon_ms), ("sre", 600_000));
+        // The Slack URL is a secret: Debug never shows its path.
+        assert!(!format!("{n:?}").contains("T/B/X"), "{n:?}");
+
+        for (toml, needle) in [
+            ("[incidents]\npagerduty_secrets = [\"short\"]", "at least 16"),
+            ("[incidents]\nmax_age = \"soon\"", "incidents.max_age"),
+            ("[[notify.webhook]]\nname = \"a\"\nurl = \"https://x.example\"", "secret"),
+            ("[[notify.slack]]\nname = \"a\"\nurl = \"ftp://x.example\"", "http"),
+            ("[[notify.slack]]\nname = \"a\"\nurl = \"https://x.example\"\nevents = [\"exploded\"]", "exploded"),
+            (
+                "[[notify.slack]]\nname = \"a\"\nurl = \"https://x\"\n[[notify.slack]]\nname = \"a\"\nurl = \"https://y\"",
+                "another channel",
+            ),
+        ] {
+            let c: Config = toml::from_str(toml).unwrap();
+            let err = c.incidents.to_server().err().or_else(|| c.notify.to_server().err()).expect(toml);
+            assert!(err.message.contains(needle), "{toml}: {}", err.message);
+        }
+    }
+
+    #[test]
     fn ci_keys_come_from_the_environment_too() {
         let mut c: Config = toml::from_str(
             "[ci]\naudience = \"file\"\n[[ci.issuer]]\nkind = \"gitlab\"\nissuer = \"https://gitlab.example.com\"\n",

@@ -407,3 +407,104 @@ async fn a_receiver_that_never_recovers_is_given_up_and_shown_as_failed() {
     srv.service.deliver_due(&poster).await.unwrap();
     assert_eq!(srv.get("/v1/notifications?status=delivered", &admin).await.1["notifications"][0]["id"], nid);
 }
+
+fn fixture(name: &str) -> String {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../breakglass-core/tests/fixtures/incidents").join(name);
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// `v1=<hex HMAC-SHA256(secret, body)>`, as PagerDuty signs.
+fn pd_sign(secret: &str, body: &str) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagerduty_receiver_with_the_documented_payloads() {
+    let mut setup = setup();
+    // Rotation: the old and the new subscription secret are both configured.
+    setup.incidents.pagerduty_secrets = vec![PD_SECRET.into(), "pagerduty-secret-new-0123456".into()];
+    let srv = Server::sqlite(&setup).await;
+    let admin = srv.admin().await;
+    // The fixture's time moved to the server's now (its body carries its time).
+    let at = srv.clock.now().to_rfc3339();
+    let fresh =
+        |name: &str| fixture(name).replace("2021-03-04T10:00:00.000Z", &at).replace("2021-03-04T11:00:00.000Z", &at);
+    let body = fresh("pagerduty-incident-triggered.json");
+    let size = srv.log_size().await;
+    let stale = fixture("pagerduty-incident-triggered.json");
+    let good = pd_sign(PD_SECRET, &body);
+    let both =
+        format!("{},{}", pd_sign("some-other-secret-0000000", &body), pd_sign("pagerduty-secret-new-0123456", &body));
+    let refused: Vec<(&str, String, String)> = vec![
+        ("no signature", String::new(), body.clone()),
+        ("wrong secret", pd_sign("not-the-pagerduty-secret-00", &body), body.clone()),
+        ("tampered body", good.clone(), body.replace("\"P1\"", "\"P5\"")),
+        ("only unknown versions", format!("v2={}", &good[3..]), body.clone()),
+        ("replayed: the documented 2021 delivery", pd_sign(PD_SECRET, &stale), stale.clone()),
+    ];
+    for (what, sig, body) in &refused {
+        let headers: Vec<(&str, &str)> =
+            if sig.is_empty() { vec![] } else { vec![("x-pagerduty-signature", sig.as_str())] };
+        let (status, v) = srv.raw("/v1/incidents/pagerduty", &headers, body.as_bytes()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {v}");
+    }
+    // Signed but malformed: 400, nothing stored.
+    let garbage = "{\"event\": 42}";
+    let (status, v) = srv
+        .raw("/v1/incidents/pagerduty", &[("x-pagerduty-signature", &pd_sign(PD_SECRET, garbage))], garbage.as_bytes())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(srv.log_size().await, size, "nothing refused was logged");
+    assert!(incidents(&srv, &admin).await.is_empty());
+
+    // Signed with the new secret among other entries: accepted.
+    let (status, r) = srv.raw("/v1/incidents/pagerduty", &[("x-pagerduty-signature", &both)], body.as_bytes()).await;
+    assert_eq!((status, &r["recorded"]), (StatusCode::OK, &json!(["pagerduty:PBGINC1"])), "{r}");
+    let (_, inc) = srv.get("/v1/incidents/pagerduty:PBGINC1", &admin).await;
+    assert_eq!((inc["severity"].as_i64(), inc["services"][0].as_str()), (Some(1), Some("payments-api")), "{inc}");
+    assert_eq!(inc["responders"][0]["id"], "PALICE1");
+    // A ping is acknowledged and records nothing.
+    let ping = fresh("pagerduty-ping.json");
+    let (status, r) =
+        srv.raw("/v1/incidents/pagerduty", &[("x-pagerduty-signature", &good_sig(&ping))], ping.as_bytes()).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert!(r["recorded"].as_array().unwrap().is_empty() && !r["ignored"].as_array().unwrap().is_empty(), "{r}");
+    // Acknowledged, then resolved.
+    for name in ["pagerduty-incident-acknowledged.json", "pagerduty-incident-resolved.json"] {
+        let b = fresh(name).replace("2021-03-04T10:03:00.000Z", &at);
+        let (status, r) =
+            srv.raw("/v1/incidents/pagerduty", &[("x-pagerduty-signature", &good_sig(&b))], b.as_bytes()).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {r}");
+    }
+    let (_, inc) = srv.get("/v1/incidents/PBGINC1", &admin).await;
+    assert_eq!(inc["status"], "resolved");
+    assert_eq!(
+        srv.kinds_since(size).await,
+        ["incident.opened", "incident.updated", "incident.resolved"],
+        "one entry per change"
+    );
+
+    // Opsgenie's documented shape, with Basic credentials.
+    let mut setup2 = self::setup();
+    setup2.incidents.opsgenie_credentials = vec!["breakglass:opsgenie-password-0123".into()];
+    let srv2 = Server::sqlite(&setup2).await;
+    let og = fixture("opsgenie-create.json");
+    use base64::Engine as _;
+    let basic =
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("breakglass:opsgenie-password-0123"));
+    let wrong = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("breakglass:guess"));
+    let (status, _) = srv2.raw("/v1/incidents/opsgenie", &[("authorization", &wrong)], og.as_bytes()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, r) = srv2.raw("/v1/incidents/opsgenie", &[("authorization", &basic)], og.as_bytes()).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["recorded"][0], "opsgenie:5c3e7d2a-9b1f-4e6a-8c2d-1f0e9a8b7c6d");
+    srv.verify().await;
+}
+
+fn good_sig(body: &str) -> String {
+    pd_sign(PD_SECRET, body)
+}
