@@ -27,7 +27,7 @@ use breakglass_core::api::{
     CiStatus, CreateApiToken, CreatedApiToken, EntryView, ErrorBody, ErrorDetail, EventRecorded, EventRequest,
     ExtendRequest, GrantList, GrantRequest, GrantStatus, GrantView, IncidentList, IncidentView, LoginRequest,
     LoginResponse, NotificationList, NotificationView, PolicyReloaded, ReasonRequest, RepoList, RepoRegistration,
-    TokenResponse, WhoAmI,
+    ReviewDecision, ReviewList, ReviewView, TokenResponse, WhoAmI,
 };
 use breakglass_core::grant::GrantState;
 use reqwest::header::{AUTHORIZATION, HeaderValue, LOCATION};
@@ -515,6 +515,29 @@ impl Client {
     /// `GET /v1/incidents/{id}`
     pub async fn incident(&self, id: &str) -> Result<IncidentView, ClientError> {
         self.get(self.url(&["v1", "incidents", segment("incident id", id)?])).await
+    }
+
+    /// `GET /v1/reviews[?open=true|overdue=true]`: reviews, newest first.
+    pub async fn reviews(&self, open: bool, overdue: bool) -> Result<ReviewList, ClientError> {
+        let mut url = self.url(&["v1", "reviews"]);
+        if open {
+            url.query_pairs_mut().append_pair("open", "true");
+        }
+        if overdue {
+            url.query_pairs_mut().append_pair("overdue", "true");
+        }
+        self.get(url).await
+    }
+
+    /// `GET /v1/reviews/{id}`: a review with its timeline.
+    pub async fn review(&self, id: &str) -> Result<ReviewView, ClientError> {
+        self.get(self.url(&["v1", "reviews", segment("review id", id)?])).await
+    }
+
+    /// `POST /v1/reviews/{id}/approve` (or `/flag`).
+    pub async fn decide_review(&self, id: &str, approve: bool, d: &ReviewDecision) -> Result<ReviewView, ClientError> {
+        let action = if approve { "approve" } else { "flag" };
+        self.post(self.url(&["v1", "reviews", segment("review id", id)?, action]), d).await
     }
 
     /// `GET /v1/notifications[?status=]`: queued notifications and their delivery state.

@@ -477,3 +477,60 @@ pub struct NotificationView {
 pub struct NotificationList {
     pub notifications: Vec<NotificationView>,
 }
+
+/// One log entry of a review's timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TimelineEntry {
+    /// The entry's index in the log (prove it with `breakglass audit prove`).
+    pub index: u64,
+    pub time: String,
+    pub kind: String,
+    pub actor: String,
+    /// One line for people.
+    pub summary: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub data: serde_json::Value,
+}
+
+/// `GET /v1/reviews/{id}`: a post-event review, with the timeline of
+/// everything recorded under its grant (empty in lists).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewView {
+    pub id: String,
+    pub grant: String,
+    pub principal: String,
+    pub scopes: Vec<String>,
+    /// `open`, `approved` or `flagged`.
+    pub status: String,
+    pub overdue: bool,
+    pub grant_end: String,
+    pub opened_at: Timestamp,
+    pub deadline: Timestamp,
+    pub escalated_at: Option<Timestamp>,
+    pub reviewer: Option<String>,
+    pub decided_at: Option<Timestamp>,
+    pub notes: String,
+    pub lessons: Vec<String>,
+    pub follow_ups: Vec<String>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewList {
+    pub reviews: Vec<ReviewView>,
+}
+
+/// `POST /v1/reviews/{id}/approve` and `/flag`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReviewDecision {
+    pub notes: String,
+    #[serde(default)]
+    pub lessons: Vec<String>,
+    #[serde(default)]
+    pub follow_ups: Vec<String>,
+}

@@ -28,10 +28,12 @@ pub enum NotifyEvent {
     Revoked,
     /// The grant ended because its incident resolved.
     IncidentResolvedEnded,
+    /// The grant's review is past its deadline (escalation).
+    ReviewOverdue,
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 8] = [
+    pub const ALL: [NotifyEvent; 9] = [
         NotifyEvent::Requested,
         NotifyEvent::Approved,
         NotifyEvent::Activated,
@@ -40,6 +42,7 @@ impl NotifyEvent {
         NotifyEvent::Expired,
         NotifyEvent::Revoked,
         NotifyEvent::IncidentResolvedEnded,
+        NotifyEvent::ReviewOverdue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl NotifyEvent {
             NotifyEvent::Expired => "expired",
             NotifyEvent::Revoked => "revoked",
             NotifyEvent::IncidentResolvedEnded => "incident_resolved_ended",
+            NotifyEvent::ReviewOverdue => "review_overdue",
         }
     }
 
@@ -154,6 +158,18 @@ impl Notice {
             NotifyEvent::Revoked => format!("{by} revoked {}'s grant: {what}{detail}", self.principal),
             NotifyEvent::IncidentResolvedEnded => {
                 format!("{}'s grant ended because its incident resolved: {what}{detail}", self.principal)
+            }
+            NotifyEvent::ReviewOverdue => {
+                let reviewers = if self.approvers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" Reviewers: {}.", self.approvers.join(", "))
+                };
+                format!(
+                    "The review of {}'s grant is overdue{detail}: {what}.{reviewers} Review with: breakglass review show {}",
+                    self.principal,
+                    crate::review::review_id(&self.grant)
+                )
             }
         }
     }

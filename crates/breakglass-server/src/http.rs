@@ -137,10 +137,10 @@ impl FromRequestParts<AppState> for Caller {
         approve, deny, revoke, extend, grant_token, check, create_token, list_tokens, revoke_token, reload_policy,
         checkpoint, entry, record_event, register_repo, list_repos, ci_status, list_incidents, show_incident,
         incident_pagerduty, incident_opsgenie, incident_alertmanager, incident_generic, list_notifications,
-        retry_notification
+        retry_notification, list_reviews, show_review, approve_review, flag_review
     ),
     components(schemas(
-        IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
+        TimelineEntry, ReviewView, ReviewList, ReviewDecision, IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
         ErrorBody, ErrorDetail, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, WhoAmI,
         GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, GrantList, GrantStatus,
         CheckResponse, TokenResponse, CreateApiToken, ApiTokenView, CreatedApiToken, ApiTokenList,
@@ -194,6 +194,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/incidents/alertmanager", post(incident_alertmanager))
         .route("/incidents/generic", post(incident_generic))
         .route("/incidents/{id}", get(show_incident))
+        .route("/reviews", get(list_reviews))
+        .route("/reviews/{id}", get(show_review))
+        .route("/reviews/{id}/approve", post(approve_review))
+        .route("/reviews/{id}/flag", post(flag_review))
         .route("/notifications", get(list_notifications))
         .route("/notifications/{id}/retry", post(retry_notification))
         .route("/log/checkpoint", get(checkpoint))
@@ -679,4 +683,60 @@ async fn retry_notification(
     Path(id): Path<String>,
 ) -> ApiResult<Json<NotificationView>> {
     Ok(Json(st.service.retry_notification(&caller, &id).await?))
+}
+
+// ---- reviews -------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewQuery {
+    open: Option<bool>,
+    overdue: Option<bool>,
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/reviews", params(("open" = Option<bool>, Query), ("overdue" = Option<bool>, Query), ("limit" = Option<u32>, Query)),
+    responses((status = 200, body = ReviewList), (status = 401, body = ErrorBody)))]
+async fn list_reviews(
+    caller: Caller,
+    State(st): State<AppState>,
+    Query(q): Query<ReviewQuery>,
+) -> ApiResult<Json<ReviewList>> {
+    let reviews = st
+        .service
+        .reviews(&caller, q.open.unwrap_or(false), q.overdue.unwrap_or(false), q.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(ReviewList { reviews }))
+}
+
+#[utoipa::path(get, path = "/v1/reviews/{id}", params(("id" = String, Path, description = "rv_…, or the grant's gr_… id")),
+    responses((status = 200, body = ReviewView), (status = 404, body = ErrorBody)))]
+async fn show_review(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ReviewView>> {
+    Ok(Json(st.service.review(&caller, &id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/reviews/{id}/approve", params(("id" = String, Path)), request_body = ReviewDecision,
+    responses((status = 200, body = ReviewView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn approve_review(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Body(req): Body<ReviewDecision>,
+) -> ApiResult<Json<ReviewView>> {
+    Ok(Json(st.service.decide_review(&caller, &id, true, &req).await?))
+}
+
+#[utoipa::path(post, path = "/v1/reviews/{id}/flag", params(("id" = String, Path)), request_body = ReviewDecision,
+    responses((status = 200, body = ReviewView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn flag_review(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Body(req): Body<ReviewDecision>,
+) -> ApiResult<Json<ReviewView>> {
+    Ok(Json(st.service.decide_review(&caller, &id, false, &req).await?))
 }

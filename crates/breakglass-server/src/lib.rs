@@ -13,6 +13,7 @@ pub mod http;
 pub mod incidents;
 pub mod listen;
 pub mod notify;
+pub mod reviews;
 pub mod service;
 
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -213,6 +213,12 @@ impl Service {
                     (n.by, n.detail) = (by, detail);
                     notices.push((n, now));
                 }
+                "review.overdue" => {
+                    let mut n = base(NotifyEvent::ReviewOverdue);
+                    n.detail = d.data.get("deadline").and_then(|v| v.as_str()).map(|t| format!(" (due {t})"));
+                    n.approvers = reviewers(grant, loaded, now);
+                    notices.push((n, now));
+                }
                 "grant.expired" => {
                     let mut n = match &grant.end_cause {
                         Some(cause) => {
@@ -408,6 +414,15 @@ fn require_operator(caller: &Caller) -> Result<(), ServiceError> {
 
 /// The principals policy lets approve `grant`, except its requester.
 fn approvers(grant: &Grant, loaded: &Loaded, now: Timestamp) -> Vec<String> {
+    allowed(grant, loaded, now, false)
+}
+
+/// The principals policy lets review `grant`, except its holder.
+fn reviewers(grant: &Grant, loaded: &Loaded, now: Timestamp) -> Vec<String> {
+    allowed(grant, loaded, now, true)
+}
+
+fn allowed(grant: &Grant, loaded: &Loaded, now: Timestamp, review: bool) -> Vec<String> {
     let Ok(scopes) = grant.scopes.iter().map(|s| Scope::parse(s)).collect::<Result<Vec<_>, _>>() else {
         return Vec::new();
     };
@@ -422,7 +437,13 @@ fn approvers(grant: &Grant, loaded: &Loaded, now: Timestamp) -> Vec<String> {
         .principals
         .iter()
         .filter(|p| p.name != grant.principal)
-        .filter(|p| loaded.policy.decide_approval(&p.name, &p.groups, &scopes, &ctx).allowed)
+        .filter(|p| {
+            if review {
+                loaded.policy.decide_review(&p.name, &p.groups, &scopes, &ctx).allowed
+            } else {
+                loaded.policy.decide_approval(&p.name, &p.groups, &scopes, &ctx).allowed
+            }
+        })
         .map(|p| p.name.clone())
         .collect()
 }

@@ -60,6 +60,8 @@ pub struct ServiceConfig {
     pub incidents: crate::incidents::IncidentConfig,
     /// Where notifications go.
     pub notify: crate::notify::NotifyConfig,
+    /// Post-event reviews.
+    pub review: crate::reviews::ReviewConfig,
 }
 
 /// The server's secrets.
@@ -720,7 +722,7 @@ impl Service {
             duration_ms,
             reason: req.reason.clone(),
             incident: None,
-            overdue_reviews: 0,
+            overdue_reviews: self.overdue_reviews(&caller.name).await?,
             now,
             pending_ttl_ms: self.config.pending_ttl_ms,
         };
@@ -831,9 +833,10 @@ impl Service {
     {
         for _ in 0..MAX_RETRIES {
             let (mut grant, version) = self.read_grant(id).await?;
+            let before = grant.state;
             let now = self.now();
             let loaded = self.loaded();
-            let drafts = change(&mut grant, now, &loaded)?;
+            let mut drafts = change(&mut grant, now, &loaded)?;
             if drafts.is_empty() {
                 // Nothing to change (an idempotent repeat).
                 let log = self.store.object_log(GRANT_KIND, id).await?;
@@ -841,6 +844,10 @@ impl Service {
             }
             let mut mutations = vec![grant_mutation(&grant, version)?];
             mutations.extend(self.notifications_for(&grant, &drafts, now, &loaded)?);
+            if let Some((entry, review)) = self.review_on_end(before, &grant, now)? {
+                drafts.push(entry);
+                mutations.push(review);
+            }
             match self.ledger.append_with(drafts, mutations).await {
                 Ok(_) => {
                     self.wake.notify_one();
@@ -1362,10 +1369,16 @@ impl Service {
         for obj in due {
             let mut grant: Grant =
                 serde_json::from_str(&obj.body).map_err(|e| internal("a stored grant is unreadable", e))?;
+            let before = grant.state;
             let Some((draft, _)) = grant.expire(now) else { continue };
-            let drafts = vec![draft];
+            let mut drafts = vec![draft];
             let mut mutations = vec![grant_mutation(&grant, obj.version)?];
             mutations.extend(self.notifications_for(&grant, &drafts, now, &self.loaded())?);
+            // The review opens in the same commit as the end it reviews.
+            if let Some((entry, review)) = self.review_on_end(before, &grant, now)? {
+                drafts.push(entry);
+                mutations.push(review);
+            }
             match self.ledger.append_with(drafts, mutations).await {
                 Ok(_) => {
                     ended += 1;
@@ -1376,12 +1389,19 @@ impl Service {
                 Err(e) => return Err(e.into()),
             }
         }
+        // Reviews fall due on the same timer.
+        ended += self.escalate_reviews().await?;
         Ok(ended)
     }
 
-    /// When the next grant is due to end, if any.
+    /// When the next grant is due to end, or review to escalate, if any.
     pub async fn next_due(&self) -> Result<Option<Timestamp>> {
-        Ok(self.store.next_due(GRANT_KIND, &["active", "pending"]).await?.map(Timestamp))
+        let grant = self.store.next_due(GRANT_KIND, &["active", "pending"]).await?.map(Timestamp);
+        let review = self.next_review_due().await?;
+        Ok(match (grant, review) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// Counts of grants by stored state, for metrics.

@@ -113,6 +113,10 @@ pub enum Command {
     /// `breakglass incidents [--open]`, `breakglass incidents show ID`.
     #[command(args_conflicts_with_subcommands = true, after_help = CLIENT_HELP)]
     Incidents(IncidentsArgs),
+    /// Post-event reviews: every grant that was active gets one when it ends.
+    /// `review list [--open|--overdue]`, `review show ID` (the timeline), `review approve|flag ID --notes …`.
+    #[command(subcommand)]
+    Review(ReviewCommand),
     /// Notifications and their delivery: `breakglass notifications [--status failed]`,
     /// `breakglass notifications retry ID` (admin).
     #[command(args_conflicts_with_subcommands = true, after_help = CLIENT_HELP)]
@@ -715,6 +719,59 @@ pub enum IncidentsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// List reviews, newest first.
+    #[command(after_help = CLIENT_HELP)]
+    List {
+        /// Only reviews not signed off yet.
+        #[arg(long)]
+        open: bool,
+        /// Only reviews past their deadline.
+        #[arg(long)]
+        overdue: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a review with the timeline of everything recorded under its grant.
+    #[command(after_help = CLIENT_HELP)]
+    Show {
+        /// The review id (rv_…) or its grant's id (gr_…).
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Sign a review off: what was done under the grant was right.
+    #[command(after_help = CLIENT_HELP)]
+    Approve(ReviewDecisionArgs),
+    /// Sign a review off with concerns that need follow-up.
+    #[command(after_help = CLIENT_HELP)]
+    Flag(ReviewDecisionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewDecisionArgs {
+    /// The review id (rv_…) or its grant's id (gr_…).
+    pub id: String,
+    /// What was checked and what was found (required).
+    #[arg(long)]
+    pub notes: String,
+    /// A lesson learned (repeat for several).
+    #[arg(long = "lesson", value_name = "TEXT")]
+    pub lessons: Vec<String>,
+    /// A follow-up action (repeat for several).
+    #[arg(long = "follow-up", value_name = "TEXT")]
+    pub follow_ups: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]

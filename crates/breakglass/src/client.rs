@@ -592,6 +592,89 @@ pub async fn incidents(args: crate::cli::IncidentsArgs) -> CliResult {
     Ok(())
 }
 
+pub async fn review(cmd: crate::cli::ReviewCommand) -> CliResult {
+    use crate::cli::ReviewCommand;
+    match cmd {
+        ReviewCommand::List { open, overdue, json, client } => {
+            let list = connect(&client)?.reviews(open, overdue).await?;
+            if json {
+                print_json(&list);
+                return Ok(());
+            }
+            if list.reviews.is_empty() {
+                println!("no reviews");
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = list
+                .reviews
+                .iter()
+                .map(|r| {
+                    let status = if r.overdue { "overdue".to_owned() } else { r.status.clone() };
+                    vec![
+                        r.id.clone(),
+                        r.grant.clone(),
+                        r.principal.clone(),
+                        status,
+                        short_time(r.deadline),
+                        r.reviewer.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            print_table(&["ID", "GRANT", "GRANTEE", "STATUS", "DUE", "REVIEWER"], &rows);
+            Ok(())
+        }
+        ReviewCommand::Show { id, json, client } => {
+            let r = connect(&client)?.review(&id).await?;
+            if json {
+                print_json(&r);
+                return Ok(());
+            }
+            print_review(&r);
+            Ok(())
+        }
+        ReviewCommand::Approve(a) | ReviewCommand::Flag(a) if a.notes.trim().is_empty() => Err(
+            crate::error::bad_input(format!("--notes for review {}: say what was checked and what was found", a.id)),
+        ),
+        ReviewCommand::Approve(a) => decide(a, true).await,
+        ReviewCommand::Flag(a) => decide(a, false).await,
+    }
+}
+
+async fn decide(a: crate::cli::ReviewDecisionArgs, approve: bool) -> CliResult {
+    let d = breakglass_core::api::ReviewDecision { notes: a.notes, lessons: a.lessons, follow_ups: a.follow_ups };
+    let r = connect(&a.client)?.decide_review(&a.id, approve, &d).await?;
+    if a.json {
+        print_json(&r);
+    } else {
+        println!("review {} of grant {} {} by {}", r.id, r.grant, r.status, r.reviewer.as_deref().unwrap_or("?"));
+    }
+    Ok(())
+}
+
+fn print_review(r: &breakglass_core::api::ReviewView) {
+    let field = |name: &str, value: String| println!("{name:<12}{value}");
+    field("review", r.id.clone());
+    field("grant", format!("{} of {} ({})", r.grant, r.principal, r.grant_end));
+    field("scopes", r.scopes.join(", "));
+    field("status", if r.overdue { format!("{} (overdue)", r.status) } else { r.status.clone() });
+    field("due", short_time(r.deadline));
+    if let Some(who) = &r.reviewer {
+        field("reviewer", format!("{who} at {}", opt_time(r.decided_at)));
+        field("notes", r.notes.clone());
+        for l in &r.lessons {
+            field("lesson", l.clone());
+        }
+        for f in &r.follow_ups {
+            field("follow-up", f.clone());
+        }
+    }
+    println!();
+    println!("timeline ({} entries):", r.timeline.len());
+    for e in &r.timeline {
+        println!("  #{:<8} {}  {:<18} {}", e.index, e.time, e.kind, e.summary);
+    }
+}
+
 pub async fn notifications(args: crate::cli::NotificationsArgs) -> CliResult {
     use crate::cli::NotificationsCommand;
     if let Some(NotificationsCommand::Retry { id, json, client }) = args.command {

@@ -98,6 +98,11 @@
 //! end_grants_on_resolve = true
 //! resolve_grace = "15m"
 //!
+//! [review]
+//! # How long after a grant ends its review is due; then it is overdue,
+//! # escalated, and counts in policy's context.requester.overdue_reviews.
+//! deadline = "72h"
+//!
 //! [notify]
 //! # "expiring soon" is sent this long before a grant ends ("0": never).
 //! expiring_soon = "10m"
@@ -134,6 +139,27 @@ pub struct Config {
     pub ci: CiSection,
     pub incidents: IncidentsSection,
     pub notify: NotifySection,
+    pub review: ReviewSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewSection {
+    pub deadline: String,
+}
+
+impl Default for ReviewSection {
+    fn default() -> ReviewSection {
+        ReviewSection { deadline: "72h".into() }
+    }
+}
+
+impl ReviewSection {
+    pub fn to_server(&self) -> CliResult<breakglass_server::reviews::ReviewConfig> {
+        let deadline_ms = breakglass_core::grant::parse_duration(&self.deadline)
+            .map_err(|e| bad_input(format!("invalid review.deadline: {e}")))?;
+        Ok(breakglass_server::reviews::ReviewConfig { deadline_ms })
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -575,6 +601,7 @@ impl Config {
         config.ci.to_server()?;
         config.incidents.to_server()?;
         config.notify.to_server()?;
+        config.review.to_server()?;
         Ok(config)
     }
 
@@ -646,6 +673,7 @@ impl Config {
             ("BREAKGLASS_INCIDENTS_MAX_AGE", &mut i.max_age),
             ("BREAKGLASS_INCIDENTS_RESOLVE_GRACE", &mut i.resolve_grace),
             ("BREAKGLASS_NOTIFY_EXPIRING_SOON", &mut self.notify.expiring_soon),
+            ("BREAKGLASS_REVIEW_DEADLINE", &mut self.review.deadline),
         ] {
             if let Some(v) = get(var) {
                 *field = v;

@@ -107,6 +107,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Grants(args) => client::grants(args).await,
         Command::Incidents(args) => client::incidents(args).await,
         Command::Notifications(args) => client::notifications(args).await,
+        Command::Review(cmd) => client::review(cmd).await,
         Command::Show(args) => client::show(args).await,
         Command::Token(args) => client::token(args).await,
         Command::Grant(cmd) => client::grant(cmd).await,

@@ -48,6 +48,7 @@ pub async fn open_service(dir: &DataDir, clock: Arc<dyn Clock>, issuer: String) 
         ci: dir.config.ci.to_server()?,
         incidents: dir.config.incidents.to_server()?,
         notify: dir.config.notify.to_server()?,
+        review: dir.config.review.to_server()?,
     };
     let service = Service::new(ledger.clone(), store, clock, keys, config)
         .map_err(|problems| bad_input(format!("the policy or principals do not load:\n  {}", problems.join("\n  "))))?;

@@ -191,6 +191,7 @@ ssh_keys = ["{}"]
             ci: self.ci.clone(),
             incidents: self.incidents.clone(),
             notify: self.notify.clone(),
+            review: Default::default(),
         }
     }
 }

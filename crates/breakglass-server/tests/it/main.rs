@@ -11,4 +11,5 @@ mod incidents;
 mod login;
 mod multi;
 mod receiver;
+mod reviews;
 mod tls;

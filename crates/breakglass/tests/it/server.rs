@@ -185,7 +185,8 @@ fn the_whole_lifecycle_over_http_with_the_real_cli() {
         let (_, e) = srv.http("GET", &format!("/v1/log/entries/{i}"), &srv.admin, &Value::Null);
         kinds.push(e["entry"]["kind"].as_str().unwrap().to_owned());
     }
-    assert_eq!(kinds, ["grant.requested", "grant.approved", "grant.activated", "grant.expired"]);
+    // The review opens in the same commit as the expiry (issue 7).
+    assert_eq!(kinds, ["grant.requested", "grant.approved", "grant.activated", "grant.expired", "review.opened"]);
 
     // Every step is in the log, which verifies.
     let out = Command::new(BIN).args(["audit", "verify", "--json", "--data-dir"]).arg(&srv.data).output().unwrap();

@@ -1,0 +1,264 @@
+//! Post-event reviews: when an active grant ends (expiry, revocation, its
+//! incident resolving), a review opens with a deadline; someone other than
+//! the grantee, whom policy allows to review, signs it off or flags it, with
+//! notes, lessons learned and follow-up actions. Each step returns its log
+//! entry, like the grant state machine. No IO; time is a parameter.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::entry::EntryDraft;
+use crate::grant::{Grant, GrantState};
+use crate::time::Timestamp;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewStatus {
+    /// Waiting for a reviewer (overdue once past its deadline).
+    Open,
+    /// Signed off: what was done was right.
+    Approved,
+    /// Signed off with concerns: something needs follow-up.
+    Flagged,
+}
+
+impl ReviewStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewStatus::Open => "open",
+            ReviewStatus::Approved => "approved",
+            ReviewStatus::Flagged => "flagged",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    /// `rv_` and the grant id's suffix: one review per grant.
+    pub id: String,
+    pub grant: String,
+    /// The grantee, who may not review their own use.
+    pub principal: String,
+    pub scopes: Vec<String>,
+    /// How the grant ended: `expired` or `revoked` (with its reason).
+    pub grant_end: String,
+    pub opened_at: Timestamp,
+    pub deadline: Timestamp,
+    pub status: ReviewStatus,
+    /// When the overdue review was escalated (once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub notes: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lessons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow_ups: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReviewError {
+    #[error("{who} held grant {grant} and cannot review it; another reviewer must")]
+    OwnGrant { who: String, grant: String },
+    #[error("review {id} is already {status}")]
+    Decided { id: String, status: &'static str },
+    #[error("notes are required: say what was checked and what was found")]
+    MissingNotes,
+}
+
+/// The review id of a grant.
+pub fn review_id(grant_id: &str) -> String {
+    format!("rv_{}", grant_id.strip_prefix("gr_").unwrap_or(grant_id))
+}
+
+impl Review {
+    /// The review a grant gets when it ends, if it was ever active: a grant
+    /// nobody used (denied, lapsed) has nothing to review.
+    pub fn open(grant: &Grant, deadline_ms: i64, now: Timestamp) -> Option<(Review, EntryDraft)> {
+        if !matches!(grant.state, GrantState::Expired | GrantState::Revoked) || grant.activated_at.is_none() {
+            return None;
+        }
+        let end = match (&grant.state, &grant.end_reason) {
+            (GrantState::Revoked, Some(r)) => format!("revoked: {r}"),
+            (_, Some(r)) if r != "expired" => format!("expired: {r}"),
+            (s, _) => s.as_str().to_owned(),
+        };
+        let review = Review {
+            id: review_id(&grant.id),
+            grant: grant.id.clone(),
+            principal: grant.principal.clone(),
+            scopes: grant.scopes.clone(),
+            grant_end: end,
+            opened_at: now,
+            deadline: Timestamp(now.0.saturating_add(deadline_ms)),
+            status: ReviewStatus::Open,
+            escalated_at: None,
+            reviewer: None,
+            decided_at: None,
+            notes: String::new(),
+            lessons: Vec::new(),
+            follow_ups: Vec::new(),
+        };
+        let entry = EntryDraft::new(
+            "breakglass",
+            "review.opened",
+            json!({ "review": review.id, "grantee": review.principal, "deadline": review.deadline.to_rfc3339(), "grant_end": review.grant_end }),
+        )
+        .with_grant(&grant.id);
+        Some((review, entry))
+    }
+
+    pub fn is_overdue(&self, now: Timestamp) -> bool {
+        self.status == ReviewStatus::Open && now >= self.deadline
+    }
+
+    /// Signs the review off (`approve`) or flags it, as `reviewer`.
+    pub fn decide(
+        &mut self,
+        reviewer: &str,
+        approve: bool,
+        notes: &str,
+        lessons: &[String],
+        follow_ups: &[String],
+        now: Timestamp,
+    ) -> Result<EntryDraft, ReviewError> {
+        if reviewer == self.principal {
+            return Err(ReviewError::OwnGrant { who: reviewer.to_owned(), grant: self.grant.clone() });
+        }
+        if self.status != ReviewStatus::Open {
+            return Err(ReviewError::Decided { id: self.id.clone(), status: self.status.as_str() });
+        }
+        if notes.trim().is_empty() {
+            return Err(ReviewError::MissingNotes);
+        }
+        let late_ms = (now.0 - self.deadline.0).max(0);
+        self.status = if approve { ReviewStatus::Approved } else { ReviewStatus::Flagged };
+        self.reviewer = Some(reviewer.to_owned());
+        self.decided_at = Some(now);
+        self.notes = notes.trim().to_owned();
+        self.lessons = lessons.iter().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect();
+        self.follow_ups = follow_ups.iter().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect();
+        Ok(EntryDraft::new(
+            reviewer,
+            if approve { "review.approved" } else { "review.flagged" },
+            json!({
+                "review": self.id,
+                "notes": self.notes,
+                "lessons": self.lessons,
+                "follow_ups": self.follow_ups,
+                "late_ms": late_ms,
+            }),
+        )
+        .with_grant(&self.grant))
+    }
+
+    /// Marks an overdue review as escalated, once; the entry says so.
+    pub fn escalate(&mut self, now: Timestamp) -> Option<EntryDraft> {
+        if !self.is_overdue(now) || self.escalated_at.is_some() {
+            return None;
+        }
+        self.escalated_at = Some(now);
+        Some(
+            EntryDraft::new(
+                "breakglass",
+                "review.overdue",
+                json!({ "review": self.id, "grantee": self.principal, "deadline": self.deadline.to_rfc3339() }),
+            )
+            .with_grant(&self.grant),
+        )
+    }
+
+    /// When something must next happen to it: escalation at the deadline.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        (self.status == ReviewStatus::Open && self.escalated_at.is_none()).then_some(self.deadline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grant::{Request, Terms};
+
+    const T: Timestamp = Timestamp(1_795_262_400_000);
+    const MIN: i64 = 60_000;
+
+    fn ended(state: &str) -> Grant {
+        let (mut g, _) = Grant::request(
+            Request {
+                id: "gr_abc".into(),
+                principal: "alice".into(),
+                scopes: vec!["git:payments/api@refs/heads/main".into()],
+                capabilities: vec!["push".into()],
+                duration_ms: 30 * MIN,
+                reason: "INC-42".into(),
+                incident: None,
+            },
+            &Terms { max_duration_ms: 60 * MIN, approvals_required: 0, pending_ttl_ms: 15 * MIN },
+            T,
+        )
+        .unwrap();
+        match state {
+            "revoked" => {
+                g.revoke("bob", "fixed", Timestamp(T.0 + MIN)).unwrap();
+            }
+            _ => {
+                g.expire(Timestamp(T.0 + 31 * MIN)).unwrap();
+            }
+        }
+        g
+    }
+
+    #[test]
+    fn a_review_opens_when_a_used_grant_ends_and_only_another_person_signs_it_off() {
+        let g = ended("expired");
+        let now = Timestamp(T.0 + 31 * MIN);
+        let (mut r, e) = Review::open(&g, 72 * 60 * MIN, now).unwrap();
+        e.validate().unwrap();
+        assert_eq!((r.id.as_str(), e.kind.as_str(), e.grant.as_deref()), ("rv_abc", "review.opened", Some("gr_abc")));
+        assert_eq!(r.deadline, Timestamp(now.0 + 72 * 60 * MIN));
+        assert!(matches!(r.decide("alice", true, "fine", &[], &[], now), Err(ReviewError::OwnGrant { .. })));
+        assert_eq!(r.decide("bob", true, "  ", &[], &[], now), Err(ReviewError::MissingNotes));
+        let e =
+            r.decide("bob", false, "pushed without a test", &["add a canary".into()], &["JIRA-1".into()], now).unwrap();
+        assert_eq!((e.kind.as_str(), r.status), ("review.flagged", ReviewStatus::Flagged));
+        assert!(matches!(r.decide("carol", true, "ok", &[], &[], now), Err(ReviewError::Decided { .. })));
+        let (r, _) = Review::open(&ended("revoked"), MIN, now).unwrap();
+        assert_eq!(r.grant_end, "revoked: fixed");
+    }
+
+    #[test]
+    fn overdue_reviews_escalate_once() {
+        let g = ended("expired");
+        let (mut r, _) = Review::open(&g, 10 * MIN, T).unwrap();
+        assert!(r.escalate(Timestamp(T.0 + 9 * MIN)).is_none());
+        assert!(r.is_overdue(Timestamp(T.0 + 10 * MIN)));
+        assert_eq!(r.escalate(Timestamp(T.0 + 11 * MIN)).unwrap().kind, "review.overdue");
+        assert!(r.escalate(Timestamp(T.0 + 12 * MIN)).is_none());
+        assert_eq!(r.next_deadline(), None);
+        assert!(r.is_overdue(Timestamp(T.0 + 12 * MIN)), "still overdue until signed off");
+    }
+
+    #[test]
+    fn unused_grants_get_no_review() {
+        let (g, _) = Grant::request(
+            Request {
+                id: "gr_p".into(),
+                principal: "alice".into(),
+                scopes: vec!["git:a/b@refs/heads/main".into()],
+                capabilities: vec!["push".into()],
+                duration_ms: MIN,
+                reason: "x".into(),
+                incident: None,
+            },
+            &Terms { max_duration_ms: MIN, approvals_required: 1, pending_ttl_ms: MIN },
+            T,
+        )
+        .unwrap();
+        assert!(Review::open(&g, MIN, T).is_none());
+    }
+}
