@@ -534,6 +534,11 @@ impl Client {
         self.get(self.url(&["v1", "reviews", segment("review id", id)?])).await
     }
 
+    /// `POST /v1/reviews/{id}/export`: a verifiable report (the export is logged).
+    pub async fn export_review(&self, id: &str) -> Result<breakglass_core::report::Report, ClientError> {
+        self.post_empty(self.url(&["v1", "reviews", segment("review id", id)?, "export"])).await
+    }
+
     /// `POST /v1/reviews/{id}/approve` (or `/flag`).
     pub async fn decide_review(&self, id: &str, approve: bool, d: &ReviewDecision) -> Result<ReviewView, ClientError> {
         let action = if approve { "approve" } else { "flag" };

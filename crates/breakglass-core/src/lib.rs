@@ -22,6 +22,7 @@ pub mod oidc;
 pub mod policy;
 pub mod principals;
 pub mod proof;
+pub mod report;
 pub mod review;
 pub mod scope;
 pub mod sshsig;

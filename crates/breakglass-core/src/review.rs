@@ -5,7 +5,7 @@
 //! entry, like the grant state machine. No IO; time is a parameter.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::entry::EntryDraft;
 use crate::grant::{Grant, GrantState};
@@ -177,6 +177,53 @@ impl Review {
     pub fn next_deadline(&self) -> Option<Timestamp> {
         (self.status == ReviewStatus::Open && self.escalated_at.is_none()).then_some(self.deadline)
     }
+}
+
+/// One line for people about a log entry.
+pub fn summarize(kind: &str, actor: &str, d: &Value) -> String {
+    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    match kind {
+        "grant.requested" => {
+            format!("{actor} requested {} on {}: {}", list(&d["capabilities"]), list(&d["scopes"]), s("reason"))
+        }
+        "grant.approved" => format!("{actor} approved"),
+        "grant.activated" => format!("active ({}) until {}", s("how"), s("expires_at")),
+        "grant.extended" => format!("{actor} extended it to {}: {}", s("expires_at"), s("reason")),
+        "grant.ending" => format!("ends early at {}: {}", s("expires_at"), s("cause")),
+        "grant.expired" => format!("expired at {}", s("at")),
+        "grant.revoked" => format!("{actor} revoked it: {}", s("reason")),
+        "grant.token_issued" => format!("{actor} took a grant token (expires {})", s("expires_at")),
+        "git.push" => {
+            let files: usize = d["commits"]
+                .as_array()
+                .map_or(0, |c| c.iter().map(|c| c["files"].as_array().map_or(0, Vec::len)).sum());
+            format!(
+                "{actor} pushed {} commit(s) to {} of {} ({} file change(s))",
+                d["commit_count"].as_u64().unwrap_or(0),
+                s("ref"),
+                s("repo"),
+                files
+            )
+        }
+        "git.push.decision" => format!("push to {} of {}: {}", s("ref"), s("repo"), s("decision")),
+        "ci.gate" => format!(
+            "gate {} on {}: {} (outcome {}, exit {})",
+            s("gate"),
+            s("scope"),
+            s("mode"),
+            s("outcome"),
+            d["exit_code"].as_i64().map_or("-".into(), |c| c.to_string())
+        ),
+        "ci.deploy" => format!("deployed {} to {}", s("commit"), s("scope")),
+        "review.opened" => format!("review opened, due {}", s("deadline")),
+        "review.overdue" => "review overdue; escalated".into(),
+        "review.approved" | "review.flagged" => format!("{actor} {}: {}", &kind[7..], s("notes")),
+        _ => kind.to_owned(),
+    }
+}
+
+fn list(v: &Value) -> String {
+    v.as_array().map_or(String::new(), |a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
 }
 
 #[cfg(test)]

@@ -137,10 +137,10 @@ impl FromRequestParts<AppState> for Caller {
         approve, deny, revoke, extend, grant_token, check, create_token, list_tokens, revoke_token, reload_policy,
         checkpoint, entry, record_event, register_repo, list_repos, ci_status, list_incidents, show_incident,
         incident_pagerduty, incident_opsgenie, incident_alertmanager, incident_generic, list_notifications,
-        retry_notification, list_reviews, show_review, approve_review, flag_review
+        retry_notification, list_reviews, show_review, approve_review, flag_review, export_review
     ),
     components(schemas(
-        TimelineEntry, ReviewView, ReviewList, ReviewDecision, IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
+        breakglass_core::report::Report, breakglass_core::report::ProvenEntry, TimelineEntry, ReviewView, ReviewList, ReviewDecision, IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
         ErrorBody, ErrorDetail, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, WhoAmI,
         GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, GrantList, GrantStatus,
         CheckResponse, TokenResponse, CreateApiToken, ApiTokenView, CreatedApiToken, ApiTokenList,
@@ -198,6 +198,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/reviews/{id}", get(show_review))
         .route("/reviews/{id}/approve", post(approve_review))
         .route("/reviews/{id}/flag", post(flag_review))
+        .route("/reviews/{id}/export", post(export_review))
         .route("/notifications", get(list_notifications))
         .route("/notifications/{id}/retry", post(retry_notification))
         .route("/log/checkpoint", get(checkpoint))
@@ -739,4 +740,15 @@ async fn flag_review(
     Body(req): Body<ReviewDecision>,
 ) -> ApiResult<Json<ReviewView>> {
     Ok(Json(st.service.decide_review(&caller, &id, false, &req).await?))
+}
+
+/// A verifiable report: logs the export (its manifest), then proves every entry.
+#[utoipa::path(post, path = "/v1/reviews/{id}/export", params(("id" = String, Path)),
+    responses((status = 200, body = breakglass_core::report::Report), (status = 404, body = ErrorBody)))]
+async fn export_review(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<breakglass_core::report::Report>> {
+    Ok(Json(st.service.export_review(&caller, &id).await?))
 }

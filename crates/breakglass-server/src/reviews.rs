@@ -10,12 +10,13 @@ use breakglass_core::api::{ReviewDecision, ReviewView, TimelineEntry};
 use breakglass_core::entry::EntryDraft;
 use breakglass_core::grant::{Grant, GrantState};
 use breakglass_core::policy::ContextInput;
+use breakglass_core::report::{ProvenEntry, REPORT_FORMAT, Report};
 use breakglass_core::review::{Review, ReviewError, ReviewStatus};
 use breakglass_core::scope::Scope;
 use breakglass_core::time::Timestamp;
 use breakglass_store::ledger::AppendError;
 use breakglass_store::{Mutation, ObjectFilter, StateObject};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::service::{Caller, GRANT_KIND, Service, ServiceError};
 
@@ -89,53 +90,6 @@ fn view(r: &Review, now: Timestamp, timeline: Vec<TimelineEntry>) -> ReviewView 
         follow_ups: r.follow_ups.clone(),
         timeline,
     }
-}
-
-/// One line for people about a log entry.
-fn summarize(kind: &str, actor: &str, d: &Value) -> String {
-    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    match kind {
-        "grant.requested" => {
-            format!("{actor} requested {} on {}: {}", list(&d["capabilities"]), list(&d["scopes"]), s("reason"))
-        }
-        "grant.approved" => format!("{actor} approved"),
-        "grant.activated" => format!("active ({}) until {}", s("how"), s("expires_at")),
-        "grant.extended" => format!("{actor} extended it to {}: {}", s("expires_at"), s("reason")),
-        "grant.ending" => format!("ends early at {}: {}", s("expires_at"), s("cause")),
-        "grant.expired" => format!("expired at {}", s("at")),
-        "grant.revoked" => format!("{actor} revoked it: {}", s("reason")),
-        "grant.token_issued" => format!("{actor} took a grant token (expires {})", s("expires_at")),
-        "git.push" => {
-            let files: usize = d["commits"]
-                .as_array()
-                .map_or(0, |c| c.iter().map(|c| c["files"].as_array().map_or(0, Vec::len)).sum());
-            format!(
-                "{actor} pushed {} commit(s) to {} of {} ({} file change(s))",
-                d["commit_count"].as_u64().unwrap_or(0),
-                s("ref"),
-                s("repo"),
-                files
-            )
-        }
-        "git.push.decision" => format!("push to {} of {}: {}", s("ref"), s("repo"), s("decision")),
-        "ci.gate" => format!(
-            "gate {} on {}: {} (outcome {}, exit {})",
-            s("gate"),
-            s("scope"),
-            s("mode"),
-            s("outcome"),
-            d["exit_code"].as_i64().map_or("-".into(), |c| c.to_string())
-        ),
-        "ci.deploy" => format!("deployed {} to {}", s("commit"), s("scope")),
-        "review.opened" => format!("review opened, due {}", s("deadline")),
-        "review.overdue" => "review overdue; escalated".into(),
-        "review.approved" | "review.flagged" => format!("{actor} {}: {}", &kind[7..], s("notes")),
-        _ => kind.to_owned(),
-    }
-}
-
-fn list(v: &Value) -> String {
-    v.as_array().map_or(String::new(), |a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
 }
 
 impl Service {
@@ -258,7 +212,7 @@ impl Service {
                 out.push(TimelineEntry {
                     index: rec.index,
                     time: v["time"].as_str().unwrap_or("").to_owned(),
-                    summary: summarize(&kind, &actor, &v["data"]),
+                    summary: breakglass_core::review::summarize(&kind, &actor, &v["data"]),
                     kind,
                     actor,
                     data: v["data"].clone(),
@@ -267,6 +221,49 @@ impl Service {
             from = to;
         }
         Ok(out)
+    }
+
+    /// A verifiable report of a review: the manifest (a `review.exported`
+    /// entry listing the timeline) is logged first, then every entry is
+    /// proven against one checkpoint that covers them all.
+    pub async fn export_review(&self, caller: &Caller, id: &str) -> Result<Report, ServiceError> {
+        if caller.ci.is_some() || caller.grant.is_some() {
+            return Err(ServiceError::Forbidden("a CI job or grant token may not export reviews".into()));
+        }
+        let review = self.read_review(id).await?.0;
+        let timeline = self.timeline(&review.grant).await?;
+        let indexes: Vec<u64> = timeline.iter().map(|t| t.index).collect();
+        let receipt = self
+            .ledger()
+            .append(EntryDraft::new(
+                &caller.name,
+                "review.exported",
+                json!({ "review": review.id, "grant": review.grant, "entries": indexes, "format": REPORT_FORMAT }),
+            ))
+            .await?;
+        let reader = self.ledger().reader();
+        let read = |e: breakglass_store::reader::ReadError| internal("cannot read the log for a report", e);
+        let head = reader.head().await.map_err(read)?;
+        let mut proven = Vec::with_capacity(indexes.len() + 1);
+        for index in indexes.iter().copied().chain([receipt.index]) {
+            let rec = reader.entry(index).await.map_err(read)?;
+            let proof = reader.prove_inclusion(index, head.size).await.map_err(read)?;
+            proven.push(ProvenEntry {
+                index,
+                entry: String::from_utf8(rec.data).map_err(|e| internal("a log entry is not UTF-8", e))?,
+                proof: proof.iter().map(|h| h.to_base64()).collect(),
+            });
+        }
+        let manifest = proven.pop().expect("the manifest was proven last");
+        Ok(Report {
+            format: REPORT_FORMAT.into(),
+            review: view(&review, self.now(), timeline),
+            origin: reader.origin().to_owned(),
+            log_key: reader.verifier().to_string(),
+            checkpoint: head.note,
+            manifest,
+            events: proven,
+        })
     }
 
     /// Signs a review off (`approve`) or flags it.

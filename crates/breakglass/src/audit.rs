@@ -34,6 +34,10 @@ pub async fn run(loc: &Location, cmd: AuditCommand) -> CliResult {
     if let AuditCommand::VerifyProof { proof, entry, key, origin, json } = cmd {
         return verify_proof(&proof, &entry, &key, origin.as_deref(), json);
     }
+    // So is a report's verification.
+    if let AuditCommand::Verify { report: Some(report), key, json, .. } = &cmd {
+        return verify_report(report, key.as_deref(), *json);
+    }
     let data = DataDir::open(loc)?;
     match cmd {
         AuditCommand::Key { json } => {
@@ -105,7 +109,7 @@ pub async fn run(loc: &Location, cmd: AuditCommand) -> CliResult {
                 write_out(out.as_deref(), proof.to_text().as_bytes())?;
             }
         }
-        AuditCommand::Verify { since, key, json } => {
+        AuditCommand::Verify { since, key, json, .. } => {
             let key = key.as_deref().map(parse_verifier_key).transpose()?;
             let reader = data.reader(key.as_ref()).await?;
             let saved = since
@@ -198,6 +202,31 @@ fn read_saved_checkpoint(path: &Path, origin: &str, key: &NoteVerifier) -> CliRe
     Checkpoint::open(&text, origin, std::slice::from_ref(key)).map_err(|e| {
         bad_input(format!("saved checkpoint {} is not a valid checkpoint signed by this log: {e}", path.display()))
     })
+}
+
+fn verify_report(path: &Path, key: Option<&str>, json: bool) -> CliResult {
+    let text = String::from_utf8(read_input(path, "report")?)
+        .map_err(|_| bad_input(format!("report {} is not UTF-8 text", path.display())))?;
+    let pinned = key.map(parse_verifier_key).transpose()?;
+    let report = breakglass_core::report::read(&text)
+        .map_err(|e| check_failed(format!("report {} does not verify: {e}", path.display())))?;
+    let v = breakglass_core::report::verify(&report, pinned.as_ref())
+        .map_err(|e| check_failed(format!("report {} does not verify: {e}", path.display())))?;
+    let key_note =
+        if pinned.is_some() { "the pinned key" } else { "the key the report carries (pass --key to pin it)" };
+    if json {
+        print_json(&json!({
+            "ok": true, "review": v.review, "grant": v.grant, "events": v.events,
+            "origin": v.checkpoint.origin, "size": v.checkpoint.size, "root": v.checkpoint.root.to_base64(),
+            "key_pinned": pinned.is_some(),
+        }));
+    } else {
+        println!(
+            "ok: review {} of grant {}: {} entries, each proven in {} at tree size {}, none missing; checked against {key_note}",
+            v.review, v.grant, v.events, v.checkpoint.origin, v.checkpoint.size
+        );
+    }
+    Ok(())
 }
 
 fn verify_proof(proof: &Path, entry: &Path, key: &str, origin: Option<&str>, json: bool) -> CliResult {

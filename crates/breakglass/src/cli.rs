@@ -433,8 +433,12 @@ pub enum AuditCommand {
     #[command(after_help = EXIT_CODES)]
     Verify {
         /// A signed checkpoint saved earlier: the log must still extend it.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "report")]
         since: Option<PathBuf>,
+        /// Verify a review report (`breakglass review export`) offline instead of the log: every
+        /// entry proven against the signed checkpoint, none missing or added, the text unedited.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
         /// Trust this verifier key (or file) instead of the data directory's own key.
         #[arg(long, value_name = "VKEY")]
         key: Option<String>,
@@ -747,12 +751,33 @@ pub enum ReviewCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Write a verifiable report of a review (JSON, Markdown or a self-contained HTML page): every
+    /// event with its log entry and inclusion proof. The export is itself logged (its manifest).
+    #[command(after_help = CLIENT_HELP)]
+    Export {
+        /// The review id (rv_…) or its grant's id (gr_…).
+        id: String,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+        format: ReportFormat,
+        /// Write here instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Sign a review off: what was done under the grant was right.
     #[command(after_help = CLIENT_HELP)]
     Approve(ReviewDecisionArgs),
     /// Sign a review off with concerns that need follow-up.
     #[command(after_help = CLIENT_HELP)]
     Flag(ReviewDecisionArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Json,
+    Md,
+    Html,
 }
 
 #[derive(Debug, Args)]

@@ -632,6 +632,32 @@ pub async fn review(cmd: crate::cli::ReviewCommand) -> CliResult {
             print_review(&r);
             Ok(())
         }
+        ReviewCommand::Export { id, format, output, client } => {
+            use crate::cli::ReportFormat;
+            let report = connect(&client)?.export_review(&id).await?;
+            let text = match format {
+                ReportFormat::Json => {
+                    serde_json::to_string_pretty(&report).map_err(|e| internal(e.to_string()))? + "\n"
+                }
+                ReportFormat::Md => breakglass_core::report::to_markdown(&report),
+                ReportFormat::Html => breakglass_core::report::to_html(&report),
+            };
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .map_err(|e| bad_input(format!("cannot write {}: {e}", path.display())))?;
+                    eprintln!(
+                        "wrote the report of review {} ({} entries, proven at tree size {}) to {}",
+                        report.review.id,
+                        report.events.len(),
+                        report.checkpoint.lines().nth(1).unwrap_or("?"),
+                        path.display()
+                    );
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
         ReviewCommand::Approve(a) | ReviewCommand::Flag(a) if a.notes.trim().is_empty() => Err(
             crate::error::bad_input(format!("--notes for review {}: say what was checked and what was found", a.id)),
         ),

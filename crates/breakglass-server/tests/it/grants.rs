@@ -86,7 +86,8 @@ async fn request_approve_token_extend_revoke_each_writes_its_entries() {
     let (status, g) = srv.post(&format!("/v1/grants/{id}/revoke"), &alice, json!({ "reason": "fixed" })).await;
     assert_eq!(status, StatusCode::OK, "{g}");
     assert_eq!((g["state"].as_str(), g["effective"].as_bool()), (Some("revoked"), Some(false)));
-    assert_eq!(srv.kinds_since(before).await, ["grant.revoked"]);
+    // The review opens with the end (issue 7).
+    assert_eq!(srv.kinds_since(before).await, ["grant.revoked", "review.opened"]);
     assert_eq!(srv.get(&check, &svc).await.1["allowed"], false);
     let (_, s) = srv.get(&format!("/v1/grants/{id}/status"), &svc).await;
     assert_eq!(s["state"], "revoked");
@@ -102,7 +103,10 @@ async fn request_approve_token_extend_revoke_each_writes_its_entries() {
         assert_eq!(e["grant"], id.as_str());
         kinds.push(e["kind"].as_str().unwrap().to_owned());
     }
-    assert_eq!(kinds, ["grant.requested", "grant.approved", "grant.activated", "grant.extended", "grant.revoked"]);
+    assert_eq!(
+        kinds,
+        ["grant.requested", "grant.approved", "grant.activated", "grant.extended", "grant.revoked", "review.opened"]
+    );
     assert!(srv.kinds_since(0).await.contains(&"grant.token_issued".to_owned()));
     srv.verify().await;
 }
@@ -142,7 +146,11 @@ async fn expiry_is_exact_even_before_the_timer_writes_it() {
     let entry: serde_json::Value = serde_json::from_slice(&rec.data).unwrap();
     assert_eq!(entry["kind"], "grant.expired");
     assert_eq!(entry["data"]["noticed_late_ms"], 5_000);
-    assert_eq!(srv.service.next_due().await.unwrap(), None);
+    // Nothing else is due but the review's deadline (issue 7).
+    assert_eq!(
+        srv.service.next_due().await.unwrap(),
+        Some(breakglass_core::time::Timestamp(srv.clock.now().0 + 72 * 3_600_000))
+    );
     srv.verify().await;
 }
 

@@ -8,6 +8,7 @@ mod git;
 mod git_transport;
 mod incidents;
 mod policy;
+mod reviews;
 mod served;
 mod server;
 mod support;
