@@ -10,6 +10,7 @@
 //! the file system. Time is a parameter ([`time::Timestamp`]).
 
 pub mod api;
+pub mod bundle;
 pub mod checkpoint;
 pub mod entry;
 pub mod grant;

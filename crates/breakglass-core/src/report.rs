@@ -85,7 +85,7 @@ fn entry_json(p: &ProvenEntry) -> Result<Value, ReportError> {
     serde_json::from_str(&p.entry).map_err(|_| ReportError::Entry { index: p.index, why: "not JSON".into() })
 }
 
-fn check_proof(p: &ProvenEntry, cp: &Checkpoint) -> Result<(), ReportError> {
+pub(crate) fn check_proof(p: &ProvenEntry, cp: &Checkpoint) -> Result<(), ReportError> {
     let hashes = p
         .proof
         .iter()

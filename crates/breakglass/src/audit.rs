@@ -6,6 +6,7 @@ use std::path::Path;
 use breakglass_core::checkpoint::Checkpoint;
 use breakglass_core::entry::Entry;
 use breakglass_core::note::NoteVerifier;
+use breakglass_core::time::Timestamp;
 use breakglass_core::tlog_proof::TlogProof;
 use breakglass_store::verify::{VerifyError, VerifyOptions, verify_log};
 use serde_json::json;
@@ -37,6 +38,9 @@ pub async fn run(loc: &Location, cmd: AuditCommand) -> CliResult {
     // So is a report's verification.
     if let AuditCommand::Verify { report: Some(report), key, json, .. } = &cmd {
         return verify_report(report, key.as_deref(), *json);
+    }
+    if let AuditCommand::Verify { bundle: Some(bundle), key, json, .. } = &cmd {
+        return verify_bundle(bundle, key.as_deref(), *json);
     }
     let data = DataDir::open(loc)?;
     match cmd {
@@ -146,7 +150,12 @@ pub async fn run(loc: &Location, cmd: AuditCommand) -> CliResult {
                 Err(e) => return Err(internal(e.to_string())),
             }
         }
-        AuditCommand::Export { out, json } => {
+        AuditCommand::Export { bundle: Some(file), from, to, json, .. } => {
+            let reader = data.reader(None).await?;
+            export_bundle(&reader, &file, from.as_deref().unwrap_or(""), to.as_deref().unwrap_or(""), json).await?;
+        }
+        AuditCommand::Export { out, json, .. } => {
+            let out = out.ok_or_else(|| bad_input("--out DIR or --bundle FILE is required"))?;
             let reader = data.reader(None).await?;
             let report =
                 breakglass_store::export::export_tiles(&reader, &out).await.map_err(|e| internal(e.to_string()))?;
@@ -202,6 +211,134 @@ fn read_saved_checkpoint(path: &Path, origin: &str, key: &NoteVerifier) -> CliRe
     Checkpoint::open(&text, origin, std::slice::from_ref(key)).map_err(|e| {
         bad_input(format!("saved checkpoint {} is not a valid checkpoint signed by this log: {e}", path.display()))
     })
+}
+
+/// A `--from`/`--to` value: a date (its first or last millisecond, UTC) or RFC 3339.
+fn range_time(flag: &str, v: &str, end: bool) -> CliResult<Timestamp> {
+    let v = v.trim();
+    if v.len() == 10 && v.as_bytes()[4] == b'-' && v.as_bytes()[7] == b'-' {
+        let t = if end { format!("{v}T23:59:59.999Z") } else { format!("{v}T00:00:00Z") };
+        return Timestamp::parse(&t)
+            .map_err(|_| bad_input(format!("{flag} {v:?}: expected a date like 2026-11-01 or RFC 3339")));
+    }
+    Timestamp::parse(v).map_err(|_| bad_input(format!("{flag} {v:?}: expected a date like 2026-11-01 or RFC 3339")))
+}
+
+async fn export_bundle(
+    reader: &breakglass_store::reader::LogReader,
+    file: &Path,
+    from: &str,
+    to: &str,
+    json: bool,
+) -> CliResult {
+    use breakglass_core::bundle::{BUNDLE_FORMAT, Bundle};
+    use breakglass_core::report::ProvenEntry;
+    let (from, to) = (range_time("--from", from, false)?, range_time("--to", to, true)?);
+    if to < from {
+        return Err(bad_input(format!("--to {} is before --from {}", to.to_rfc3339(), from.to_rfc3339())));
+    }
+    let head = reader.head().await.map_err(|e| internal(e.to_string()))?;
+    let time_of = |i: u64| async move {
+        let rec = reader.entry(i).await.map_err(|e| internal(e.to_string()))?;
+        Entry::decode(&rec.data).map(|e| e.time).map_err(|e| internal(format!("entry {i}: {e}")))
+    };
+    // The first index whose time is after `t` (or at it, when `inclusive`): entries' times never decrease.
+    let bound = async |t: Timestamp, inclusive: bool| -> CliResult<u64> {
+        let (mut lo, mut hi) = (0, head.size);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = time_of(mid).await?;
+            if (inclusive && at < t) || (!inclusive && at <= t) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    };
+    let start = bound(from, true).await?;
+    let end = bound(to, false).await?.max(start);
+    let prove = |index: u64| async move {
+        let rec = reader.entry(index).await.map_err(|e| internal(e.to_string()))?;
+        let proof = reader.prove_inclusion(index, head.size).await.map_err(|e| internal(e.to_string()))?;
+        Ok::<_, crate::error::CliError>(ProvenEntry {
+            index,
+            entry: String::from_utf8(rec.data).map_err(|_| internal(format!("entry {index} is not UTF-8")))?,
+            proof: proof.iter().map(|h| h.to_base64()).collect(),
+        })
+    };
+    let mut entries = Vec::new();
+    for i in start..end {
+        entries.push(prove(i).await?);
+    }
+    let before = if start > 0 { Some(prove(start - 1).await?) } else { None };
+    let after = if end < head.size { Some(prove(end).await?) } else { None };
+    let bundle = Bundle {
+        format: BUNDLE_FORMAT.into(),
+        origin: reader.origin().to_owned(),
+        log_key: reader.verifier().to_string(),
+        checkpoint: head.note.clone(),
+        from: from.to_rfc3339(),
+        to: to.to_rfc3339(),
+        start,
+        end,
+        entries,
+        before,
+        after,
+    };
+    let text = serde_json::to_string_pretty(&bundle).map_err(|e| internal(e.to_string()))?;
+    // Written whole or not at all: a temporary file beside it, renamed into place.
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let write = || -> std::io::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(file).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().map_err(|e| bad_input(format!("cannot write the bundle {}: {e}", file.display())))?;
+    if json {
+        print_json(&json!({ "bundle": file, "start": start, "end": end, "entries": end - start, "size": head.size }));
+    } else {
+        println!(
+            "wrote {} entries ({}..{}, {} to {}) with their proofs at tree size {} to {}",
+            end - start,
+            start,
+            end,
+            bundle.from,
+            bundle.to,
+            head.size,
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+fn verify_bundle(path: &Path, key: Option<&str>, json: bool) -> CliResult {
+    let text = read_input(path, "bundle")?;
+    let bundle: breakglass_core::bundle::Bundle = serde_json::from_slice(&text)
+        .map_err(|e| check_failed(format!("bundle {} does not verify: not a bundle: {e}", path.display())))?;
+    let pinned = key.map(parse_verifier_key).transpose()?;
+    let v = breakglass_core::bundle::verify(&bundle, pinned.as_ref())
+        .map_err(|e| check_failed(format!("bundle {} does not verify: {e}", path.display())))?;
+    if json {
+        print_json(&json!({
+            "ok": true, "start": v.start, "end": v.end, "entries": v.end - v.start,
+            "origin": v.checkpoint.origin, "size": v.checkpoint.size, "key_pinned": pinned.is_some(),
+        }));
+    } else {
+        println!(
+            "ok: entries {}..{} ({} to {}) are complete and each proven in {} at tree size {}{}",
+            v.start,
+            v.end,
+            bundle.from,
+            bundle.to,
+            v.checkpoint.origin,
+            v.checkpoint.size,
+            if pinned.is_some() { "" } else { "; checked against the key the bundle carries (pass --key to pin it)" }
+        );
+    }
+    Ok(())
 }
 
 fn verify_report(path: &Path, key: Option<&str>, json: bool) -> CliResult {

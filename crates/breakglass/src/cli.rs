@@ -437,8 +437,11 @@ pub enum AuditCommand {
         since: Option<PathBuf>,
         /// Verify a review report (`breakglass review export`) offline instead of the log: every
         /// entry proven against the signed checkpoint, none missing or added, the text unedited.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "bundle")]
         report: Option<PathBuf>,
+        /// Verify an evidence bundle (`audit export --bundle`) offline instead of the log.
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
         /// Trust this verifier key (or file) instead of the data directory's own key.
         #[arg(long, value_name = "VKEY")]
         key: Option<String>,
@@ -455,12 +458,23 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Write the log in the C2SP tlog-tiles layout, incrementally (existing files are never rewritten).
+    /// Write the log in the C2SP tlog-tiles layout, incrementally (existing files are never
+    /// rewritten); or, with --bundle, an evidence bundle of a time range for auditors.
     #[command(after_help = EXIT_CODES)]
     Export {
-        /// The output directory.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
+        /// The output directory (tlog-tiles).
+        #[arg(long, value_name = "DIR", required_unless_present = "bundle", conflicts_with = "bundle")]
+        out: Option<PathBuf>,
+        /// Write an evidence bundle: every entry from --from to --to with its inclusion proof and
+        /// the entries fencing the range, verifiable offline with `audit verify --bundle`.
+        #[arg(long, value_name = "FILE", requires_all = ["from", "to"])]
+        bundle: Option<PathBuf>,
+        /// The range's start: a date (2026-11-01, from its first millisecond, UTC) or RFC 3339.
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// The range's end: a date (its last millisecond, UTC) or RFC 3339.
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -167,3 +167,89 @@ fn a_review_holds_the_push_and_the_gate_only_a_reviewer_signs_it_and_its_report_
     let other = "breakglass.test/other+0a1b2c3d+AaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAaAa";
     assert!(!verify_report(&srv.path("report.json"), other).status.success());
 }
+
+#[test]
+fn an_evidence_bundle_of_a_date_range_verifies_offline_and_fails_when_tampered_with() {
+    let s = GitSetup::new();
+    let srv = &s.srv;
+    // Entries on day one, then on day three.
+    s.grant(MAIN, &["push"], "30m");
+    srv.advance_clock(2 * 24 * 3_600_000);
+    // (Two days on, the sessions have expired: log in again.)
+    for who in ["alice", "bob"] {
+        let key = srv.path("keys").join(who);
+        srv.ok(who, &["login", "--principal", who, "--key", key.to_str().unwrap()]);
+    }
+    s.grant(MAIN, &["push"], "30m");
+    srv.advance_clock(60_000);
+    let log = s.log();
+    let times: Vec<&str> = log.iter().map(|e| e["time"].as_str().unwrap()).collect();
+    let day3 = &times.last().unwrap()[..10];
+    let first_day3 = times.iter().position(|t| t.starts_with(day3)).unwrap() as u64;
+    let bundle = srv.path("evidence.json");
+    let out = Command::new(BIN)
+        .args(["audit", "export", "--bundle"])
+        .arg(&bundle)
+        .args(["--from", day3, "--to", day3, "--json", "--data-dir"])
+        .arg(&srv.data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["start"].as_u64(), v["end"].as_u64()), (Some(first_day3), Some(log.len() as u64)), "{v}");
+
+    // Offline: no data directory, no server; the key pinned.
+    let key = String::from_utf8(
+        Command::new(BIN).args(["audit", "key", "--data-dir"]).arg(&srv.data).output().unwrap().stdout,
+    )
+    .unwrap();
+    let key = key.lines().find(|l| l.contains('+')).unwrap_or(key.trim()).trim().to_owned();
+    let verify = |file: &std::path::Path| {
+        Command::new(BIN)
+            .args(["audit", "verify", "--key", &key, "--bundle"])
+            .arg(file)
+            .env_remove("BREAKGLASS_DATA_DIR")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap()
+    };
+    let out = verify(&bundle);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
+    let mut edited = json.clone();
+    edited["entries"][0]["entry"] =
+        Value::String(json["entries"][0]["entry"].as_str().unwrap().replacen("\"kind\":\"", "\"kind\":\"x", 1));
+    let mut dropped = json.clone();
+    dropped["entries"].as_array_mut().unwrap().remove(1);
+    let mut unfenced = json.clone();
+    unfenced["before"] = Value::Null;
+    let mut shifted = json.clone();
+    shifted["start"] = Value::from(first_day3 + 1);
+    // The left-out entry poses as the fence before the range.
+    shifted["before"] = shifted["entries"].as_array_mut().unwrap().remove(0);
+    for (what, b, needle) in [
+        ("an edited entry", edited, "root"),
+        ("a dropped entry", dropped, "not exactly indexes"),
+        ("the fence before removed", unfenced, "just before"),
+        ("the range's first entry left out", shifted, "before the range is not before"),
+    ] {
+        let file = srv.path("tampered.json");
+        std::fs::write(&file, b.to_string()).unwrap();
+        let out = verify(&file);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(err.contains(needle), "{what}: {err}");
+    }
+    // Bad input names the flag.
+    let out = Command::new(BIN)
+        .args(["audit", "export", "--bundle"])
+        .arg(srv.path("x.json"))
+        .args(["--from", "yesterday", "--to", day3, "--data-dir"])
+        .arg(&srv.data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--from \"yesterday\""));
+    assert!(!srv.path("x.json").exists(), "nothing written");
+}
