@@ -545,6 +545,15 @@ impl Client {
         self.post(self.url(&["v1", "reviews", segment("review id", id)?, action]), d).await
     }
 
+    /// `GET /v1/stats[?since=]`: the friction figures.
+    pub async fn stats(&self, since: Option<&str>) -> Result<breakglass_core::api::StatsView, ClientError> {
+        let mut url = self.url(&["v1", "stats"]);
+        if let Some(s) = since {
+            url.query_pairs_mut().append_pair("since", s);
+        }
+        self.get(url).await
+    }
+
     /// `GET /v1/notifications[?status=]`: queued notifications and their delivery state.
     pub async fn notifications(&self, status: Option<&str>) -> Result<NotificationList, ClientError> {
         let mut url = self.url(&["v1", "notifications"]);

@@ -534,3 +534,44 @@ pub struct ReviewDecision {
     #[serde(default)]
     pub follow_ups: Vec<String>,
 }
+
+/// Percentiles of a set of durations, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DurationStats {
+    pub count: u64,
+    pub p50_ms: i64,
+    pub p90_ms: i64,
+    pub max_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CountBy {
+    pub name: String,
+    pub count: u64,
+}
+
+/// `GET /v1/stats`: the friction figures a team watches.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StatsView {
+    /// Grants requested since `since` (all when absent).
+    pub since: Option<Timestamp>,
+    pub requested: u64,
+    /// Grants that became active, and of those how many with no human approval.
+    pub activated: u64,
+    pub auto_approved: u64,
+    pub refused_or_lapsed: u64,
+    /// From request to active.
+    pub request_to_active: DurationStats,
+    /// How long grants were active (to their end, or to now while active).
+    pub active_for: DurationStats,
+    /// Who breaks glass, and where, most first.
+    pub by_principal: Vec<CountBy>,
+    pub by_scope: Vec<CountBy>,
+    pub reviews_open: u64,
+    pub reviews_overdue: u64,
+    pub reviews_approved: u64,
+    pub reviews_flagged: u64,
+}

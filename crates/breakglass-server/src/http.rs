@@ -137,10 +137,10 @@ impl FromRequestParts<AppState> for Caller {
         approve, deny, revoke, extend, grant_token, check, create_token, list_tokens, revoke_token, reload_policy,
         checkpoint, entry, record_event, register_repo, list_repos, ci_status, list_incidents, show_incident,
         incident_pagerduty, incident_opsgenie, incident_alertmanager, incident_generic, list_notifications,
-        retry_notification, list_reviews, show_review, approve_review, flag_review, export_review
+        retry_notification, list_reviews, show_review, approve_review, flag_review, export_review, stats
     ),
     components(schemas(
-        breakglass_core::report::Report, breakglass_core::report::ProvenEntry, TimelineEntry, ReviewView, ReviewList, ReviewDecision, IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
+        StatsView, DurationStats, CountBy, breakglass_core::report::Report, breakglass_core::report::ProvenEntry, TimelineEntry, ReviewView, ReviewList, ReviewDecision, IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
         ErrorBody, ErrorDetail, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, WhoAmI,
         GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, GrantList, GrantStatus,
         CheckResponse, TokenResponse, CreateApiToken, ApiTokenView, CreatedApiToken, ApiTokenList,
@@ -199,6 +199,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/reviews/{id}/approve", post(approve_review))
         .route("/reviews/{id}/flag", post(flag_review))
         .route("/reviews/{id}/export", post(export_review))
+        .route("/stats", get(stats))
         .route("/notifications", get(list_notifications))
         .route("/notifications/{id}/retry", post(retry_notification))
         .route("/log/checkpoint", get(checkpoint))
@@ -265,6 +266,7 @@ async fn metrics_text(_caller: Caller, State(st): State<AppState>) -> ApiResult<
     for (state, n) in counts {
         metrics::gauge!("breakglass_grants", "state" => state).set(n as f64);
     }
+    crate::stats::export_metrics(&st.service.stats(&_caller, None).await?);
     let text = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
@@ -751,4 +753,25 @@ async fn export_review(
     Path(id): Path<String>,
 ) -> ApiResult<Json<breakglass_core::report::Report>> {
     Ok(Json(st.service.export_review(&caller, &id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    /// RFC 3339: only grants requested since.
+    since: Option<String>,
+}
+
+/// Friction figures: request-to-active times, grant durations, who breaks glass where, reviews.
+#[utoipa::path(get, path = "/v1/stats", params(("since" = Option<String>, Query, description = "RFC 3339")),
+    responses((status = 200, body = StatsView), (status = 400, body = ErrorBody)))]
+async fn stats(caller: Caller, State(st): State<AppState>, Query(q): Query<StatsQuery>) -> ApiResult<Json<StatsView>> {
+    let since = match q.since.as_deref() {
+        None => None,
+        Some(s) => Some(
+            Timestamp::parse(s)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("since: {e}")))?,
+        ),
+    };
+    Ok(Json(st.service.stats(&caller, since).await?))
 }

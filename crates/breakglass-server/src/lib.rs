@@ -15,6 +15,7 @@ pub mod listen;
 pub mod notify;
 pub mod reviews;
 pub mod service;
+pub mod stats;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 

@@ -117,6 +117,18 @@ pub enum Command {
     /// `review list [--open|--overdue]`, `review show ID` (the timeline), `review approve|flag ID --notes …`.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// Friction figures: time from request to active, how long grants last, who breaks glass
+    /// where and how often, reviews outstanding and overdue.
+    #[command(after_help = CLIENT_HELP)]
+    Stats {
+        /// Only grants requested since this date (2026-11-01) or time (RFC 3339).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Notifications and their delivery: `breakglass notifications [--status failed]`,
     /// `breakglass notifications retry ID` (admin).
     #[command(args_conflicts_with_subcommands = true, after_help = CLIENT_HELP)]

@@ -592,6 +592,49 @@ pub async fn incidents(args: crate::cli::IncidentsArgs) -> CliResult {
     Ok(())
 }
 
+pub async fn stats(since: Option<String>, json: bool, client: ClientArgs) -> CliResult {
+    let since = since.map(|s| if s.len() == 10 { format!("{s}T00:00:00Z") } else { s });
+    let s = connect(&client)?.stats(since.as_deref()).await?;
+    if json {
+        print_json(&s);
+        return Ok(());
+    }
+    let d = |d: &breakglass_core::api::DurationStats| {
+        if d.count == 0 {
+            "-".to_owned()
+        } else {
+            format!(
+                "p50 {}, p90 {}, max {} ({} grants)",
+                breakglass_core::grant::human_duration(d.p50_ms),
+                breakglass_core::grant::human_duration(d.p90_ms),
+                breakglass_core::grant::human_duration(d.max_ms),
+                d.count
+            )
+        }
+    };
+    println!(
+        "grants requested    {}{}",
+        s.requested,
+        s.since.map_or(String::new(), |t| format!(" since {}", t.to_rfc3339()))
+    );
+    println!(
+        "activated           {} ({} with no human approval); refused, denied or lapsed {}",
+        s.activated, s.auto_approved, s.refused_or_lapsed
+    );
+    println!("request to active   {}", d(&s.request_to_active));
+    println!("active for          {}", d(&s.active_for));
+    println!(
+        "reviews             {} open, {} overdue, {} approved, {} flagged",
+        s.reviews_open, s.reviews_overdue, s.reviews_approved, s.reviews_flagged
+    );
+    let top = |v: &[breakglass_core::api::CountBy]| {
+        v.iter().take(10).map(|c| format!("{} {}", c.name, c.count)).collect::<Vec<_>>().join(", ")
+    };
+    println!("by principal        {}", top(&s.by_principal));
+    println!("by scope            {}", top(&s.by_scope));
+    Ok(())
+}
+
 pub async fn review(cmd: crate::cli::ReviewCommand) -> CliResult {
     use crate::cli::ReviewCommand;
     match cmd {

@@ -108,6 +108,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Incidents(args) => client::incidents(args).await,
         Command::Notifications(args) => client::notifications(args).await,
         Command::Review(cmd) => client::review(cmd).await,
+        Command::Stats { since, json, client } => client::stats(since, json, client).await,
         Command::Show(args) => client::show(args).await,
         Command::Token(args) => client::token(args).await,
         Command::Grant(cmd) => client::grant(cmd).await,

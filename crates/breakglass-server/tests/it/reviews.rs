@@ -120,6 +120,21 @@ async fn a_review_opens_at_the_end_with_everything_done_under_the_grant_and_only
     let (_, r) = srv.get(&format!("/v1/reviews/{review_id}"), &alice).await;
     assert_eq!(r["lessons"], json!(["keep a canary"]));
     assert_eq!(r["follow_ups"], json!(["PAY-1: re-run integration tests"]));
+
+    // The friction figures: bob approved alice's request after 0 ms here; she held it 30 minutes.
+    let (status, s) = srv.get("/v1/stats", &admin).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(
+        (s["requested"].as_u64(), s["activated"].as_u64(), s["auto_approved"].as_u64()),
+        (Some(2), Some(1), Some(0)),
+        "{s}"
+    );
+    assert_eq!(s["active_for"]["p50_ms"], 30 * 60_000, "{s}");
+    assert_eq!(s["by_principal"], json!([{ "name": "alice", "count": 1 }]));
+    assert_eq!(s["by_scope"][0]["name"], MAIN);
+    assert_eq!((s["reviews_flagged"].as_u64(), s["reviews_open"].as_u64()), (Some(1), Some(0)));
+    let (status, _) = srv.get("/v1/stats?since=yesterday", &admin).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     srv.verify().await;
 }
 

@@ -115,6 +115,12 @@ fn a_review_holds_the_push_and_the_gate_only_a_reviewer_signs_it_and_its_report_
     );
     assert_eq!((v["status"].as_str(), v["reviewer"].as_str()), (Some("approved"), Some("bob")));
 
+    let stats = srv.json("admin", &["stats"]);
+    assert_eq!(
+        (stats["reviews_approved"].as_u64(), stats["by_principal"][0]["name"].as_str()),
+        (Some(1), Some("alice"))
+    );
+
     // The report, in each form, verifies offline against the pinned log key.
     let key = String::from_utf8(
         Command::new(BIN).args(["audit", "key", "--data-dir"]).arg(&srv.data).output().unwrap().stdout,
