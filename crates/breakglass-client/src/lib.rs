@@ -545,6 +545,12 @@ impl Client {
         self.post(self.url(&["v1", "reviews", segment("review id", id)?, action]), d).await
     }
 
+    /// `POST /v1/debug/clock`: moves a test server's clock forward (admin;
+    /// only a server started with `--unsafe-test-clock` has the endpoint).
+    pub async fn advance_test_clock(&self, ms: i64) -> Result<serde_json::Value, ClientError> {
+        self.post(self.url(&["v1", "debug", "clock"]), &serde_json::json!({ "advance_ms": ms })).await
+    }
+
     /// `GET /v1/stats[?since=]`: the friction figures.
     pub async fn stats(&self, since: Option<&str>) -> Result<breakglass_core::api::StatsView, ClientError> {
         let mut url = self.url(&["v1", "stats"]);

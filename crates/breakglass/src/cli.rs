@@ -117,6 +117,21 @@ pub enum Command {
     /// `review list [--open|--overdue]`, `review show ID` (the timeline), `review approve|flag ID --notes …`.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// Rehearse a whole break-glass event in a sandbox made for it (a scratch server with a test
+    /// clock, a repository with hooks, a simulated incident) and time every step: request approved
+    /// by the incident, token, protected push, CI gate relaxed, expiry, push refused again, review
+    /// opened, log verified. Fails (exit 1) on the first step that does not work.
+    #[command(after_help = EXIT_CODES)]
+    Drill {
+        #[arg(long)]
+        json: bool,
+        /// Keep the sandbox directory (printed) to look at afterwards.
+        #[arg(long)]
+        keep: bool,
+        /// Break the sandbox on purpose, to see the drill catch it.
+        #[arg(long, value_enum, value_name = "FAULT")]
+        fault: Option<crate::drill::Fault>,
+    },
     /// Friction figures: time from request to active, how long grants last, who breaks glass
     /// where and how often, reviews outstanding and overdue.
     #[command(after_help = CLIENT_HELP)]

@@ -11,6 +11,7 @@ mod config;
 mod credentials;
 mod datadir;
 mod debug;
+mod drill;
 mod error;
 mod git;
 mod policy;
@@ -108,6 +109,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Incidents(args) => client::incidents(args).await,
         Command::Notifications(args) => client::notifications(args).await,
         Command::Review(cmd) => client::review(cmd).await,
+        Command::Drill { json, keep, fault } => drill::run(json, fault, keep).await,
         Command::Stats { since, json, client } => client::stats(since, json, client).await,
         Command::Show(args) => client::show(args).await,
         Command::Token(args) => client::token(args).await,

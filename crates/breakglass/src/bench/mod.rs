@@ -357,7 +357,7 @@ const CLOCK_TICKS: f64 = 100.0;
 
 /// The `breakglass serve` child; killed when dropped, so that a benchmark
 /// that fails half-way never leaves a server running.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: std::process::Child,
 }
 
@@ -377,12 +377,23 @@ impl ServerProcess {
 /// Starts `breakglass serve` (this same executable) on a free loopback port
 /// over `data`; returns it with its URL and the bootstrap admin token.
 async fn start_server(data: &std::path::Path) -> CliResult<(ServerProcess, String, String)> {
+    start_server_with(data, "bench.breakglass.local/server", &[]).await
+}
+
+/// [`start_server`] with another log origin and extra `serve` arguments.
+pub(crate) async fn start_server_with(
+    data: &std::path::Path,
+    origin: &str,
+    extra: &[&str],
+) -> CliResult<(ServerProcess, String, String)> {
     use std::io::BufRead as _;
     use std::process::{Command, Stdio};
 
     let exe = std::env::current_exe().map_err(|e| internal(format!("cannot find this executable: {e}")))?;
     let mut cmd = Command::new(exe);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--origin", "bench.breakglass.local/server", "--data-dir"])
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--origin", origin])
+        .args(extra)
+        .arg("--data-dir")
         .arg(data)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -430,7 +441,7 @@ async fn start_server(data: &std::path::Path) -> CliResult<(ServerProcess, Strin
 }
 
 /// Runs a command to completion; its output is kept for the error message.
-fn run_tool(cmd: &mut std::process::Command, what: &str) -> CliResult {
+pub(crate) fn run_tool(cmd: &mut std::process::Command, what: &str) -> CliResult {
     let out =
         cmd.stdin(std::process::Stdio::null()).output().map_err(|e| internal(format!("cannot run {what}: {e}")))?;
     if !out.status.success() {
@@ -444,7 +455,12 @@ fn run_tool(cmd: &mut std::process::Command, what: &str) -> CliResult {
 }
 
 /// Logs in as `principal` with the SSH `key`: the challenge signed by `ssh-keygen -Y sign`.
-async fn login(url: &str, principal: &str, key: &std::path::Path, scratch: &std::path::Path) -> CliResult<String> {
+pub(crate) async fn login(
+    url: &str,
+    principal: &str,
+    key: &std::path::Path,
+    scratch: &std::path::Path,
+) -> CliResult<String> {
     use breakglass_core::api::LoginRequest;
     let client = breakglass_client::Client::new(url, None)?;
     let challenge =
@@ -1034,14 +1050,14 @@ const GIT_BENCH_SCOPE: &str = "git:bench/repo@refs/heads/main";
 const GIT_BENCH_MEDIUM: u32 = 10;
 
 /// `git` with the environment of the benchmark's pushes: see [`clean_cmd`].
-fn git_cmd() -> std::process::Command {
+pub(crate) fn git_cmd() -> std::process::Command {
     clean_cmd("git")
 }
 
 /// `program` with no `BREAKGLASS_*` variable of the calling shell (except
 /// `BREAKGLASS_LOG`), none of the identity variables the hooks read, and no
 /// prompts: the hooks see only what the benchmark sets.
-fn clean_cmd(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+pub(crate) fn clean_cmd(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
     let mut cmd = std::process::Command::new(program);
     for (name, _) in std::env::vars_os() {
         if name.to_str().is_some_and(|n| n.starts_with("BREAKGLASS_") && n != "BREAKGLASS_LOG") {

@@ -4,6 +4,7 @@
 mod audit;
 mod ci;
 mod crash;
+mod drill;
 mod git;
 mod git_transport;
 mod incidents;
