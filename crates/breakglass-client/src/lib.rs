@@ -551,6 +551,18 @@ impl Client {
         self.post(self.url(&["v1", "debug", "clock"]), &serde_json::json!({ "advance_ms": ms })).await
     }
 
+    /// `GET /v1/drift`: what the server sees drifting.
+    pub async fn drift(&self) -> Result<breakglass_core::api::DriftReport, ClientError> {
+        self.get(self.url(&["v1", "drift"])).await
+    }
+
+    /// `GET /v1/log/consistency?old=N`
+    pub async fn consistency(&self, old: u64) -> Result<breakglass_core::api::ConsistencyView, ClientError> {
+        let mut url = self.url(&["v1", "log", "consistency"]);
+        url.query_pairs_mut().append_pair("old", &old.to_string());
+        self.get(url).await
+    }
+
     /// `GET /v1/stats[?since=]`: the friction figures.
     pub async fn stats(&self, since: Option<&str>) -> Result<breakglass_core::api::StatsView, ClientError> {
         let mut url = self.url(&["v1", "stats"]);

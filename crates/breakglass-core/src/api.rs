@@ -575,3 +575,36 @@ pub struct StatsView {
     pub reviews_approved: u64,
     pub reviews_flagged: u64,
 }
+
+/// One thing that drifted from how breakglass left it, and what to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DriftFinding {
+    /// `grant.past_expiry`, `grant.state_mismatch`, `policy.standing_backdoor`,
+    /// `repo.hook_missing`, `repo.hook_modified`, `repo.push_options_off`, `log.inconsistent`.
+    pub kind: String,
+    /// What it is about: a grant id, a policy id, a repository path, a checkpoint.
+    pub subject: String,
+    pub what: String,
+    pub fix: String,
+}
+
+/// `GET /v1/drift`: what the server can see for itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DriftReport {
+    pub findings: Vec<DriftFinding>,
+}
+
+/// `GET /v1/log/consistency?old=N`: a consistency proof from size N to the
+/// latest checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsistencyView {
+    pub old: u64,
+    pub new: u64,
+    /// Base64 hashes.
+    pub proof: Vec<String>,
+    /// The latest signed checkpoint (of size `new`).
+    pub checkpoint: String,
+}

@@ -75,7 +75,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId,
-    EntityTypeName, EntityUid, PolicyId, PolicySet, RestrictedExpression, Schema, ValidationMode, Validator,
+    EntityTypeName, EntityUid, PolicyId, PolicySet, PrincipalConstraint, RestrictedExpression, Schema, ValidationMode,
+    Validator,
 };
 use serde::{Deserialize, Serialize};
 
@@ -158,6 +159,9 @@ impl fmt::Display for PolicyLoadError {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PolicyInfo {
     pub id: String,
+    /// What makes this policy a standing backdoor, if anything (see
+    /// [`Policy::standing_risks`]).
+    pub risks: Vec<String>,
     /// Its place in the set: files in the order given, policies in file order.
     pub position: usize,
     pub file: String,
@@ -527,6 +531,36 @@ fn applies_to(p: &cedar_policy::Policy, action: &str) -> bool {
     }
 }
 
+/// What makes a permit a standing backdoor: it lets every principal break
+/// glass (no principal in its scope, and no condition that names one), or
+/// it permits requests with no time bound of its own.
+fn standing_risks(p: &cedar_policy::Policy) -> Vec<String> {
+    if p.effect() != Effect::Permit {
+        return Vec::new();
+    }
+    const ELEVATING: [&str; 8] =
+        ["request", "auto-approve", "push", "force-push", "delete", "skip-gate", "advisory-gate", "deploy"];
+    let mut risks = Vec::new();
+    let actions: Vec<&str> = ELEVATING.iter().copied().filter(|a| applies_to(p, a)).collect();
+    let text = p.to_string();
+    // The conditions, roughly: everything after the scope's closing parenthesis.
+    let scope_start = text.find("permit").unwrap_or(0);
+    let conditions = text[scope_start..].split_once(')').map_or("", |(_, rest)| rest);
+    if !actions.is_empty()
+        && matches!(p.principal_constraint(), PrincipalConstraint::Any)
+        && !conditions.contains("principal")
+    {
+        risks.push(format!(
+            "permits {} to every principal (no principal or group in its scope or conditions)",
+            actions.join(", ")
+        ));
+    }
+    if permits_request(p) && p.annotation("max_duration").is_none() {
+        risks.push("permits requests with no @max_duration: grants may last up to the global cap of a week".into());
+    }
+    risks
+}
+
 fn permits_request(p: &cedar_policy::Policy) -> bool {
     p.effect() == Effect::Permit && applies_to(p, "request")
 }
@@ -587,6 +621,7 @@ impl Policy {
                     None => fallback,
                 };
                 let mut info = PolicyInfo {
+                    risks: standing_risks(p),
                     id: id.clone(),
                     position: order.len(),
                     file: file.clone(),
@@ -676,6 +711,19 @@ impl Policy {
             entities_cache: BuildCache::new(ENTITIES_CACHE_CAPACITY),
             context_cache: BuildCache::new(CONTEXT_CACHE_CAPACITY),
         })
+    }
+
+    /// The permits that amount to a standing backdoor: (policy id, file, why).
+    pub fn standing_risks(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for id in &self.order {
+            if let Some(info) = self.infos.get(id) {
+                for r in &info.risks {
+                    out.push((info.id.clone(), info.file.clone(), r.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// The number of policies.
@@ -1502,6 +1550,24 @@ permit (principal in Breakglass::Group::"dev", action in [Breakglass::Action::"r
             d.denials().next().unwrap().to_string(),
             "deny request on git:x/y@refs/heads/main: no policy permits it"
         );
+    }
+
+    #[test]
+    fn standing_backdoors_are_named() {
+        let load = |text: &str| Policy::load(&[("p.cedar".to_owned(), text.to_owned())]).unwrap();
+        assert!(load(EXAMPLE_POLICY).standing_risks().is_empty(), "the example policy has none");
+        let open = load(
+            r#"@id("anyone") permit (principal, action == Breakglass::Action::"request", resource) when { context.reason != "" };"#,
+        );
+        let risks: Vec<String> = open.standing_risks().into_iter().map(|(id, _, why)| format!("{id}: {why}")).collect();
+        assert_eq!(risks.len(), 2, "{risks:?}");
+        assert!(risks[0].contains("anyone: permits request to every principal"), "{risks:?}");
+        assert!(risks[1].contains("no @max_duration"), "{risks:?}");
+        // A condition on the principal, or a group in the scope, is not everyone.
+        let named = load(
+            r#"@id("alice-only") @max_duration("1h") permit (principal, action == Breakglass::Action::"request", resource) when { principal.name == "alice" };"#,
+        );
+        assert!(named.standing_risks().is_empty());
     }
 
     #[test]

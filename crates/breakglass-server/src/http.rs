@@ -137,10 +137,10 @@ impl FromRequestParts<AppState> for Caller {
         approve, deny, revoke, extend, grant_token, check, create_token, list_tokens, revoke_token, reload_policy,
         checkpoint, entry, record_event, register_repo, list_repos, ci_status, list_incidents, show_incident,
         incident_pagerduty, incident_opsgenie, incident_alertmanager, incident_generic, list_notifications,
-        retry_notification, list_reviews, show_review, approve_review, flag_review, export_review, stats
+        retry_notification, list_reviews, show_review, approve_review, flag_review, export_review, stats, drift, consistency
     ),
     components(schemas(
-        StatsView, DurationStats, CountBy, breakglass_core::report::Report, breakglass_core::report::ProvenEntry, TimelineEntry, ReviewView, ReviewList, ReviewDecision, IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
+        StatsView, DurationStats, CountBy, DriftFinding, DriftReport, ConsistencyView, breakglass_core::report::Report, breakglass_core::report::ProvenEntry, TimelineEntry, ReviewView, ReviewList, ReviewDecision, IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
         ErrorBody, ErrorDetail, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, WhoAmI,
         GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, GrantList, GrantStatus,
         CheckResponse, TokenResponse, CreateApiToken, ApiTokenView, CreatedApiToken, ApiTokenList,
@@ -200,6 +200,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/reviews/{id}/flag", post(flag_review))
         .route("/reviews/{id}/export", post(export_review))
         .route("/stats", get(stats))
+        .route("/drift", get(drift))
+        .route("/log/consistency", get(consistency))
         .route("/notifications", get(list_notifications))
         .route("/notifications/{id}/retry", post(retry_notification))
         .route("/log/checkpoint", get(checkpoint))
@@ -774,4 +776,47 @@ async fn stats(caller: Caller, State(st): State<AppState>, Query(q): Query<Stats
         ),
     };
     Ok(Json(st.service.stats(&caller, since).await?))
+}
+
+/// Drift the server sees for itself: grants lagging or contradicting their log, standing backdoors in policy.
+#[utoipa::path(get, path = "/v1/drift", responses((status = 200, body = DriftReport), (status = 403, body = ErrorBody)))]
+async fn drift(caller: Caller, State(st): State<AppState>) -> ApiResult<Json<DriftReport>> {
+    Ok(Json(st.service.drift(&caller).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    old: u64,
+}
+
+/// A consistency proof from an earlier size to the latest checkpoint.
+#[utoipa::path(get, path = "/v1/log/consistency", params(("old" = u64, Query)),
+    responses((status = 200, body = ConsistencyView), (status = 400, body = ErrorBody)))]
+async fn consistency(
+    _caller: Caller,
+    State(st): State<AppState>,
+    Query(q): Query<ConsistencyQuery>,
+) -> ApiResult<Json<ConsistencyView>> {
+    let reader = st.service.ledger().reader();
+    let head = reader.head().await.map_err(|e| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("cannot read the log: {e}"))
+    })?;
+    if q.old > head.size {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("old size {} is larger than the log ({})", q.old, head.size),
+        ));
+    }
+    let proof = reader
+        .prove_consistency(q.old, head.size)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("cannot prove: {e}")))?;
+    Ok(Json(ConsistencyView {
+        old: q.old,
+        new: head.size,
+        proof: proof.iter().map(|h| h.to_base64()).collect(),
+        checkpoint: head.note,
+    }))
 }

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod ci;
+pub mod drift;
 pub mod expiry;
 pub mod http;
 pub mod incidents;

@@ -132,6 +132,23 @@ pub enum Command {
         #[arg(long, value_enum, value_name = "FAULT")]
         fault: Option<crate::drill::Fault>,
     },
+    /// Find drift: grants lagging or contradicting their log, standing backdoors in policy,
+    /// registered repositories on this host whose hooks are missing or changed or whose push
+    /// options are off, and (with --checkpoint) a log that no longer extends a saved checkpoint.
+    /// Exit 0: no drift; 1: drift found (each finding says what to do).
+    #[command(after_help = CLIENT_HELP)]
+    Drift {
+        /// A signed checkpoint saved earlier (`breakglass audit checkpoint`): the log must still extend it.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        checkpoint: Option<PathBuf>,
+        /// The log's verifier key (or a file holding it), for --checkpoint.
+        #[arg(long, value_name = "VKEY")]
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Friction figures: time from request to active, how long grants last, who breaks glass
     /// where and how often, reviews outstanding and overdue.
     #[command(after_help = CLIENT_HELP)]

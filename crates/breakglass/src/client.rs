@@ -124,7 +124,7 @@ fn token_for(server: &str) -> CliResult<String> {
 }
 
 /// A client of the server `args` names, with the token (see [`token_for`]).
-fn connect(args: &ClientArgs) -> CliResult<Client> {
+pub(crate) fn connect(args: &ClientArgs) -> CliResult<Client> {
     let server = server_url(args)?;
     let token = token_for(&server)?;
     Ok(Client::new(&server, Some(token))?)

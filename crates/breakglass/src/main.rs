@@ -11,6 +11,7 @@ mod config;
 mod credentials;
 mod datadir;
 mod debug;
+mod drift;
 mod drill;
 mod error;
 mod git;
@@ -110,6 +111,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Notifications(args) => client::notifications(args).await,
         Command::Review(cmd) => client::review(cmd).await,
         Command::Drill { json, keep, fault } => drill::run(json, fault, keep).await,
+        Command::Drift { checkpoint, key, json, client } => drift::run(client, checkpoint, key, json).await,
         Command::Stats { since, json, client } => client::stats(since, json, client).await,
         Command::Show(args) => client::show(args).await,
         Command::Token(args) => client::token(args).await,

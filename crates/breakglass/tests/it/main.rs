@@ -4,6 +4,7 @@
 mod audit;
 mod ci;
 mod crash;
+mod drift;
 mod drill;
 mod git;
 mod git_transport;
