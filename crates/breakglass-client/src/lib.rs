@@ -556,6 +556,11 @@ impl Client {
         self.get(self.url(&["v1", "drift"])).await
     }
 
+    /// `POST /v1/drift/check`
+    pub async fn drift_check(&self) -> Result<breakglass_core::api::DriftCheck, ClientError> {
+        self.post(self.url(&["v1", "drift", "check"]), &serde_json::json!({})).await
+    }
+
     /// `GET /v1/log/consistency?old=N`
     pub async fn consistency(&self, old: u64) -> Result<breakglass_core::api::ConsistencyView, ClientError> {
         let mut url = self.url(&["v1", "log", "consistency"]);
@@ -694,6 +699,13 @@ impl Client {
     /// `GET /v1/repos`
     pub async fn repos(&self) -> Result<RepoList, ClientError> {
         self.get(self.url(&["v1", "repos"])).await
+    }
+
+    /// `GET /v1/repos/refs?repo=NAME`
+    pub async fn repo_refs(&self, repo: &str) -> Result<breakglass_core::api::RefList, ClientError> {
+        let mut url = self.url(&["v1", "repos", "refs"]);
+        url.query_pairs_mut().append_pair("repo", repo);
+        self.get(url).await
     }
 
     /// `GET /v1/log/entries/{index}`

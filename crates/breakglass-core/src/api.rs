@@ -347,6 +347,13 @@ pub struct RepoRegistration {
     /// False when `git uninstall` removed the hooks.
     #[serde(default = "yes")]
     pub installed: bool,
+    /// The protected refs' values when the hooks were installed (the
+    /// baseline drift compares with, until a recorded push moves them).
+    #[serde(default)]
+    pub refs: std::collections::BTreeMap<String, String>,
+    /// Where the hooks spool undelivered events.
+    #[serde(default)]
+    pub spool: String,
 }
 
 fn yes() -> bool {
@@ -357,6 +364,34 @@ fn yes() -> bool {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RepoList {
     pub repos: Vec<RepoRegistration>,
+}
+
+/// The last value the log accounts for, of one protected ref: from the
+/// baseline `git install` registered or the latest recorded `git.push`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RefRecord {
+    #[serde(rename = "ref")]
+    pub refname: String,
+    /// The object id (all zeros: deleted).
+    pub value: String,
+    /// When the update happened (the hook's clock) or the baseline was taken.
+    pub at: Timestamp,
+    /// `git.push` or `git.repo.installed`.
+    pub source: String,
+    /// Who pushed, or who installed.
+    pub by: String,
+    /// The grant the push was made under, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+}
+
+/// `GET /v1/repos/{name}/refs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RefList {
+    pub repo: String,
+    pub refs: Vec<RefRecord>,
 }
 
 /// `GET /v1/ci/status?scope=..[&gate=..][&principal=..]`: whether
@@ -581,7 +616,8 @@ pub struct StatsView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DriftFinding {
     /// `grant.past_expiry`, `grant.state_mismatch`, `policy.standing_backdoor`,
-    /// `repo.hook_missing`, `repo.hook_modified`, `repo.push_options_off`, `log.inconsistent`.
+    /// `repo.hook_missing`, `repo.hook_modified`, `repo.push_options_off`,
+    /// `repo.spool_pending`, `ref.unrecorded`, `log.inconsistent`.
     pub kind: String,
     /// What it is about: a grant id, a policy id, a repository path, a checkpoint.
     pub subject: String,
@@ -594,6 +630,25 @@ pub struct DriftFinding {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DriftReport {
     pub findings: Vec<DriftFinding>,
+}
+
+/// `POST /v1/drift/check`: what the server's drift check (the periodic one,
+/// run now) found, and what it recorded in the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DriftCheck {
+    /// The host whose repositories were inspected.
+    pub host: String,
+    /// Everything found now.
+    pub findings: Vec<DriftFinding>,
+    /// Findings new since the last check: each became a `drift.found` entry
+    /// and a `drift_detected` notification.
+    pub found: Vec<DriftFinding>,
+    /// Findings of earlier checks that are gone: each became a `drift.cleared` entry.
+    pub cleared: Vec<DriftFinding>,
+    /// Why nothing could be recorded (the log itself may be what drifted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_recorded: Option<String>,
 }
 
 /// `GET /v1/log/consistency?old=N`: a consistency proof from size N to the

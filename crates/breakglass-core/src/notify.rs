@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::api::DriftFinding;
 use crate::time::Timestamp;
 
 /// What happened, as a notification names it.
@@ -30,10 +31,12 @@ pub enum NotifyEvent {
     IncidentResolvedEnded,
     /// The grant's review is past its deadline (escalation).
     ReviewOverdue,
+    /// The periodic drift check found something new (not about one grant).
+    DriftDetected,
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 9] = [
+    pub const ALL: [NotifyEvent; 10] = [
         NotifyEvent::Requested,
         NotifyEvent::Approved,
         NotifyEvent::Activated,
@@ -43,6 +46,7 @@ impl NotifyEvent {
         NotifyEvent::Revoked,
         NotifyEvent::IncidentResolvedEnded,
         NotifyEvent::ReviewOverdue,
+        NotifyEvent::DriftDetected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +60,7 @@ impl NotifyEvent {
             NotifyEvent::Revoked => "revoked",
             NotifyEvent::IncidentResolvedEnded => "incident_resolved_ended",
             NotifyEvent::ReviewOverdue => "review_overdue",
+            NotifyEvent::DriftDetected => "drift_detected",
         }
     }
 
@@ -97,12 +102,25 @@ pub struct Notice {
     pub detail: Option<String>,
     /// The server's public URL, for links.
     pub server: String,
+    /// For `drift_detected`: the finding (the grant fields are then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftFinding>,
 }
 
 impl Notice {
     /// The generic webhook's JSON body. `delivery` is the idempotency id
     /// (the same on every retry of this notification).
     pub fn webhook_body(&self, delivery: &str) -> String {
+        if let Some(d) = &self.drift {
+            return json!({
+                "id": delivery,
+                "event": self.event.as_str(),
+                "at": self.at.to_rfc3339(),
+                "drift": d,
+                "links": { "drift": format!("{}/v1/drift", self.server) },
+            })
+            .to_string();
+        }
         json!({
             "id": delivery,
             "event": self.event.as_str(),
@@ -128,6 +146,9 @@ impl Notice {
 
     /// One line of text for people: what happened to which grant.
     pub fn text(&self) -> String {
+        if let Some(d) = &self.drift {
+            return format!("Drift found ({}) on {}: {} Fix: {}", d.kind, d.subject, d.what, d.fix);
+        }
         let what = format!("{} on {} ({})", self.capabilities.join(", "), self.scopes.join(", "), self.grant);
         let until = self.expires_at.map_or(String::new(), |t| format!(" until {}", t.to_rfc3339()));
         let by = self.by.as_deref().unwrap_or("breakglass");
@@ -171,12 +192,17 @@ impl Notice {
                     crate::review::review_id(&self.grant)
                 )
             }
+            NotifyEvent::DriftDetected => format!("Drift found{detail}"),
         }
     }
 
     /// A Slack incoming-webhook body: the text, which Slack also shows in
     /// notifications, with a link to the grant.
     pub fn slack_body(&self) -> String {
+        if self.drift.is_some() {
+            let link = format!("{}/v1/drift", self.server);
+            return json!({ "text": format!("{} (<{link}|drift>)", slack_escape(&self.text())) }).to_string();
+        }
         let link = format!("{}/v1/grants/{}", self.server, self.grant);
         json!({ "text": format!("{} (<{link}|{}>)", slack_escape(&self.text()), self.grant) }).to_string()
     }
@@ -218,6 +244,7 @@ mod tests {
             incident: None,
             detail: None,
             server: "https://bg.example".into(),
+            drift: None,
         }
     }
 
@@ -243,6 +270,27 @@ mod tests {
         let text = slack["text"].as_str().unwrap();
         assert!(text.contains("&lt;hotfix&gt; &amp; more"), "{text}");
         assert!(text.ends_with("(<https://bg.example/v1/grants/gr_1|gr_1>)"), "{text}");
+    }
+
+    #[test]
+    fn a_drift_notice_carries_the_finding_and_no_grant() {
+        let mut n = notice(NotifyEvent::DriftDetected);
+        n.drift = Some(DriftFinding {
+            kind: "ref.unrecorded".into(),
+            subject: "payments/api@refs/heads/main".into(),
+            what: "refs/heads/main is at <abc>".into(),
+            fix: "investigate".into(),
+        });
+        let v: serde_json::Value = serde_json::from_str(&n.webhook_body("nt_2")).unwrap();
+        assert_eq!(
+            (v["event"].as_str(), v["drift"]["kind"].as_str()),
+            (Some("drift_detected"), Some("ref.unrecorded"))
+        );
+        assert!(v.get("grant").is_none(), "{v}");
+        assert_eq!(v["links"]["drift"], "https://bg.example/v1/drift");
+        assert!(n.text().contains("payments/api@refs/heads/main") && n.text().contains("Fix: investigate"));
+        let slack: serde_json::Value = serde_json::from_str(&n.slack_body()).unwrap();
+        assert!(slack["text"].as_str().unwrap().contains("&lt;abc&gt;"), "{slack}");
     }
 
     #[test]

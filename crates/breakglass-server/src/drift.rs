@@ -1,14 +1,49 @@
 //! Drift the server can see for itself: grants whose stored state lags
 //! their time or contradicts their log, and policy that amounts to a
-//! standing backdoor. (`breakglass drift` adds what only a host with the
-//! repositories, or an auditor with a saved checkpoint, can see.)
+//! standing backdoor (`GET /v1/drift`; `breakglass drift` adds what only a
+//! host with the repositories, or an auditor with a saved checkpoint, can
+//! see). And the periodic drift check ([`run`], `POST /v1/drift/check`):
+//! the above, plus the repositories on the server's own host and the log
+//! against the last head the check saw, with each new finding recorded as a
+//! `drift.found` log entry and a notification, each finding gone as
+//! `drift.cleared`, and the open ones counted in metrics.
+//!
+//! Security-relevant: this is how a silent hole (a bypassed hook, a
+//! grant honoured too long, a rewritten log) gets noticed.
 
-use breakglass_core::api::{DriftFinding, DriftReport};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use breakglass_core::api::{DriftCheck, DriftFinding, DriftReport};
+use breakglass_core::entry::EntryDraft;
 use breakglass_core::grant::Grant;
-use breakglass_store::ObjectFilter;
-use serde_json::Value;
+use breakglass_core::proof::verify_consistency;
+use breakglass_core::time::Timestamp;
+use breakglass_store::ledger::AppendError;
+use breakglass_store::{Mutation, ObjectFilter};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
-use crate::service::{Caller, GRANT_KIND, Service, ServiceError};
+use crate::auth::Role;
+use crate::hostcheck;
+use crate::service::{Caller, GRANT_KIND, MAX_RETRIES, Service, ServiceError};
+
+/// Findings the periodic check recorded, open or cleared.
+pub const DRIFT_KIND: &str = "drift";
+
+/// Every kind of finding, for the per-kind gauge.
+pub const FINDING_KINDS: [&str; 9] = [
+    "grant.past_expiry",
+    "grant.state_mismatch",
+    "policy.standing_backdoor",
+    "repo.hook_missing",
+    "repo.hook_modified",
+    "repo.push_options_off",
+    "repo.spool_pending",
+    "ref.unrecorded",
+    "log.inconsistent",
+];
 
 /// A grant still stored active this long past its end has drifted (the
 /// timer normally ends it within milliseconds).
@@ -39,6 +74,11 @@ impl Service {
         if caller.ci.is_some() || caller.grant.is_some() {
             return Err(ServiceError::Forbidden("a CI job or grant token may not read drift".into()));
         }
+        Ok(DriftReport { findings: self.server_drift().await? })
+    }
+
+    /// Grants and policy.
+    async fn server_drift(&self) -> Result<Vec<DriftFinding>, ServiceError> {
         let now = self.now();
         let mut findings = Vec::new();
         let live = ObjectFilter { statuses: vec!["active".into(), "pending".into()], owner: None, limit: 10_000 };
@@ -100,7 +140,237 @@ impl Service {
                 fix: "name a group or principal in its scope and give request permits a @max_duration; then `breakglass policy reload`".into(),
             });
         }
-        metrics::gauge!("breakglass_drift_findings").set(findings.len() as f64);
-        Ok(DriftReport { findings })
+        Ok(findings)
+    }
+
+    /// `POST /v1/drift/check`: the periodic check, now (admins only).
+    pub async fn drift_check(&self, caller: &Caller) -> Result<DriftCheck, ServiceError> {
+        if caller.role != Role::Admin || caller.ci.is_some() || caller.grant.is_some() {
+            return Err(ServiceError::Forbidden("only an admin may run the drift check".into()));
+        }
+        self.run_drift_check().await
+    }
+
+    /// Finds drift (the server's own, this host's repositories, the log
+    /// against the last head seen) and records what changed since the last
+    /// check: `drift.found` with a notification for each new finding,
+    /// `drift.cleared` for each one gone. Several servers may run it at
+    /// once: the records are compare-and-swapped, so each change is logged once.
+    pub async fn run_drift_check(&self) -> Result<DriftCheck, ServiceError> {
+        let host = hostcheck::host_name();
+        let mut findings = self.server_drift().await?;
+        findings.extend(self.log_drift().await?);
+        for reg in self.repos(&Caller::system()).await? {
+            if !hostcheck::is_local(&reg, &host) {
+                continue;
+            }
+            let recorded = self.repo_refs(&Caller::system(), &reg.name).await?.refs;
+            let inspected = tokio::task::spawn_blocking(move || hostcheck::inspect(&reg, Some(&recorded)))
+                .await
+                .map_err(|e| internal("the repository inspection failed", e))?;
+            findings.extend(inspected);
+        }
+        // One record per kind and subject (a policy can be risky twice over).
+        let mut merged: BTreeMap<String, DriftFinding> = BTreeMap::new();
+        for f in findings {
+            match merged.get_mut(&drift_id(&f)) {
+                Some(m) => {
+                    m.what = format!("{}; {}", m.what, f.what);
+                }
+                None => {
+                    merged.insert(drift_id(&f), f);
+                }
+            }
+        }
+        for k in FINDING_KINDS {
+            let n = merged.values().filter(|f| f.kind == k).count();
+            metrics::gauge!("breakglass_drift_findings", "kind" => k).set(n as f64);
+        }
+        // Findings are reported even when they cannot be recorded.
+        let (found, cleared, not_recorded) = match self.record_drift(&merged, &host).await {
+            Ok((found, cleared)) => (found, cleared, None),
+            Err(e) => {
+                tracing::error!(error = %e, "drift found but not recorded in the log");
+                (Vec::new(), Vec::new(), Some(e.to_string()))
+            }
+        };
+        for f in &found {
+            metrics::counter!("breakglass_drift_found_total", "kind" => f.kind.clone()).increment(1);
+        }
+        Ok(DriftCheck { host, findings: merged.into_values().collect(), found, cleared, not_recorded })
+    }
+
+    /// Whether the log still extends the head the last check saw.
+    async fn log_drift(&self) -> Result<Option<DriftFinding>, ServiceError> {
+        let reader = self.ledger().reader();
+        use breakglass_store::reader::ReadError;
+        let fix = "stop and investigate: the log's storage was rewritten behind the server; compare with an exported copy (`breakglass audit verify`) and keep the evidence";
+        let head = match reader.head().await {
+            Ok(h) => h,
+            Err(ReadError::Empty) => return Ok(None),
+            Err(ReadError::Store(e)) => return Err(internal("cannot read the log's head", e)),
+            Err(e) => {
+                return Ok(Some(DriftFinding {
+                    kind: "log.inconsistent".into(),
+                    subject: "log".into(),
+                    what: format!("the log's latest checkpoint is not what was signed: {e}"),
+                    fix: fix.into(),
+                }));
+            }
+        };
+        let seen = *self.drift_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let problem = match seen {
+            None => None,
+            Some((size, _)) if head.size < size => {
+                Some(format!("the log shrank from {size} entries (seen by an earlier check) to {}", head.size))
+            }
+            Some((size, root)) => {
+                let proof = reader.prove_consistency(size, head.size).await.map_err(|e| internal("cannot prove", e))?;
+                verify_consistency(size, head.size, root.as_bytes(), head.root.as_bytes(), &proof).err().map(|e| {
+                    format!(
+                        "the log at size {} is not consistent with the head of size {size} an earlier check saw ({e})",
+                        head.size
+                    )
+                })
+            }
+        };
+        match problem {
+            None => {
+                *self.drift_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((head.size, head.root));
+                Ok(None)
+            }
+            // The remembered head stays: the finding stands until someone looks.
+            Some(what) => {
+                Ok(Some(DriftFinding { kind: "log.inconsistent".into(), subject: "log".into(), what, fix: fix.into() }))
+            }
+        }
+    }
+
+    async fn record_drift(
+        &self,
+        current: &BTreeMap<String, DriftFinding>,
+        host: &str,
+    ) -> Result<(Vec<DriftFinding>, Vec<DriftFinding>), ServiceError> {
+        for _ in 0..MAX_RETRIES {
+            let now = self.now();
+            let open_filter = ObjectFilter { statuses: vec!["open".into()], owner: None, limit: 10_000 };
+            let open = self.store().objects(DRIFT_KIND, &open_filter).await?;
+            let (mut entries, mut mutations, mut found, mut cleared) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (id, f) in current {
+                if open.iter().any(|o| &o.id == id) {
+                    continue;
+                }
+                let version = self.store().object(DRIFT_KIND, id).await?.map_or(0, |o| o.version);
+                let observer = observer(f, host);
+                let body = DriftBody { finding: f.clone(), observer: observer.clone(), since: now };
+                mutations.push(Mutation {
+                    kind: DRIFT_KIND.into(),
+                    id: id.clone(),
+                    expected_version: version,
+                    status: "open".into(),
+                    owner: observer.clone(),
+                    due: None,
+                    body: serde_json::to_string(&body).map_err(|e| internal("cannot encode a drift record", e))?,
+                });
+                entries.push(EntryDraft::new(
+                    "breakglass",
+                    "drift.found",
+                    json!({ "id": id, "kind": f.kind, "subject": f.subject, "what": f.what, "fix": f.fix, "observer": observer }),
+                ));
+                found.push(f.clone());
+            }
+            for o in &open {
+                // A host's findings are cleared only by a check on that host.
+                if current.contains_key(&o.id) || !(o.owner.is_empty() || o.owner == host) {
+                    continue;
+                }
+                let body: DriftBody =
+                    serde_json::from_str(&o.body).map_err(|e| internal("a stored drift record is unreadable", e))?;
+                let f = body.finding.clone();
+                mutations.push(Mutation {
+                    kind: DRIFT_KIND.into(),
+                    id: o.id.clone(),
+                    expected_version: o.version,
+                    status: "cleared".into(),
+                    owner: o.owner.clone(),
+                    due: None,
+                    body: o.body.clone(),
+                });
+                entries.push(EntryDraft::new(
+                    "breakglass",
+                    "drift.cleared",
+                    json!({ "id": o.id, "kind": f.kind, "subject": f.subject, "since": body.since.to_rfc3339() }),
+                ));
+                cleared.push(f);
+            }
+            if entries.is_empty() {
+                return Ok((found, cleared));
+            }
+            mutations.extend(self.drift_notifications(&found, now)?);
+            match self.ledger().append_with(entries, mutations).await {
+                Ok(_) => {
+                    if !found.is_empty() {
+                        self.notify_wake.notify_one();
+                    }
+                    return Ok((found, cleared));
+                }
+                // Another server recorded the same change meanwhile: look again.
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Conflict("the drift records kept changing; the next check tries again".into()))
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DriftBody {
+    finding: DriftFinding,
+    /// The host whose check found it; "" when any server sees it.
+    observer: String,
+    /// When it was first recorded (this time round).
+    since: Timestamp,
+}
+
+/// A finding's record id: its kind and subject.
+fn drift_id(f: &DriftFinding) -> String {
+    use sha2::Digest as _;
+    let h = sha2::Sha256::digest(format!("{}\n{}", f.kind, f.subject).as_bytes());
+    format!("dr_{}", hex::encode(&h[..12]))
+}
+
+/// Findings about repositories are seen only from their host.
+fn observer(f: &DriftFinding, host: &str) -> String {
+    if f.kind.starts_with("repo.") || f.kind.starts_with("ref.") { host.to_owned() } else { String::new() }
+}
+
+/// Runs the drift check at start and then every `interval` until `stop`
+/// turns true, handing each result to `report`.
+pub async fn run(
+    service: Arc<Service>,
+    interval: Duration,
+    report: impl Fn(&DriftCheck) + Send + 'static,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match service.run_drift_check().await {
+            Ok(c) => {
+                for f in &c.found {
+                    tracing::warn!(kind = %f.kind, subject = %f.subject, "drift found: {}", f.what);
+                }
+                for f in &c.cleared {
+                    tracing::info!(kind = %f.kind, subject = %f.subject, "drift cleared");
+                }
+                report(&c);
+            }
+            Err(e) => {
+                metrics::counter!("breakglass_drift_check_failures_total").increment(1);
+                tracing::error!(error = %e, "the drift check failed; it runs again at the next interval")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }

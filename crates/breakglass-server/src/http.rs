@@ -135,17 +135,17 @@ impl FromRequestParts<AppState> for Caller {
     paths(
         healthz, readyz, jwks, login_challenge, login, whoami, request_grant, list_grants, show_grant, grant_status,
         approve, deny, revoke, extend, grant_token, check, create_token, list_tokens, revoke_token, reload_policy,
-        checkpoint, entry, record_event, register_repo, list_repos, ci_status, list_incidents, show_incident,
+        checkpoint, entry, record_event, register_repo, list_repos, repo_refs, ci_status, list_incidents, show_incident,
         incident_pagerduty, incident_opsgenie, incident_alertmanager, incident_generic, list_notifications,
-        retry_notification, list_reviews, show_review, approve_review, flag_review, export_review, stats, drift, consistency
+        retry_notification, list_reviews, show_review, approve_review, flag_review, export_review, stats, drift, drift_check, consistency
     ),
     components(schemas(
-        StatsView, DurationStats, CountBy, DriftFinding, DriftReport, ConsistencyView, breakglass_core::report::Report, breakglass_core::report::ProvenEntry, TimelineEntry, ReviewView, ReviewList, ReviewDecision, IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
+        StatsView, DurationStats, CountBy, DriftFinding, DriftReport, DriftCheck, ConsistencyView, breakglass_core::report::Report, breakglass_core::report::ProvenEntry, TimelineEntry, ReviewView, ReviewList, ReviewDecision, IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
         ErrorBody, ErrorDetail, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, WhoAmI,
         GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, GrantList, GrantStatus,
         CheckResponse, TokenResponse, CreateApiToken, ApiTokenView, CreatedApiToken, ApiTokenList,
         PolicyReloaded, CheckpointView, EntryView, GrantState, Approval, Extension, Timestamp, EventRequest,
-        EventRecorded, RepoRegistration, RepoList, CiStatus, CiGrant, GateDecision
+        EventRecorded, RepoRegistration, RepoList, RefRecord, RefList, CiStatus, CiGrant, GateDecision
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -188,6 +188,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/events", post(record_event))
         .route("/ci/status", get(ci_status))
         .route("/repos", post(register_repo).get(list_repos))
+        .route("/repos/refs", get(repo_refs))
         .route("/incidents", get(list_incidents))
         .route("/incidents/pagerduty", post(incident_pagerduty))
         .route("/incidents/opsgenie", post(incident_opsgenie))
@@ -201,6 +202,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/reviews/{id}/export", post(export_review))
         .route("/stats", get(stats))
         .route("/drift", get(drift))
+        .route("/drift/check", post(drift_check))
         .route("/log/consistency", get(consistency))
         .route("/notifications", get(list_notifications))
         .route("/notifications/{id}/retry", post(retry_notification))
@@ -517,6 +519,23 @@ async fn list_repos(caller: Caller, State(st): State<AppState>) -> ApiResult<Jso
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RepoQuery {
+    repo: String,
+}
+
+#[utoipa::path(get, path = "/v1/repos/refs", params(("repo" = String, Query, description = "the repository's name")),
+    responses((status = 200, body = RefList), (status = 404, body = ErrorBody)))]
+async fn repo_refs(
+    caller: Caller,
+    State(st): State<AppState>,
+    query: Result<Query<RepoQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<RefList>> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    Ok(Json(st.service.repo_refs(&caller, &q.repo).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CiQuery {
     scope: String,
     gate: Option<String>,
@@ -779,6 +798,11 @@ async fn stats(caller: Caller, State(st): State<AppState>, Query(q): Query<Stats
 }
 
 /// Drift the server sees for itself: grants lagging or contradicting their log, standing backdoors in policy.
+#[utoipa::path(post, path = "/v1/drift/check", responses((status = 200, body = DriftCheck), (status = 403, body = ErrorBody)))]
+async fn drift_check(caller: Caller, State(st): State<AppState>) -> ApiResult<Json<DriftCheck>> {
+    Ok(Json(st.service.drift_check(&caller).await?))
+}
+
 #[utoipa::path(get, path = "/v1/drift", responses((status = 200, body = DriftReport), (status = 403, body = ErrorBody)))]
 async fn drift(caller: Caller, State(st): State<AppState>) -> ApiResult<Json<DriftReport>> {
     Ok(Json(st.service.drift(&caller).await?))

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use breakglass_client::Poster;
-use breakglass_core::api::NotificationView;
+use breakglass_core::api::{DriftFinding, NotificationView};
 use breakglass_core::entry::EntryDraft;
 use breakglass_core::grant::{Grant, GrantState};
 use breakglass_core::notify::{MAX_ATTEMPTS, Notice, NotifyEvent, backoff_ms};
@@ -168,6 +168,7 @@ impl Service {
             incident: grant.incident.clone(),
             detail: None,
             server: self.config().issuer.clone(),
+            drift: None,
         };
         // (notice, when it is due)
         let mut notices: Vec<(Notice, Timestamp)> = Vec::new();
@@ -234,6 +235,45 @@ impl Service {
                 _ => {}
             }
         }
+        self.outbox_rows(notices, now)
+    }
+
+    /// The outbox rows for new drift findings. Committed with their entries.
+    pub(crate) fn drift_notifications(
+        &self,
+        findings: &[DriftFinding],
+        now: Timestamp,
+    ) -> Result<Vec<Mutation>, ServiceError> {
+        let notices = findings
+            .iter()
+            .map(|f| {
+                let n = Notice {
+                    event: NotifyEvent::DriftDetected,
+                    at: now,
+                    grant: String::new(),
+                    principal: String::new(),
+                    scopes: Vec::new(),
+                    capabilities: Vec::new(),
+                    reason: String::new(),
+                    state: String::new(),
+                    expires_at: None,
+                    by: None,
+                    approvers: Vec::new(),
+                    approvals: None,
+                    incident: None,
+                    detail: None,
+                    server: self.config().issuer.clone(),
+                    drift: Some(f.clone()),
+                };
+                (n, now)
+            })
+            .collect();
+        self.outbox_rows(notices, now)
+    }
+
+    /// One pending row per channel that wants each notice.
+    fn outbox_rows(&self, notices: Vec<(Notice, Timestamp)>, now: Timestamp) -> Result<Vec<Mutation>, ServiceError> {
+        let cfg = &self.config().notify;
         let mut out = Vec::new();
         for (notice, due) in notices {
             for ch in cfg.channels.iter().filter(|c| c.wants(notice.event)) {

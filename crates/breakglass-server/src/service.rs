@@ -15,8 +15,8 @@ use std::sync::{Arc, RwLock};
 
 use breakglass_core::api::{
     ApiTokenView, CheckResponse, CiGrant, CiStatus, CreateApiToken, CreatedApiToken, EventRecorded, EventRequest,
-    GateDecision, GrantRequest, GrantStatus, GrantView, LoginResponse, PolicyReloaded, RepoRegistration, TokenResponse,
-    WhoAmI,
+    GateDecision, GrantRequest, GrantStatus, GrantView, LoginResponse, PolicyReloaded, RefRecord, RepoRegistration,
+    TokenResponse, WhoAmI,
 };
 use breakglass_core::entry::{EntryDraft, SecretDigester};
 use breakglass_core::grant::{Grant, GrantError, GrantState, Request, parse_duration};
@@ -34,6 +34,7 @@ use serde_json::json;
 use crate::auth::{
     self, API_PREFIX, API_TOKEN_KIND, CHALLENGE_KIND, Role, SESSION_KIND, SESSION_PREFIX, StoredCredential,
 };
+use crate::refs::{REF_KIND, ref_id, ref_mutation};
 
 pub const GRANT_KIND: &str = "grant";
 /// Event ids already recorded (so a spooled event is recorded once).
@@ -153,6 +154,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// breakglass itself, for its own periodic work (never from a request).
+    pub(crate) fn system() -> Caller {
+        Caller {
+            name: "breakglass".into(),
+            role: Role::Admin,
+            groups: Vec::new(),
+            credential: String::new(),
+            ci: None,
+            grant: None,
+        }
+    }
+
     fn is_user(&self) -> bool {
         self.role == Role::User
     }
@@ -244,7 +257,7 @@ pub(crate) fn new_id(prefix: &str, now: Timestamp) -> Result<String> {
     Ok(format!("{prefix}_{}{}", String::from_utf8_lossy(&digits), random_hex(4)?))
 }
 
-const MAX_RETRIES: usize = 8;
+pub(crate) const MAX_RETRIES: usize = 8;
 
 /// How long a credential read from the database is trusted without reading
 /// it again. Revocation on this server takes effect at once (the entry is
@@ -301,6 +314,9 @@ pub struct Service {
     pub(crate) wake: tokio::sync::Notify,
     /// Wakes the notification worker when something was queued.
     pub(crate) notify_wake: tokio::sync::Notify,
+    /// The log's size and root when the drift check last found it
+    /// consistent with what it had seen before.
+    pub(crate) drift_seen: std::sync::Mutex<Option<(u64, breakglass_core::hash::Hash)>>,
 }
 
 impl Service {
@@ -325,6 +341,7 @@ impl Service {
             jwks: crate::ci::JwksCache::default(),
             wake: tokio::sync::Notify::new(),
             notify_wake: tokio::sync::Notify::new(),
+            drift_seen: std::sync::Mutex::new(None),
         })
     }
 
@@ -1133,6 +1150,28 @@ impl Service {
         data.insert("event_id".into(), json!(ev.id));
         data.insert("reported_by".into(), json!(caller.name));
         data.insert("reported_at".into(), json!(ev.at.to_rfc3339()));
+        // A push that landed moves what the log accounts for of its ref.
+        let moved = match ev.kind.as_str() {
+            "git.push" => {
+                let field = |k: &str| data.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+                let (repo, refname, value) = (field("repo"), field("ref"), field("new"));
+                if repo.is_empty() || !refname.starts_with("refs/") || value.is_empty() {
+                    return Err(ServiceError::BadRequest(
+                        "a git.push event names its repo, its ref (refs/...) and the new value".into(),
+                    ));
+                }
+                let rec = RefRecord {
+                    refname,
+                    value,
+                    at: ev.at,
+                    source: ev.kind.clone(),
+                    by: ev.actor.clone(),
+                    grant: ev.grant.clone(),
+                };
+                Some((repo, rec))
+            }
+            _ => None,
+        };
         let mut entry = EntryDraft::new(&ev.actor, &ev.kind, serde_json::Value::Object(data));
         if let Some(g) = &ev.grant {
             entry = entry.with_grant(g);
@@ -1146,11 +1185,23 @@ impl Service {
             due: None,
             body: "{}".into(),
         };
-        match self.ledger.append_with(vec![entry], vec![seen]).await {
-            Ok(r) => Ok(EventRecorded { id: ev.id.clone(), duplicate: false, index: Some(r.index) }),
-            Err(AppendError::Conflict { .. }) => Ok(EventRecorded { id: ev.id.clone(), duplicate: true, index: None }),
-            Err(e) => Err(e.into()),
+        for _ in 0..MAX_RETRIES {
+            let mut mutations = vec![seen.clone()];
+            if let Some((repo, rec)) = &moved {
+                let existing = self.store.object(REF_KIND, &ref_id(repo, &rec.refname)).await?;
+                mutations.push(ref_mutation(existing.as_ref(), repo, rec.clone())?);
+            }
+            match self.ledger.append_with(vec![entry.clone()], mutations).await {
+                Ok(r) => return Ok(EventRecorded { id: ev.id.clone(), duplicate: false, index: Some(r.index) }),
+                Err(AppendError::Conflict { kind, .. }) if kind == EVENT_KIND => {
+                    return Ok(EventRecorded { id: ev.id.clone(), duplicate: true, index: None });
+                }
+                // Another push of the same ref was recorded meanwhile.
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
+        Err(ServiceError::Conflict(format!("event {}: its ref kept changing; deliver it again", ev.id)))
     }
 
     /// Registers (or updates) a repository whose hooks `git install` wrote.
@@ -1165,12 +1216,37 @@ impl Service {
             Scope::parse(&format!("git:{}@{p}", reg.name))
                 .map_err(|e| ServiceError::BadRequest(format!("invalid protected ref pattern {p:?}: {e}")))?;
         }
+        for (r, value) in &reg.refs {
+            let covered = reg.protected.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => r.starts_with(prefix),
+                None => r == p,
+            });
+            if !covered || value.is_empty() || value.len() > 64 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ServiceError::BadRequest(format!(
+                    "baseline ref {r:?} = {value:?}: expected a protected ref and its object id in hex"
+                )));
+            }
+        }
+        let now = self.now();
         for _ in 0..MAX_RETRIES {
             let existing = self.store.object(REPO_KIND, &reg.name).await?;
             let version = existing.as_ref().map_or(0, |o| o.version);
             let body = serde_json::to_string(reg).map_err(|e| internal("cannot encode a repository", e))?;
             if existing.as_ref().is_some_and(|o| o.body == body) {
                 return Ok(reg.clone());
+            }
+            let mut mutations = Vec::new();
+            for (r, value) in &reg.refs {
+                let existing = self.store.object(REF_KIND, &ref_id(&reg.name, r)).await?;
+                let rec = RefRecord {
+                    refname: r.clone(),
+                    value: value.clone(),
+                    at: now,
+                    source: "git.repo.installed".into(),
+                    by: caller.name.clone(),
+                    grant: None,
+                };
+                mutations.push(ref_mutation(existing.as_ref(), &reg.name, rec)?);
             }
             let m = Mutation {
                 kind: REPO_KIND.into(),
@@ -1192,9 +1268,11 @@ impl Service {
                     "path": reg.path,
                     "host": reg.host,
                     "hooks": reg.hooks,
+                    "refs": reg.refs,
                 }),
             );
-            match self.ledger.append_with(vec![entry], vec![m]).await {
+            mutations.push(m);
+            match self.ledger.append_with(vec![entry], mutations).await {
                 Ok(_) => return Ok(reg.clone()),
                 Err(AppendError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),

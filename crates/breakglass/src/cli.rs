@@ -133,11 +133,18 @@ pub enum Command {
         fault: Option<crate::drill::Fault>,
     },
     /// Find drift: grants lagging or contradicting their log, standing backdoors in policy,
-    /// registered repositories on this host whose hooks are missing or changed or whose push
-    /// options are off, and (with --checkpoint) a log that no longer extends a saved checkpoint.
-    /// Exit 0: no drift; 1: drift found (each finding says what to do).
+    /// registered repositories on this host whose hooks are missing or changed, whose push
+    /// options are off or whose spool holds undelivered events, protected refs whose value no
+    /// recorded update produced, and (with --checkpoint) a log that no longer extends a saved
+    /// checkpoint. With --record, the server runs its periodic check now instead and records
+    /// what changed in the log. Exit 0: no drift; 1: drift found (each finding says what to do).
     #[command(after_help = CLIENT_HELP)]
     Drift {
+        /// Run the server's periodic drift check now (admin): its own findings and those of the
+        /// repositories on its host; new ones become drift.found entries and notifications,
+        /// gone ones drift.cleared.
+        #[arg(long, conflicts_with_all = ["checkpoint", "key"])]
+        record: bool,
         /// A signed checkpoint saved earlier (`breakglass audit checkpoint`): the log must still extend it.
         #[arg(long, value_name = "FILE", requires = "key")]
         checkpoint: Option<PathBuf>,

@@ -103,6 +103,12 @@
 //! # escalated, and counts in policy's context.requester.overdue_reviews.
 //! deadline = "72h"
 //!
+//! [drift]
+//! # How often the server checks for drift (grants, policy, the log, the
+//! # repositories on its own host) and records what it finds in the log,
+//! # in metrics and as drift_detected notifications. "0": never.
+//! interval = "5m"
+//!
 //! [notify]
 //! # "expiring soon" is sent this long before a grant ends ("0": never).
 //! expiring_soon = "10m"
@@ -113,7 +119,8 @@
 //! url = "https://hooks.example.com/breakglass"
 //! secret = "…"
 //! # Which events (all when empty): requested, approved, activated, extended,
-//! # expiring_soon, expired, revoked, incident_resolved_ended.
+//! # expiring_soon, expired, revoked, incident_resolved_ended, review_overdue,
+//! # drift_detected.
 //! events = []
 //!
 //! # Slack incoming webhooks (the URL is the secret).
@@ -140,6 +147,38 @@ pub struct Config {
     pub incidents: IncidentsSection,
     pub notify: NotifySection,
     pub review: ReviewSection,
+    pub drift: DriftSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftSection {
+    pub interval: String,
+}
+
+impl Default for DriftSection {
+    fn default() -> DriftSection {
+        DriftSection { interval: "5m".into() }
+    }
+}
+
+impl DriftSection {
+    /// The periodic check's interval; `None` when it is off ("0").
+    pub fn interval(&self) -> CliResult<Option<std::time::Duration>> {
+        if self.interval.trim() == "0" {
+            return Ok(None);
+        }
+        let ms = breakglass_core::grant::parse_duration(&self.interval).map_err(|e| {
+            bad_input(format!("invalid drift.interval {:?}: {e} (\"0\" turns the check off)", self.interval))
+        })?;
+        if ms < 10_000 {
+            return Err(bad_input(format!(
+                "invalid drift.interval {:?}: at least 10s, or \"0\" for off",
+                self.interval
+            )));
+        }
+        Ok(Some(std::time::Duration::from_millis(ms as u64)))
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -602,6 +641,7 @@ impl Config {
         config.incidents.to_server()?;
         config.notify.to_server()?;
         config.review.to_server()?;
+        config.drift.interval()?;
         Ok(config)
     }
 
@@ -674,6 +714,7 @@ impl Config {
             ("BREAKGLASS_INCIDENTS_RESOLVE_GRACE", &mut i.resolve_grace),
             ("BREAKGLASS_NOTIFY_EXPIRING_SOON", &mut self.notify.expiring_soon),
             ("BREAKGLASS_REVIEW_DEADLINE", &mut self.review.deadline),
+            ("BREAKGLASS_DRIFT_INTERVAL", &mut self.drift.interval),
         ] {
             if let Some(v) = get(var) {
                 *field = v;

@@ -2,11 +2,14 @@
 //! server reports what it sees for itself (grants lagging or contradicting
 //! their log, standing backdoors in policy); this command adds what only
 //! this host sees (the registered repositories that live here: hooks missing
-//! or changed since `git install`, push options turned off) and what only
+//! or changed since `git install`, push options turned off, events waiting
+//! in a spool, protected refs no recorded update produced) and what only
 //! an auditor holding a saved checkpoint can check (the log still extends
 //! it). Exit 0 when nothing drifted, 1 when something did.
 
 use std::path::{Path, PathBuf};
+
+use breakglass_server::hostcheck;
 
 use breakglass_core::api::DriftFinding;
 use breakglass_core::checkpoint::Checkpoint;
@@ -18,57 +21,18 @@ use crate::cli::ClientArgs;
 use crate::client::connect;
 use crate::datadir::parse_verifier_key;
 use crate::error::{CliError, CliResult, ExitCode, bad_input};
-use crate::git::{hook, repo};
 use crate::print_json;
-
-fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(data))
-}
 
 /// The registered repositories whose path is on this host.
 async fn repos(client: &breakglass_client::Client) -> CliResult<Vec<DriftFinding>> {
+    let host = hostcheck::host_name();
     let mut out = Vec::new();
     for r in client.repos().await?.repos {
-        let git_dir = PathBuf::from(&r.path);
-        if !r.installed || !git_dir.join("HEAD").is_file() {
+        if !hostcheck::is_local(&r, &host) {
             continue;
         }
-        let hooks = hook::hooks_dir(&git_dir);
-        for (name, want) in &r.hooks {
-            let path = hooks.join(name);
-            match std::fs::read(&path) {
-                Err(_) => out.push(DriftFinding {
-                    kind: "repo.hook_missing".into(),
-                    subject: r.path.clone(),
-                    what: format!("{} of repository {} is missing", path.display(), r.name),
-                    fix: format!("run `breakglass git install --repo {}` again, and find out who removed it", r.path),
-                }),
-                Ok(text) if &sha256_hex(&text) != want => out.push(DriftFinding {
-                    kind: "repo.hook_modified".into(),
-                    subject: r.path.clone(),
-                    what: format!("{} of repository {} is not the script `git install` wrote", path.display(), r.name),
-                    fix: format!("compare it, then run `breakglass git install --repo {}` again", r.path),
-                }),
-                Ok(_) => {}
-            }
-        }
-        let options = repo::get_config(&git_dir, "receive.advertisePushOptions").ok().flatten();
-        if options.as_deref() != Some("true") {
-            out.push(DriftFinding {
-                kind: "repo.push_options_off".into(),
-                subject: r.path.clone(),
-                what: format!(
-                    "receive.advertisePushOptions is {} in {}",
-                    options.as_deref().unwrap_or("unset"),
-                    r.path
-                ),
-                fix: format!(
-                    "git -C {} config receive.advertisePushOptions true (grant tokens travel as push options)",
-                    r.path
-                ),
-            });
-        }
+        let recorded = client.repo_refs(&r.name).await?.refs;
+        out.extend(hostcheck::inspect(&r, Some(&recorded)));
     }
     Ok(out)
 }
@@ -108,6 +72,42 @@ async fn checkpoint(client: &breakglass_client::Client, saved: &Path, key: &str)
     }))
 }
 
+/// `breakglass drift --record`: the server's periodic check, now.
+pub async fn record(client_args: ClientArgs, json: bool) -> CliResult {
+    let client = connect(&client_args)?;
+    let c = client.drift_check().await?;
+    if json {
+        print_json(&json!({ "drifted": !c.findings.is_empty(), "check": c }));
+    } else {
+        println!(
+            "checked on {}: {} finding(s), {} new (recorded), {} cleared",
+            c.host,
+            c.findings.len(),
+            c.found.len(),
+            c.cleared.len()
+        );
+        if let Some(e) = &c.not_recorded {
+            println!("NOT RECORDED in the log: {e}");
+        }
+        print_findings(&c.findings);
+    }
+    exit(c.findings.len())
+}
+
+fn print_findings(findings: &[DriftFinding]) {
+    for f in findings {
+        println!("{}  {}\n    {}\n    fix: {}", f.kind, f.subject, f.what, f.fix);
+    }
+}
+
+fn exit(findings: usize) -> CliResult {
+    if findings == 0 {
+        Ok(())
+    } else {
+        Err(CliError { code: ExitCode::CheckFailed, message: format!("{findings} drift finding(s)") })
+    }
+}
+
 pub async fn run(client_args: ClientArgs, saved: Option<PathBuf>, key: Option<String>, json: bool) -> CliResult {
     let client = connect(&client_args)?;
     let mut findings = client.drift().await?.findings;
@@ -121,13 +121,7 @@ pub async fn run(client_args: ClientArgs, saved: Option<PathBuf>, key: Option<St
     } else if findings.is_empty() {
         println!("no drift");
     } else {
-        for f in &findings {
-            println!("{}  {}\n    {}\n    fix: {}", f.kind, f.subject, f.what, f.fix);
-        }
+        print_findings(&findings);
     }
-    if findings.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError { code: ExitCode::CheckFailed, message: format!("{} drift finding(s)", findings.len()) })
-    }
+    exit(findings.len())
 }

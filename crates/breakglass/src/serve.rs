@@ -143,11 +143,28 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
     let app = router(state, dir.config.server.max_body_bytes);
     let expiry = tokio::spawn(breakglass_server::expiry::run(service.clone(), stop_rx.clone()));
     let notifier = tokio::spawn(breakglass_server::notify::run(service.clone(), stop_rx.clone()));
+    let drift = dir.config.drift.interval()?.map(|every| {
+        let report = |c: &breakglass_core::api::DriftCheck| {
+            use std::io::Write as _;
+            println!(
+                "drift check: {} finding(s), {} new, {} cleared{}",
+                c.findings.len(),
+                c.found.len(),
+                c.cleared.len(),
+                c.not_recorded.as_ref().map_or(String::new(), |e| format!(" (NOT RECORDED: {e})"))
+            );
+            let _ = std::io::stdout().flush();
+        };
+        tokio::spawn(breakglass_server::drift::run(service.clone(), every, report, stop_rx.clone()))
+    });
     let signals = tokio::spawn(handle_signals(service.clone(), stop_tx));
     let res = breakglass_server::listen::serve(listener, app, tls, stop_rx).await;
     signals.abort();
     let _ = expiry.await;
     let _ = notifier.await;
+    if let Some(d) = drift {
+        let _ = d.await;
+    }
     drop(service);
     ledger.shutdown().await;
     res.map_err(|e| internal(format!("the server failed: {e}")))

@@ -25,9 +25,17 @@ async fn an_event_is_recorded_once_whatever_the_deliveries() {
         "actor": "alice",
         "grant": id,
         "at": T0,
-        "data": { "repo": "payments/api", "ref": "refs/heads/main", "commits": [] },
+        "data": { "repo": "payments/api", "ref": "refs/heads/main", "new": "ab".repeat(20), "commits": [] },
     });
     let before = srv.log_size().await;
+    // A push that does not say what it moved is refused, and writes nothing.
+    let mut vague = event.clone();
+    vague["id"] = json!("vague-push");
+    vague["data"] = json!({ "repo": "payments/api", "commits": [] });
+    let (status, r) = srv.post("/v1/events", &hooks, vague).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("the new value"), "{r}");
+    assert_eq!(srv.log_size().await, before);
     let (status, r) = srv.post("/v1/events", &hooks, event.clone()).await;
     assert_eq!((status, r["duplicate"].as_bool()), (StatusCode::OK, Some(false)), "{r}");
     let (status, r) = srv.post("/v1/events", &hooks, event.clone()).await;

@@ -4,6 +4,7 @@
 //! PostgreSQL when `BREAKGLASS_TEST_PG_URL` is set. Time is an input: the
 //! service runs on a clock the tests move.
 
+mod drift;
 mod events;
 mod grants;
 mod harness;

@@ -49,7 +49,7 @@ async fn a_review_opens_at_the_end_with_everything_done_under_the_grant_and_only
     let (_, other) = srv.post("/v1/grants", &alice, request_body(RELEASE, "push", "30m", "release fix")).await;
     let other = other["id"].as_str().unwrap().to_owned();
 
-    let push = json!({ "repo": "payments/api", "ref": "refs/heads/main", "commit_count": 1,
+    let push = json!({ "repo": "payments/api", "ref": "refs/heads/main", "new": "4f1c2b9e8d7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e", "commit_count": 1,
         "commits": [{ "sha": "4f1c2b9e8d7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e", "files": ["src/pay.rs", "Cargo.toml"] }] });
     let gate = json!({ "scope": "pipeline:payments/api/deploy@production", "gate": "integration-tests",
         "mode": "skip", "ran": false, "outcome": "skipped" });
@@ -62,7 +62,7 @@ async fn a_review_opens_at_the_end_with_everything_done_under_the_grant_and_only
         ),
         ("e2", "git.push", Some(id.as_str()), push),
         ("e3", "ci.gate", Some(id.as_str()), gate),
-        ("e4", "git.push", None, json!({ "repo": "payments/web", "ref": "refs/heads/dev" })),
+        ("e4", "git.push", None, json!({ "repo": "payments/web", "ref": "refs/heads/dev", "new": "cd".repeat(20) })),
         ("e5", "git.push.decision", Some(other.as_str()), json!({ "decision": "refused" })),
     ] {
         let (status, r) = srv.post("/v1/events", &hooks, event(eid, kind, grant, data)).await;

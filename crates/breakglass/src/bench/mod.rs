@@ -405,6 +405,8 @@ pub(crate) async fn start_server_with(
             cmd.env_remove(name);
         }
     }
+    // A scratch server checks for drift only when asked.
+    cmd.env("BREAKGLASS_DRIFT_INTERVAL", "0");
     let mut child = cmd.spawn().map_err(|e| internal(format!("cannot start breakglass serve: {e}")))?;
     let stdout = child.stdout.take().ok_or_else(|| internal("the server has no stdout"))?;
     let server = ServerProcess { child };

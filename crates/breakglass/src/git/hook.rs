@@ -199,7 +199,8 @@ impl UpdateKind {
     }
 }
 
-/// A protected update that pre-receive accepted under a grant, for post-receive.
+/// A protected update that pre-receive accepted (under a grant, or by an
+/// updater with `grant` empty), for post-receive to record.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Accepted {
     grant: String,
@@ -370,11 +371,7 @@ fn run_chained(git_dir: &Path, name: &str, input: &str, args: &[String]) -> Resu
 }
 
 pub fn hooks_dir(git_dir: &Path) -> PathBuf {
-    repo::get_config(git_dir, "core.hooksPath")
-        .ok()
-        .flatten()
-        .map(|p| if Path::new(&p).is_absolute() { PathBuf::from(p) } else { git_dir.join(p) })
-        .unwrap_or_else(|| git_dir.join("hooks"))
+    breakglass_server::hostcheck::hooks_dir(git_dir)
 }
 
 fn git_dir_from_env() -> PathBuf {
@@ -466,6 +463,10 @@ async fn decide(
             continue;
         };
         if cfg.updaters.contains(&who) && matches!(kind, UpdateKind::Create | UpdateKind::FastForward) {
+            // A normal update by a merge bot: no grant, but post-receive
+            // records it, so drift can tell it from a push past the hooks.
+            let a = Accepted { grant: String::new(), pusher: who, kind, via: "updater".into(), commits: Vec::new() };
+            accepted.push((u, a));
             continue;
         }
         let mut reasons = Vec::new();
@@ -655,7 +656,7 @@ async fn record_push(
             id: spool::new_event_id(),
             kind: "git.push".into(),
             actor: a.pusher.clone(),
-            grant: Some(a.grant.clone()),
+            grant: (!a.grant.is_empty()).then(|| a.grant.clone()),
             at: SystemClock.now(),
             data: json!(data),
         };

@@ -297,15 +297,25 @@ async fn register(
         Ok(None) => return (false, Some("no server configured: the repository is not registered".into())),
         Err(e) => return (false, Some(e)),
     };
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    // The protected refs as they are now: the baseline drift compares with.
+    let refs = if installed {
+        match breakglass_server::hostcheck::protected_refs(git_dir, &cfg.protected) {
+            Ok(r) => r,
+            Err(e) => return (false, Some(e)),
+        }
+    } else {
+        BTreeMap::new()
+    };
     let reg = RepoRegistration {
         name: cfg.name.clone(),
         protected: cfg.protected.clone(),
         updaters: cfg.updaters.clone(),
         path: git_dir.display().to_string(),
-        host,
+        host: breakglass_server::hostcheck::host_name(),
         hooks: hooks.clone(),
         installed,
+        refs,
+        spool: cfg.spool_dir(git_dir).display().to_string(),
     };
     match client.register_repo(&reg).await {
         Ok(_) => (true, None),

@@ -169,13 +169,6 @@ pub fn set_config(git_dir: &Path, key: &str, value: &str) -> Result<(), String> 
     run(c, "config").map(|_| ())
 }
 
-pub fn get_config(git_dir: &Path, key: &str) -> Result<Option<String>, String> {
-    let mut c = git(git_dir);
-    c.args(["config", "--get", key]).stderr(Stdio::null());
-    let out = c.output().map_err(|e| format!("cannot run git config: {e}"))?;
-    Ok(out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned()))
-}
-
 pub fn unset_config(git_dir: &Path, key: &str) -> Result<(), String> {
     let mut c = git(git_dir);
     c.args(["config", "--unset", key]).stderr(Stdio::null());

@@ -30,7 +30,13 @@ impl Drop for Served {
 /// Starts `breakglass serve`; returns it, its URL and the admin token it
 /// printed (first run only).
 fn spawn(data: &Path, listen: &str) -> (Child, String, Option<String>, Receiver<String>) {
-    let mut child = Command::new(BIN)
+    let drift_configured = std::fs::read_to_string(data.join("breakglass.toml")).is_ok_and(|c| c.contains("[drift]"));
+    let mut cmd = Command::new(BIN);
+    // Time is an input: the periodic drift check runs only where a test configures it.
+    if !drift_configured {
+        cmd.env("BREAKGLASS_DRIFT_INTERVAL", "0");
+    }
+    let mut child = cmd
         .args(["serve", "--listen", listen, "--unsafe-test-clock", "--origin", "e2e.breakglass.test/log"])
         .arg("--data-dir")
         .arg(data)
