@@ -556,6 +556,21 @@ impl Client {
         self.get(self.url(&["v1", "drift"])).await
     }
 
+    /// `POST /v1/drills`
+    pub async fn record_drill(
+        &self,
+        report: &breakglass_core::api::DrillReport,
+    ) -> Result<breakglass_core::api::DrillRecord, ClientError> {
+        self.post(self.url(&["v1", "drills"]), report).await
+    }
+
+    /// `GET /v1/drills?limit=N`
+    pub async fn drills(&self, limit: u32) -> Result<breakglass_core::api::DrillList, ClientError> {
+        let mut url = self.url(&["v1", "drills"]);
+        url.query_pairs_mut().append_pair("limit", &limit.to_string());
+        self.get(url).await
+    }
+
     /// `POST /v1/drift/check`
     pub async fn drift_check(&self) -> Result<breakglass_core::api::DriftCheck, ClientError> {
         self.post(self.url(&["v1", "drift", "check"]), &serde_json::json!({})).await
@@ -824,6 +839,7 @@ mod tests {
                 duration: "30m".into(),
                 reason: "fix".into(),
                 incident: None,
+                drill: false,
             })
             .await
             .unwrap_err();

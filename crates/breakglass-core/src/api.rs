@@ -94,6 +94,58 @@ pub struct GrantRequest {
     pub reason: String,
     #[serde(default)]
     pub incident: Option<String>,
+    /// A rehearsal (`breakglass drill --server`): allowed only on drill
+    /// scopes (repository or project `breakglass-drill[/...]`); the grant's
+    /// id starts `gd_` and every log entry naming it carries `"drill": true`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drill: bool,
+}
+
+/// `POST /v1/drills`: the result of a drill against a live server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DrillReport {
+    pub ok: bool,
+    pub total_ms: f64,
+    pub steps: Vec<DrillStep>,
+    /// Why it failed, when it did.
+    #[serde(default)]
+    pub failed: Option<String>,
+    /// The drill's grant, when the drill got that far.
+    #[serde(default)]
+    pub grant: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DrillStep {
+    pub step: String,
+    pub ms: f64,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// A stored drill result (`GET /v1/drills`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DrillRecord {
+    pub id: String,
+    pub at: Timestamp,
+    /// Who ran it.
+    pub by: String,
+    /// The log entry (`drill.completed`) that records it.
+    pub index: Option<u64>,
+    #[serde(flatten)]
+    pub report: DrillReport,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DrillList {
+    /// Newest first.
+    pub drills: Vec<DrillRecord>,
 }
 
 /// `POST /v1/grants/{id}/deny` and `/revoke`

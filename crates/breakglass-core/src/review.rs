@@ -73,7 +73,11 @@ pub enum ReviewError {
 
 /// The review id of a grant.
 pub fn review_id(grant_id: &str) -> String {
-    format!("rv_{}", grant_id.strip_prefix("gr_").unwrap_or(grant_id))
+    match grant_id.strip_prefix("gd_") {
+        // A drill grant's review is a drill review.
+        Some(rest) => format!("rd_{rest}"),
+        None => format!("rv_{}", grant_id.strip_prefix("gr_").unwrap_or(grant_id)),
+    }
 }
 
 impl Review {

@@ -307,7 +307,7 @@ impl Service {
                 return Ok((found, cleared));
             }
             mutations.extend(self.drift_notifications(&found, now)?);
-            match self.ledger().append_with(entries, mutations).await {
+            match self.append_with(entries, mutations).await {
                 Ok(_) => {
                     if !found.is_empty() {
                         self.notify_wake.notify_one();

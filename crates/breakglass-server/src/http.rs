@@ -137,10 +137,10 @@ impl FromRequestParts<AppState> for Caller {
         approve, deny, revoke, extend, grant_token, check, create_token, list_tokens, revoke_token, reload_policy,
         checkpoint, entry, record_event, register_repo, list_repos, repo_refs, ci_status, list_incidents, show_incident,
         incident_pagerduty, incident_opsgenie, incident_alertmanager, incident_generic, list_notifications,
-        retry_notification, list_reviews, show_review, approve_review, flag_review, export_review, stats, drift, drift_check, consistency
+        retry_notification, list_reviews, show_review, approve_review, flag_review, export_review, stats, drift, drift_check, record_drill, list_drills, consistency
     ),
     components(schemas(
-        StatsView, DurationStats, CountBy, DriftFinding, DriftReport, DriftCheck, ConsistencyView, breakglass_core::report::Report, breakglass_core::report::ProvenEntry, TimelineEntry, ReviewView, ReviewList, ReviewDecision, IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
+        StatsView, DurationStats, CountBy, DriftFinding, DriftReport, DriftCheck, DrillReport, DrillStep, DrillRecord, DrillList, ConsistencyView, breakglass_core::report::Report, breakglass_core::report::ProvenEntry, TimelineEntry, ReviewView, ReviewList, ReviewDecision, IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
         ErrorBody, ErrorDetail, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, WhoAmI,
         GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, GrantList, GrantStatus,
         CheckResponse, TokenResponse, CreateApiToken, ApiTokenView, CreatedApiToken, ApiTokenList,
@@ -203,6 +203,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/stats", get(stats))
         .route("/drift", get(drift))
         .route("/drift/check", post(drift_check))
+        .route("/drills", post(record_drill).get(list_drills))
         .route("/log/consistency", get(consistency))
         .route("/notifications", get(list_notifications))
         .route("/notifications/{id}/retry", post(retry_notification))
@@ -801,6 +802,33 @@ async fn stats(caller: Caller, State(st): State<AppState>, Query(q): Query<Stats
 #[utoipa::path(post, path = "/v1/drift/check", responses((status = 200, body = DriftCheck), (status = 403, body = ErrorBody)))]
 async fn drift_check(caller: Caller, State(st): State<AppState>) -> ApiResult<Json<DriftCheck>> {
     Ok(Json(st.service.drift_check(&caller).await?))
+}
+
+#[utoipa::path(post, path = "/v1/drills", request_body = DrillReport,
+    responses((status = 200, body = DrillRecord), (status = 400, body = ErrorBody)))]
+async fn record_drill(
+    caller: Caller,
+    State(st): State<AppState>,
+    Body(req): Body<DrillReport>,
+) -> ApiResult<Json<DrillRecord>> {
+    Ok(Json(st.service.record_drill(&caller, &req).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitQuery {
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/drills", params(("limit" = Option<u32>, Query)),
+    responses((status = 200, body = DrillList)))]
+async fn list_drills(
+    caller: Caller,
+    State(st): State<AppState>,
+    query: Result<Query<LimitQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<DrillList>> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    Ok(Json(st.service.drills(&caller, q.limit.unwrap_or(100)).await?))
 }
 
 #[utoipa::path(get, path = "/v1/drift", responses((status = 200, body = DriftReport), (status = 403, body = ErrorBody)))]

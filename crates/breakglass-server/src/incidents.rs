@@ -381,7 +381,7 @@ impl Service {
                     body: json!({ "incident": incident.id }).to_string(),
                 },
             ];
-            match self.ledger().append_with(vec![draft], mutations).await {
+            match self.append_with(vec![draft], mutations).await {
                 Ok(_) => {
                     metrics::counter!("breakglass_incident_changes_total", "kind" => kind).increment(1);
                     return Ok((id, true));

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod ci;
 pub mod drift;
+pub mod drills;
 pub mod expiry;
 pub mod hostcheck;
 pub mod http;

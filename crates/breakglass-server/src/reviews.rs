@@ -140,7 +140,7 @@ impl Service {
                     serde_json::from_str(&g.body).map_err(|e| internal("a stored grant is unreadable", e))?;
                 mutations.extend(self.notifications_for(&grant, std::slice::from_ref(&draft), now, &loaded)?);
             }
-            match self.ledger().append_with(vec![draft], mutations).await {
+            match self.append_with(vec![draft], mutations).await {
                 Ok(_) => {
                     n += 1;
                     self.notify_wake.notify_one();
@@ -185,7 +185,11 @@ impl Service {
 
     async fn read_review(&self, id: &str) -> Result<(Review, u64), ServiceError> {
         // A grant id finds its review too.
-        let id = if id.starts_with("gr_") { breakglass_core::review::review_id(id) } else { id.to_owned() };
+        let id = if id.starts_with("gr_") || id.starts_with("gd_") {
+            breakglass_core::review::review_id(id)
+        } else {
+            id.to_owned()
+        };
         let Some(obj) = self.store().object(REVIEW_KIND, &id).await? else {
             return Err(ServiceError::NotFound(format!("no review {id:?}")));
         };
@@ -234,7 +238,6 @@ impl Service {
         let timeline = self.timeline(&review.grant).await?;
         let indexes: Vec<u64> = timeline.iter().map(|t| t.index).collect();
         let receipt = self
-            .ledger()
             .append(EntryDraft::new(
                 &caller.name,
                 "review.exported",
@@ -306,7 +309,7 @@ impl Service {
             }
             let draft =
                 review.decide(&caller.name, approve, &d.notes, &d.lessons, &d.follow_ups, now).map_err(review_error)?;
-            match self.ledger().append_with(vec![draft], vec![review_mutation(&review, version)?]).await {
+            match self.append_with(vec![draft], vec![review_mutation(&review, version)?]).await {
                 Ok(_) => return Ok(view(&review, now, Vec::new())),
                 Err(AppendError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),

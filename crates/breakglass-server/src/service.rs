@@ -349,6 +349,26 @@ impl Service {
         self.clock.now()
     }
 
+    /// Appends entries with state changes, as one commit. Every append of
+    /// the service goes through here, so entries naming a drill grant are
+    /// marked `"drill": true` whoever wrote them.
+    pub(crate) async fn append_with(
+        &self,
+        mut drafts: Vec<EntryDraft>,
+        mutations: Vec<Mutation>,
+    ) -> std::result::Result<breakglass_store::ledger::Receipt, AppendError> {
+        crate::drills::mark(&mut drafts);
+        self.ledger.append_with(drafts, mutations).await
+    }
+
+    /// [`Service::append_with`] for one entry and no state change.
+    pub(crate) async fn append(
+        &self,
+        draft: EntryDraft,
+    ) -> std::result::Result<breakglass_store::ledger::Receipt, AppendError> {
+        self.append_with(vec![draft], Vec::new()).await
+    }
+
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }
@@ -566,7 +586,7 @@ impl Service {
                 "expires_at": expires_at.to_rfc3339(),
             }),
         );
-        match self.ledger.append_with(vec![entry], vec![used, session]).await {
+        match self.append_with(vec![entry], vec![used, session]).await {
             Ok(_) => {}
             Err(AppendError::Conflict { kind, .. }) if kind == CHALLENGE_KIND => {
                 return Err(refused("this challenge was already used; ask for a new one".into()));
@@ -622,7 +642,7 @@ impl Service {
                 "token_digest": self.keys.digester.digest("api-token", token.as_bytes()),
             }),
         );
-        self.ledger.append_with(vec![entry], vec![credential_mutation(API_TOKEN_KIND, &cred, 0)?]).await?;
+        self.append_with(vec![entry], vec![credential_mutation(API_TOKEN_KIND, &cred, 0)?]).await?;
         Ok(CreatedApiToken { token, view: token_view(&cred) })
     }
 
@@ -681,13 +701,12 @@ impl Service {
         let files: serde_json::Map<String, serde_json::Value> =
             new.files.iter().map(|(n, d)| (n.clone(), json!(d))).collect();
         // Logged before it takes effect: a policy nobody can see in the log never decides.
-        self.ledger
-            .append(EntryDraft::new(
-                by,
-                "policy.reloaded",
-                json!({ "policies": out.policies, "principals": out.principals, "sha256": files }),
-            ))
-            .await?;
+        self.append(EntryDraft::new(
+            by,
+            "policy.reloaded",
+            json!({ "policies": out.policies, "principals": out.principals, "sha256": files }),
+        ))
+        .await?;
         *self.loaded.write().expect("policy lock") = Arc::new(new);
         self.credentials.clear();
         Ok(out)
@@ -727,6 +746,13 @@ impl Service {
             .collect::<Result<Vec<_>>>()?;
         if scopes.is_empty() || caps.is_empty() {
             return Err(ServiceError::BadRequest("a request names at least one scope and one capability".into()));
+        }
+        if req.drill
+            && let Some(s) = scopes.iter().find(|s| !crate::drills::is_drill_scope(s))
+        {
+            return Err(ServiceError::BadRequest(format!(
+                "a drill may name only drill scopes (repository or project breakglass-drill or breakglass-drill/...), not {s}"
+            )));
         }
         let duration_ms = parse_duration(&req.duration).map_err(ServiceError::BadRequest)?;
         let now = self.now();
@@ -787,26 +813,25 @@ impl Service {
         let Some(terms) = terms else {
             let denials: Vec<String> = decision.denials().map(|r| r.to_string()).collect();
             // The refusal is part of the record: who asked for what, and why not.
-            self.ledger
-                .append(EntryDraft::new(
-                    &caller.name,
-                    "grant.refused",
-                    json!({
-                        "scopes": req.scopes,
-                        "capabilities": req.capabilities,
-                        "duration_ms": duration_ms,
-                        "reason": req.reason,
-                        "denials": denials,
-                    }),
-                ))
-                .await?;
+            self.append(EntryDraft::new(
+                &caller.name,
+                "grant.refused",
+                json!({
+                    "scopes": req.scopes,
+                    "capabilities": req.capabilities,
+                    "duration_ms": duration_ms,
+                    "reason": req.reason,
+                    "denials": denials,
+                }),
+            ))
+            .await?;
             metrics::counter!("breakglass_grant_requests_total", "outcome" => "refused").increment(1);
             return Err(ServiceError::PolicyDenied {
                 message: format!("policy does not allow {} this request", caller.name),
                 reasons: if denials.is_empty() { reasons } else { denials },
             });
         };
-        let id = new_id("gr", now)?;
+        let id = new_id(if req.drill { crate::drills::DRILL_GRANT_PREFIX } else { "gr" }, now)?;
         let (grant, mut drafts) = Grant::request(
             Request {
                 id: id.clone(),
@@ -835,7 +860,7 @@ impl Service {
         }
         let mut mutations = vec![grant_mutation(&grant, 0)?];
         mutations.extend(self.notifications_for(&grant, &drafts, now, &loaded)?);
-        let receipt = self.ledger.append_with(drafts, mutations).await?;
+        let receipt = self.append_with(drafts, mutations).await?;
         self.notify_wake.notify_one();
         metrics::counter!("breakglass_grant_requests_total", "outcome" => if grant.state == GrantState::Active { "activated" } else { "pending" }).increment(1);
         self.wake.notify_one();
@@ -865,7 +890,7 @@ impl Service {
                 drafts.push(entry);
                 mutations.push(review);
             }
-            match self.ledger.append_with(drafts, mutations).await {
+            match self.append_with(drafts, mutations).await {
                 Ok(_) => {
                     self.wake.notify_one();
                     self.notify_wake.notify_one();
@@ -1070,16 +1095,15 @@ impl Service {
             IssueRequest::for_grant(&grant, &self.config.issuer, &jti).map_err(|e| internal("cannot issue", e))?;
         let token = self.keys.token_signer.issue(&issue, now).map_err(|e| ServiceError::Conflict(e.to_string()))?;
         let expires_at = grant.expires_at.unwrap_or(now);
-        self.ledger
-            .append(
-                EntryDraft::new(
-                    &caller.name,
-                    "grant.token_issued",
-                    json!({ "jti": jti, "key_id": self.keys.token_signer.key_id(), "expires_at": expires_at.to_rfc3339() }),
-                )
-                .with_grant(id),
+        self.append(
+            EntryDraft::new(
+                &caller.name,
+                "grant.token_issued",
+                json!({ "jti": jti, "key_id": self.keys.token_signer.key_id(), "expires_at": expires_at.to_rfc3339() }),
             )
-            .await?;
+            .with_grant(id),
+        )
+        .await?;
         Ok(TokenResponse { token, key_id: self.keys.token_signer.key_id().to_owned(), expires_at })
     }
 
@@ -1191,7 +1215,7 @@ impl Service {
                 let existing = self.store.object(REF_KIND, &ref_id(repo, &rec.refname)).await?;
                 mutations.push(ref_mutation(existing.as_ref(), repo, rec.clone())?);
             }
-            match self.ledger.append_with(vec![entry.clone()], mutations).await {
+            match self.append_with(vec![entry.clone()], mutations).await {
                 Ok(r) => return Ok(EventRecorded { id: ev.id.clone(), duplicate: false, index: Some(r.index) }),
                 Err(AppendError::Conflict { kind, .. }) if kind == EVENT_KIND => {
                     return Ok(EventRecorded { id: ev.id.clone(), duplicate: true, index: None });
@@ -1272,7 +1296,7 @@ impl Service {
                 }),
             );
             mutations.push(m);
-            match self.ledger.append_with(vec![entry], mutations).await {
+            match self.append_with(vec![entry], mutations).await {
                 Ok(_) => return Ok(reg.clone()),
                 Err(AppendError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
@@ -1457,7 +1481,7 @@ impl Service {
                 drafts.push(entry);
                 mutations.push(review);
             }
-            match self.ledger.append_with(drafts, mutations).await {
+            match self.append_with(drafts, mutations).await {
                 Ok(_) => {
                     ended += 1;
                     self.notify_wake.notify_one();

@@ -121,16 +121,47 @@ pub enum Command {
     /// clock, a repository with hooks, a simulated incident) and time every step: request approved
     /// by the incident, token, protected push, CI gate relaxed, expiry, push refused again, review
     /// opened, log verified. Fails (exit 1) on the first step that does not work.
-    #[command(after_help = EXIT_CODES)]
+    ///
+    /// With --server URL, the same steps run against a live server, as the logged-in principal,
+    /// on drill scopes only (repository or project breakglass-drill[/...]), every log entry marked
+    /// as a drill; the grant is revoked instead of waiting for its expiry, and the result is
+    /// stored on the server. `breakglass drill history` shows past drills' timings.
+    #[command(after_help = EXIT_CODES, args_conflicts_with_subcommands = true)]
     Drill {
+        #[command(subcommand)]
+        command: Option<DrillCommand>,
         #[arg(long)]
         json: bool,
         /// Keep the sandbox directory (printed) to look at afterwards.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "server")]
         keep: bool,
         /// Break the sandbox on purpose, to see the drill catch it.
-        #[arg(long, value_enum, value_name = "FAULT")]
+        #[arg(long, value_enum, value_name = "FAULT", conflicts_with = "server")]
         fault: Option<crate::drill::Fault>,
+        /// Rehearse on this live server instead of a sandbox (needs `breakglass login` there).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// With --server: the drill scopes to request (repeatable).
+        #[arg(long = "scope", value_name = "SCOPE", requires = "server",
+              default_value = crate::drill::live::DEFAULT_SCOPE)]
+        scopes: Vec<String>,
+        /// With --server: how long the drill grant is requested for (it is revoked at the end).
+        #[arg(long = "for", value_name = "DURATION", default_value = "10m", requires = "server")]
+        duration: String,
+        /// With --server: a drill repository (path or URL) whose hooks protect the git scope's ref;
+        /// the drill pushes a tagged empty commit to it and checks the push is refused afterwards.
+        #[arg(long, value_name = "REPO", requires = "server")]
+        repo: Option<String>,
+        /// With --server: a gate to skip under the drill grant (needs a pipeline: scope).
+        #[arg(long, value_name = "NAME", requires = "server")]
+        gate: Option<String>,
+        /// With --server: a second principal's credentials file, to approve the request when
+        /// policy does not approve it at once (otherwise the drill waits for a person).
+        #[arg(long, value_name = "FILE", requires = "server")]
+        approver_credentials: Option<PathBuf>,
+        /// With --server: how long to wait for a person to approve.
+        #[arg(long, value_name = "DURATION", default_value = "10m", requires = "server")]
+        wait: String,
     },
     /// Find drift: grants lagging or contradicting their log, standing backdoors in policy,
     /// registered repositories on this host whose hooks are missing or changed, whose push
@@ -288,6 +319,21 @@ pub struct GitInstallArgs {
     pub binary: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Past drills with their times, newest first: a server's (with --server), else the sandbox
+    /// drills run on this machine.
+    History {
+        /// The server whose stored drills to list.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

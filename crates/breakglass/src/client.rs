@@ -439,6 +439,7 @@ pub async fn request(args: RequestArgs) -> CliResult {
             duration: args.duration,
             reason,
             incident: args.incident,
+            drill: false,
         })
         .await?;
     print_grant(&view, args.json);

@@ -110,7 +110,16 @@ async fn run(cli: Cli) -> CliResult {
         Command::Incidents(args) => client::incidents(args).await,
         Command::Notifications(args) => client::notifications(args).await,
         Command::Review(cmd) => client::review(cmd).await,
-        Command::Drill { json, keep, fault } => drill::run(json, fault, keep).await,
+        Command::Drill { command: Some(cli::DrillCommand::History { server, limit, json }), .. } => {
+            drill::history::run(server, json, limit).await
+        }
+        Command::Drill {
+            server: Some(server), scopes, duration, repo, gate, approver_credentials, wait, json, ..
+        } => {
+            let live = drill::live::Live { server, scopes, duration, repo, gate, approver: approver_credentials, wait };
+            drill::live::run(live, json).await
+        }
+        Command::Drill { json, keep, fault, .. } => drill::run(json, fault, keep).await,
         Command::Drift { record: true, json, client, .. } => drift::record(client, json).await,
         Command::Drift { checkpoint, key, json, client, .. } => drift::run(client, checkpoint, key, json).await,
         Command::Stats { since, json, client } => client::stats(since, json, client).await,

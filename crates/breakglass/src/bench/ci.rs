@@ -308,6 +308,7 @@ pub async fn ci(args: BenchCiArgs) -> CliResult {
                 duration: "60m".into(),
                 reason: "bench ci".into(),
                 incident: None,
+                drill: false,
             })
             .await
             .map_err(|e| internal(format!("the bench grant was refused: {e}")))?;

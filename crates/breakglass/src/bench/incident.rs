@@ -143,6 +143,7 @@ pub async fn incident(args: crate::cli::BenchIncidentArgs) -> CliResult {
         duration: "30m".into(),
         reason: "bench incident".into(),
         incident: None,
+        drill: false,
     };
     let mut lat = Vec::with_capacity(args.requests as usize);
     for _ in 0..args.requests {

@@ -855,6 +855,7 @@ pub async fn server(args: crate::cli::BenchServerArgs) -> CliResult {
         duration: "30m".into(),
         reason: "bench".into(),
         incident: None,
+        drill: false,
     };
     let request_body = serde_json::to_string(&request).map_err(|e| internal(e.to_string()))?;
     let request_bytes = RawConn::encode("POST", &addr, "/v1/grants", &session, Some(&request_body));
@@ -1460,6 +1461,7 @@ pub async fn git(args: crate::cli::BenchGitArgs) -> CliResult {
         duration: "60m".into(),
         reason: "bench git: hook overhead".into(),
         incident: None,
+        drill: false,
     };
     let grant = alice.request_grant(&request).await.map_err(|e| internal(format!("grant request refused: {e}")))?;
     let approved = bob

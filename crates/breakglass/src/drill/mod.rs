@@ -14,13 +14,15 @@ use std::process::Command;
 use std::time::Instant;
 
 use breakglass_client::Client;
-use breakglass_core::api::{CreateApiToken, GrantRequest};
-use serde::Serialize;
+use breakglass_core::api::{CreateApiToken, DrillReport, DrillStep, GrantRequest};
 use serde_json::json;
 
 use crate::bench::{clean_cmd, git_cmd, login, run_tool, start_server_with};
 use crate::error::{CliError, CliResult, ExitCode, internal};
 use crate::print_json;
+
+pub mod history;
+pub mod live;
 
 const ORIGIN: &str = "drill.breakglass.local/sandbox";
 const SECRET: &str = "drill-incident-secret-0123456789";
@@ -74,24 +76,8 @@ pub enum Fault {
     PolicyDenies,
 }
 
-#[derive(Debug, Serialize)]
-struct Step {
-    step: &'static str,
-    ms: f64,
-    ok: bool,
-    detail: String,
-}
-
-#[derive(Debug, Serialize)]
-struct DrillResult {
-    ok: bool,
-    total_ms: f64,
-    steps: Vec<Step>,
-    failed: Option<String>,
-}
-
 struct Drill {
-    steps: Vec<Step>,
+    steps: Vec<DrillStep>,
     started: Instant,
 }
 
@@ -107,11 +93,11 @@ impl Drill {
         let ms = (t.elapsed().as_secs_f64() * 1e5).round() / 100.0;
         match res {
             Ok((v, detail)) => {
-                self.steps.push(Step { step: name, ms, ok: true, detail });
+                self.steps.push(DrillStep { step: name.into(), ms, ok: true, detail });
                 Ok(v)
             }
             Err(e) => {
-                self.steps.push(Step { step: name, ms, ok: false, detail: e.clone() });
+                self.steps.push(DrillStep { step: name.into(), ms, ok: false, detail: e.clone() });
                 Err(format!("step {name:?} failed: {e}"))
             }
         }
@@ -164,30 +150,40 @@ pub async fn run(json: bool, fault: Option<Fault>, keep: bool) -> CliResult {
     let mut drill = Drill { steps: Vec::new(), started: Instant::now() };
     let result = steps(&mut drill, &root, fault).await;
     let total_ms = (drill.started.elapsed().as_secs_f64() * 1e5).round() / 100.0;
-    let report =
-        DrillResult { ok: result.is_ok(), total_ms, steps: drill.steps, failed: result.as_ref().err().cloned() };
+    let report = DrillReport {
+        ok: result.is_ok(),
+        total_ms,
+        steps: drill.steps,
+        failed: result.as_ref().err().cloned(),
+        grant: None,
+    };
     if keep {
         let kept = scratch.keep();
         eprintln!("sandbox kept at {}", kept.display());
     }
+    // Kept for `breakglass drill history`; a drill that cannot be kept still counts.
+    let kept = history::append_local(&report);
     if json {
         print_json(&report);
     } else {
-        println!("{:<34} {:>9}  result", "step", "ms");
-        for s in &report.steps {
-            println!("{:<34} {:>9.1}  {} {}", s.step, s.ms, if s.ok { "ok  " } else { "FAIL" }, s.detail);
-        }
-        println!(
-            "{:<34} {:>9.1}  {}",
-            "total",
-            report.total_ms,
-            if report.ok { "drill passed" } else { "drill FAILED" }
-        );
+        print_report(&report);
+    }
+    if let Err(x) = kept {
+        eprintln!("warning: the result was not kept for `drill history`: {}", x.message);
     }
     match result {
         Ok(()) => Ok(()),
         Err(why) => Err(CliError { code: ExitCode::CheckFailed, message: format!("the drill failed: {why}") }),
     }
+}
+
+/// The table of steps with their times.
+fn print_report(report: &DrillReport) {
+    println!("{:<34} {:>9}  result", "step", "ms");
+    for s in &report.steps {
+        println!("{:<34} {:>9.1}  {} {}", s.step, s.ms, if s.ok { "ok  " } else { "FAIL" }, s.detail);
+    }
+    println!("{:<34} {:>9.1}  {}", "total", report.total_ms, if report.ok { "drill passed" } else { "drill FAILED" });
 }
 
 async fn steps(d: &mut Drill, root: &Path, fault: Option<Fault>) -> Result<(), String> {
@@ -306,6 +302,7 @@ async fn steps(d: &mut Drill, root: &Path, fault: Option<Fault>) -> Result<(), S
                     duration: "30m".into(),
                     reason: "drill: payments down".into(),
                     incident: None,
+                    drill: false,
                 })
                 .await
                 .map_err(e)?;
