@@ -24,7 +24,7 @@ use rsa::traits::PublicKeyParts as _;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{clean_cmd, login, percentile, run_tool, start_server};
+use super::{clean_cmd, login, new_ssh_key, percentile, start_server};
 use crate::cli::BenchCiArgs;
 use crate::datadir::SystemClock;
 use crate::error::{CliResult, bad_input, internal};
@@ -278,12 +278,7 @@ pub async fn ci(args: BenchCiArgs) -> CliResult {
     )
     .map_err(|e| internal(format!("cannot write the bench configuration: {e}")))?;
     let key = scratch.path().join("alice");
-    run_tool(
-        std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f"]).arg(&key),
-        "ssh-keygen (is the OpenSSH client installed?)",
-    )?;
-    let public_key = std::fs::read_to_string(key.with_extension("pub"))
-        .map_err(|e| internal(format!("cannot read the bench public key: {e}")))?;
+    let public_key = new_ssh_key(&key, "alice")?;
     eprintln!("starting breakglass serve on SQLite in {}...", data.display());
     let (_srv, url, admin_token) = start_server(&data).await?;
     std::fs::write(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{login, percentile, run_tool, start_server};
+use super::{login, new_ssh_key, percentile, start_server};
 use crate::error::{CliResult, bad_input, internal};
 use crate::print_json;
 
@@ -93,12 +93,7 @@ pub async fn incident(args: crate::cli::BenchIncidentArgs) -> CliResult {
     )
     .map_err(|e| internal(format!("cannot write the bench configuration: {e}")))?;
     let key = scratch.path().join("alice");
-    run_tool(
-        std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f"]).arg(&key),
-        "ssh-keygen (is the OpenSSH client installed?)",
-    )?;
-    let public_key = std::fs::read_to_string(key.with_extension("pub"))
-        .map_err(|e| internal(format!("cannot read the bench public key: {e}")))?;
+    let public_key = new_ssh_key(&key, "alice")?;
     eprintln!("starting breakglass serve on SQLite in {}...", data.display());
     let (_srv, url, admin_token) = start_server(&data).await?;
     std::fs::write(

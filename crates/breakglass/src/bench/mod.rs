@@ -456,6 +456,18 @@ pub(crate) fn run_tool(cmd: &mut std::process::Command, what: &str) -> CliResult
     Ok(())
 }
 
+/// Makes an unencrypted ed25519 key at `path` with `ssh-keygen`; returns its
+/// public key line.
+pub(crate) fn new_ssh_key(path: &std::path::Path, comment: &str) -> CliResult<String> {
+    run_tool(
+        std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"]).arg(path),
+        "ssh-keygen (is the OpenSSH client installed?)",
+    )?;
+    let public = std::fs::read_to_string(path.with_extension("pub"))
+        .map_err(|e| internal(format!("cannot read the public key {}.pub: {e}", path.display())))?;
+    Ok(public.trim().to_owned())
+}
+
 /// Logs in as `principal` with the SSH `key`: the challenge signed by `ssh-keygen -Y sign`.
 pub(crate) async fn login(
     url: &str,
@@ -818,12 +830,7 @@ pub async fn server(args: crate::cli::BenchServerArgs) -> CliResult {
     let scratch = tempfile::tempdir().map_err(|e| internal(format!("cannot make a scratch directory: {e}")))?;
     let data = scratch.path().join("data");
     let key = scratch.path().join("bench");
-    run_tool(
-        std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "bench", "-f"]).arg(&key),
-        "ssh-keygen (is the OpenSSH client installed?)",
-    )?;
-    let public_key = std::fs::read_to_string(key.with_extension("pub"))
-        .map_err(|e| internal(format!("cannot read the bench public key: {e}")))?;
+    let public_key = new_ssh_key(&key, "bench")?;
 
     eprintln!("starting breakglass serve on SQLite in {}...", data.display());
     let (srv, url, admin_token) = start_server(&data).await?;
@@ -1432,15 +1439,8 @@ pub async fn git(args: crate::cli::BenchGitArgs) -> CliResult {
         let dir = root.join(format!("login-{name}"));
         std::fs::create_dir(&dir).map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
         let key = dir.join("key");
-        run_tool(
-            std::process::Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-                .arg(&key),
-            "ssh-keygen (is the OpenSSH client installed?)",
-        )?;
-        let public = std::fs::read_to_string(key.with_extension("pub"))
-            .map_err(|e| internal(format!("cannot read {name}'s public key: {e}")))?;
-        keys.push((dir, key, public.trim().to_owned()));
+        let public = new_ssh_key(&key, name)?;
+        keys.push((dir, key, public));
     }
     eprintln!("starting breakglass serve on SQLite in {}...", data.display());
     let (srv, url, admin_token) = start_server(&data).await?;

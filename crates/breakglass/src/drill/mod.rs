@@ -17,7 +17,7 @@ use breakglass_client::Client;
 use breakglass_core::api::{CreateApiToken, DrillReport, DrillStep, GrantRequest};
 use serde_json::json;
 
-use crate::bench::{clean_cmd, git_cmd, login, run_tool, start_server_with};
+use crate::bench::{clean_cmd, git_cmd, login, new_ssh_key, run_tool, start_server_with};
 use crate::error::{CliError, CliResult, ExitCode, internal};
 use crate::print_json;
 
@@ -201,13 +201,7 @@ async fn steps(d: &mut Drill, root: &Path, fault: Option<Fault>) -> Result<(), S
             .map_err(e)?;
             let mut keys = Vec::new();
             for name in ["alice", "bob"] {
-                let key = root.join(name);
-                run_tool(
-                    Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"]).arg(&key),
-                    "ssh-keygen (is the OpenSSH client installed?)",
-                )
-                .map_err(|x| x.message)?;
-                keys.push(std::fs::read_to_string(key.with_extension("pub")).map_err(e)?.trim().to_owned());
+                keys.push(new_ssh_key(&root.join(name), name).map_err(|x| x.message)?);
             }
             let (srv, url, admin) =
                 start_server_with(&data, ORIGIN, &["--unsafe-test-clock"]).await.map_err(|x| x.message)?;

@@ -164,16 +164,7 @@ fn a_clean_setup_has_no_drift_and_each_injected_drift_is_found() {
     // Once accounted for, reinstalling takes the refs as they are as the new
     // baseline; the hooks are back and the spool is empty: no drift left there.
     std::fs::remove_file(s.bare.join("breakglass-spool/0123.json")).unwrap();
-    let install = Command::new(BIN)
-        .args(["git", "install", "--repo"])
-        .arg(&s.bare)
-        .args(["--name", "payments/api", "--protect", "refs/heads/main", "--protect", "refs/heads/release/*"])
-        .args(["--updater", "merge-bot", "--server", &srv.url, "--token-file"])
-        .arg(&s.token_file)
-        .arg("--jwks")
-        .arg(srv.data.join("grant-token.jwks.json"))
-        .output()
-        .unwrap();
+    let install = s.install();
     assert!(install.status.success(), "{}", String::from_utf8_lossy(&install.stderr));
     let (_, v) = drift(&s, &[]);
     assert!(kinds(&v).iter().all(|k| !k.starts_with("repo.") && !k.starts_with("ref.")), "{v}");

@@ -8,8 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::git::git_ok;
-use crate::served::{Served, keygen};
+use crate::git::GitSetup;
 use crate::support::BIN;
 
 fn drill(args: &[&str]) -> (Option<i32>, Value, String) {
@@ -112,39 +111,8 @@ when { resource.project == "breakglass-drill" && context.gate == "drill-gate" };
 
 #[test]
 fn a_live_drill_runs_on_drill_scopes_marks_every_entry_and_is_stored() {
-    let srv = Served::start();
-    let keys = srv.path("keys");
-    std::fs::create_dir(&keys).unwrap();
-    let (alice_key, alice_pub) = keygen(&keys, "alice");
-    let (bob_key, bob_pub) = keygen(&keys, "bob");
-    std::fs::write(
-        srv.data.join("principals.toml"),
-        format!(
-            "[[principal]]\nname = \"alice\"\ngroups = [\"oncall\"]\nssh_keys = [\"{alice_pub}\"]\n\n\
-             [[principal]]\nname = \"bob\"\ngroups = [\"approvers\"]\nssh_keys = [\"{bob_pub}\"]\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(srv.data.join("policy/drill.cedar"), DRILL_GATE_POLICY).unwrap();
-    srv.ok("admin", &["policy", "reload"]);
-    srv.ok("alice", &["login", "--principal", "alice", "--key", alice_key.to_str().unwrap()]);
-    srv.ok("bob", &["login", "--principal", "bob", "--key", bob_key.to_str().unwrap()]);
-    // The team's drill repository, main protected by the hooks.
-    let token = srv.ok("admin", &["token", "create", "--name", "git-hooks", "--role", "service"]);
-    let token_file = srv.path("hook-token");
-    std::fs::write(&token_file, token.trim()).unwrap();
-    let bare = srv.path("breakglass-drill.git");
-    git_ok(srv.dir.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()]);
-    let install = Command::new(BIN)
-        .args(["git", "install", "--repo"])
-        .arg(&bare)
-        .args(["--name", "breakglass-drill", "--protect", "refs/heads/main", "--server", &srv.url, "--token-file"])
-        .arg(&token_file)
-        .arg("--jwks")
-        .arg(srv.data.join("grant-token.jwks.json"))
-        .output()
-        .unwrap();
-    assert!(install.status.success(), "{}", String::from_utf8_lossy(&install.stderr));
+    let s = GitSetup::for_repo("breakglass-drill", DRILL_GATE_POLICY);
+    let (srv, bare) = (&s.srv, &s.bare);
     let bob_creds = srv.path("bob.credentials.toml");
     let args = [
         "drill",

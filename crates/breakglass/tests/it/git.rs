@@ -26,6 +26,8 @@ when { resource.ref == "refs/heads/main" };
 
 pub struct GitSetup {
     pub srv: Served,
+    /// The repository's name in scopes.
+    pub name: String,
     pub bare: PathBuf,
     pub work: PathBuf,
     pub token_file: PathBuf,
@@ -46,7 +48,14 @@ pub(crate) const IDENTITY_VARS: [&str; 5] =
     ["BREAKGLASS_USER", "GL_USER", "GITEA_PUSHER_NAME", "GL_USERNAME", "GITHUB_USER_LOGIN"];
 
 impl GitSetup {
+    /// `payments/api`, with main and release/* protected and merge-bot an updater.
     pub fn new() -> GitSetup {
+        GitSetup::for_repo("payments/api", EXTRA_POLICY)
+    }
+
+    /// A server with alice (oncall) and bob (approvers) logged in, `policy`
+    /// added, and repository `name` with the hooks, main created by the merge bot.
+    pub fn for_repo(name: &str, policy: &str) -> GitSetup {
         let srv = Served::start();
         let keys = srv.path("keys");
         std::fs::create_dir(&keys).unwrap();
@@ -60,7 +69,7 @@ impl GitSetup {
             ),
         )
         .unwrap();
-        std::fs::write(srv.data.join("policy/rewrite.cedar"), EXTRA_POLICY).unwrap();
+        std::fs::write(srv.data.join("policy/extra.cedar"), policy).unwrap();
         srv.ok("admin", &["policy", "reload"]);
         srv.ok("alice", &["login", "--principal", "alice", "--key", alice_key.to_str().unwrap()]);
         srv.ok("bob", &["login", "--principal", "bob", "--key", bob_key.to_str().unwrap()]);
@@ -68,30 +77,36 @@ impl GitSetup {
         let token_file = srv.path("hook-token");
         std::fs::write(&token_file, token.trim()).unwrap();
 
-        let bare = srv.path("payments-api.git");
+        let bare = srv.path(&format!("{}.git", name.replace('/', "-")));
         let work = srv.path("work");
         git_ok(srv.dir.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()]);
-        let install = Command::new(BIN)
-            .args(["git", "install", "--repo"])
-            .arg(&bare)
-            .args(["--name", "payments/api", "--protect", "refs/heads/main", "--protect", "refs/heads/release/*"])
-            .args(["--updater", "merge-bot", "--server", &srv.url, "--token-file"])
-            .arg(&token_file)
-            .arg("--jwks")
-            .arg(srv.data.join("grant-token.jwks.json"))
-            .output()
-            .unwrap();
+        let s = GitSetup { srv, name: name.to_owned(), bare, work, token_file };
+        let install = s.install();
         assert!(install.status.success(), "git install: {}", String::from_utf8_lossy(&install.stderr));
+        let (srv, bare, work) = (&s.srv, &s.bare, &s.work);
         git_ok(srv.dir.path(), &["clone", "-q", bare.to_str().unwrap(), work.to_str().unwrap()]);
-        git_ok(&work, &["config", "user.name", "Alice Example"]);
-        git_ok(&work, &["config", "user.email", "alice@example.com"]);
-        git_ok(&work, &["checkout", "-q", "-b", "main"]);
-        let s = GitSetup { srv, bare, work, token_file };
+        git_ok(work, &["config", "user.name", "Alice Example"]);
+        git_ok(work, &["config", "user.email", "alice@example.com"]);
+        git_ok(work, &["checkout", "-q", "-b", "main"]);
         // The merge bot creates main normally: no grant needed for it.
         s.commit("README", "hello\n", "initial", None);
         let out = s.push_as(Some("merge-bot"), &["origin", "main"], &[]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         s
+    }
+
+    /// `breakglass git install` of the repository (again: it re-baselines).
+    pub fn install(&self) -> Output {
+        Command::new(BIN)
+            .args(["git", "install", "--repo"])
+            .arg(&self.bare)
+            .args(["--name", &self.name, "--protect", "refs/heads/main", "--protect", "refs/heads/release/*"])
+            .args(["--updater", "merge-bot", "--server", &self.srv.url, "--token-file"])
+            .arg(&self.token_file)
+            .arg("--jwks")
+            .arg(self.srv.data.join("grant-token.jwks.json"))
+            .output()
+            .unwrap()
     }
 
     pub fn commit(&self, file: &str, text: &str, msg: &str, grant: Option<&str>) -> String {
