@@ -27,7 +27,7 @@ use breakglass_core::api::{
     CiStatus, CreateApiToken, CreatedApiToken, EntryView, ErrorBody, ErrorDetail, EventRecorded, EventRequest,
     ExtendRequest, GrantList, GrantRequest, GrantStatus, GrantView, IncidentList, IncidentView, LoginRequest,
     LoginResponse, NotificationList, NotificationView, PolicyReloaded, ReasonRequest, RepoList, RepoRegistration,
-    ReviewDecision, ReviewList, ReviewView, TokenResponse, WhoAmI,
+    ReviewDecision, ReviewList, ReviewView, SessionList, SessionsEnded, TokenResponse, WhoAmI,
 };
 use breakglass_core::grant::GrantState;
 use reqwest::header::{AUTHORIZATION, HeaderValue, LOCATION};
@@ -468,6 +468,42 @@ impl Client {
     /// `POST /v1/login`: trades a signed challenge for a session token.
     pub async fn login(&self, request: &LoginRequest) -> Result<LoginResponse, ClientError> {
         self.post(self.url(&["v1", "login"]), request).await
+    }
+
+    /// `POST /v1/logout`: ends this session on the server.
+    pub async fn logout(&self) -> Result<SessionsEnded, ClientError> {
+        self.post_empty(self.url(&["v1", "logout"])).await
+    }
+
+    /// `GET /v1/sessions[?principal=&all=true]`: your sessions (an admin: anyone's).
+    pub async fn sessions(&self, principal: Option<&str>, all: bool) -> Result<SessionList, ClientError> {
+        let mut url = self.url(&["v1", "sessions"]);
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(p) = principal {
+                query.append_pair("principal", p);
+            }
+            if all {
+                query.append_pair("all", "true");
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        self.get(url).await
+    }
+
+    /// `DELETE /v1/sessions/{id}`: ends one session (yours, or any for an admin).
+    pub async fn revoke_session(&self, id: &str) -> Result<SessionsEnded, ClientError> {
+        let url = self.url(&["v1", "sessions", segment("session id", id)?]);
+        execute(self.request(Method::DELETE, &url), &url).await?.decode()
+    }
+
+    /// `DELETE /v1/sessions?principal=NAME`: ends every session of a principal (admin).
+    pub async fn revoke_sessions_of(&self, principal: &str) -> Result<SessionsEnded, ClientError> {
+        let mut url = self.url(&["v1", "sessions"]);
+        url.query_pairs_mut().append_pair("principal", principal);
+        execute(self.request(Method::DELETE, &url), &url).await?.decode()
     }
 
     /// `GET /v1/whoami`

@@ -69,6 +69,41 @@ pub struct LoginResponse {
     pub key_fingerprint: String,
 }
 
+/// One login session, as `GET /v1/sessions` lists it (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionView {
+    pub id: String,
+    pub principal: String,
+    /// The SHA-256 fingerprint of the SSH key that logged in; the session
+    /// lasts only while that key is the principal's in the principals file.
+    pub key_fingerprint: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    /// When it was ended (logout, revocation, its key or principal leaving
+    /// the principals file).
+    pub ended_at: Option<Timestamp>,
+    /// `active`, `expired` or `ended`.
+    pub state: String,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+/// `GET /v1/sessions`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionList {
+    pub sessions: Vec<SessionView>,
+}
+
+/// `POST /v1/logout`, `DELETE /v1/sessions/{id}`, `DELETE /v1/sessions?principal=`:
+/// the sessions this call ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionsEnded {
+    pub ended: Vec<SessionView>,
+}
+
 /// `GET /v1/whoami`
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -339,6 +339,12 @@ impl<'a> IntoIterator for &'a Principals {
 /// `[A-Za-z0-9._@-]`, not starting with `-` (so that a name can never be
 /// taken for a command-line option). The error says what is wrong without
 /// repeating the name, which may be anything.
+/// Whether `name` is a well-formed principal name (whether or not anyone
+/// has it).
+pub fn is_valid_name(name: &str) -> bool {
+    check_name(name).is_ok()
+}
+
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("is empty".to_owned());

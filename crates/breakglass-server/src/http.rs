@@ -111,6 +111,59 @@ where
     }
 }
 
+/// A query string, rejected with the API's JSON error (axum's own
+/// rejection is plain text).
+pub struct Q<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Q<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Q(v)),
+            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())),
+        }
+    }
+}
+
+/// Path parameters, rejected with the API's JSON error.
+pub struct P<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for P<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(P(v)),
+            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())),
+        }
+    }
+}
+
+/// The most items one list call returns.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// A list's `limit`: 100 when absent, else 1 to [`MAX_LIMIT`].
+fn limit(given: Option<u32>) -> ApiResult<u32> {
+    match given {
+        None => Ok(100),
+        Some(n @ 1..=MAX_LIMIT) => Ok(n),
+        Some(n) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("invalid limit {n}: expected 1 to {MAX_LIMIT}"),
+        )),
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -125,7 +178,30 @@ impl FromRequestParts<AppState> for Caller {
         let Some(token) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) else {
             return Err(unauthorized("the Authorization header must be 'Bearer <token>'"));
         };
-        Ok(state.service.authenticate(token.trim()).await?)
+        let caller = state.service.authenticate(token.trim()).await?;
+        let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str());
+        if !may_use(&caller, route) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("a {} credential may use only {}", caller.kind.as_str(), MACHINE_ROUTES.join(", ")),
+            ));
+        }
+        Ok(caller)
+    }
+}
+
+/// The only routes a CI job's ID token or a grant token may use: who am I,
+/// its grant's status, its pipeline's status, and reporting its own events.
+/// Everything else is refused before any handler runs (fail closed: a new
+/// route is closed to them until it is listed here).
+const MACHINE_ROUTES: &[&str] = &["/v1/whoami", "/v1/grants/{id}/status", "/v1/ci/status", "/v1/events"];
+
+fn may_use(caller: &Caller, route: Option<&str>) -> bool {
+    use crate::service::CredentialKind;
+    match caller.kind {
+        CredentialKind::CiOidc | CredentialKind::GrantToken => route.is_some_and(|r| MACHINE_ROUTES.contains(&r)),
+        CredentialKind::Session | CredentialKind::ApiToken | CredentialKind::System => true,
     }
 }
 
@@ -133,7 +209,7 @@ impl FromRequestParts<AppState> for Caller {
 #[openapi(
     info(title = "breakglass", description = "Emergency access for Git and CI/CD: time-bound, policy-approved grants, recorded in a tamper-evident log."),
     paths(
-        healthz, readyz, jwks, login_challenge, login, whoami, request_grant, list_grants, show_grant, grant_status,
+        healthz, readyz, jwks, login_challenge, login, logout, list_sessions, revoke_sessions_of, revoke_session, whoami, request_grant, list_grants, show_grant, grant_status,
         approve, deny, revoke, extend, grant_token, check, create_token, list_tokens, revoke_token, reload_policy,
         checkpoint, entry, record_event, register_repo, list_repos, repo_refs, ci_status, list_incidents, show_incident,
         incident_pagerduty, incident_opsgenie, incident_alertmanager, incident_generic, list_notifications,
@@ -141,7 +217,7 @@ impl FromRequestParts<AppState> for Caller {
     ),
     components(schemas(
         StatsView, DurationStats, CountBy, DriftFinding, DriftReport, DriftCheck, DrillReport, DrillStep, DrillRecord, DrillList, ConsistencyView, breakglass_core::report::Report, breakglass_core::report::ProvenEntry, TimelineEntry, ReviewView, ReviewList, ReviewDecision, IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
-        ErrorBody, ErrorDetail, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, WhoAmI,
+        SessionView, SessionList, SessionsEnded, ErrorBody, ErrorDetail, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, WhoAmI,
         GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, GrantList, GrantStatus,
         CheckResponse, TokenResponse, CreateApiToken, ApiTokenView, CreatedApiToken, ApiTokenList,
         PolicyReloaded, CheckpointView, EntryView, GrantState, Approval, Extension, Timestamp, EventRequest,
@@ -172,6 +248,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let mut v1 = Router::new()
         .route("/login/challenge", post(login_challenge))
         .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/sessions", get(list_sessions).delete(revoke_sessions_of))
+        .route("/sessions/{id}", axum::routing::delete(revoke_session))
         .route("/whoami", get(whoami))
         .route("/grants", post(request_grant).get(list_grants))
         .route("/grants/{id}", get(show_grant))
@@ -221,8 +300,31 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .nest("/v1", v1)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(catch_panic))
         .layer(middleware::from_fn(track))
         .with_state(state)
+}
+
+/// A handler that panics answers 500 with the API's error body and costs one
+/// log line, instead of dropping the connection (and printing a backtrace
+/// per request). The handler runs as its own task so that its panic is
+/// caught at the task boundary.
+pub async fn catch_panic(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
+    match tokio::spawn(next.run(req)).await {
+        Ok(res) => res,
+        Err(e) => {
+            let what = if e.is_panic() { "panicked" } else { "was cancelled" };
+            tracing::error!(route, "a request handler {what}; answered 500");
+            metrics::counter!("breakglass_http_panics_total").increment(1);
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; the server's log has one line about it",
+            )
+            .into_response()
+        }
+    }
 }
 
 /// Counts requests and their latency by route and status.
@@ -295,6 +397,58 @@ async fn login(State(st): State<AppState>, Body(req): Body<LoginRequest>) -> Api
     Ok(Json(st.service.login(&req.principal, &req.challenge, &req.signature).await?))
 }
 
+#[utoipa::path(post, path = "/v1/logout",
+    responses((status = 200, body = SessionsEnded), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn logout(caller: Caller, State(st): State<AppState>) -> ApiResult<Json<SessionsEnded>> {
+    Ok(Json(st.service.logout(&caller).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionQuery {
+    principal: Option<String>,
+    all: Option<bool>,
+}
+
+#[utoipa::path(get, path = "/v1/sessions", params(
+    ("principal" = Option<String>, Query, description = "admins: one principal's sessions"),
+    ("all" = Option<bool>, Query, description = "include ended and expired sessions")),
+    responses((status = 200, body = SessionList), (status = 403, body = ErrorBody)))]
+async fn list_sessions(
+    caller: Caller,
+    State(st): State<AppState>,
+    Q(q): Q<SessionQuery>,
+) -> ApiResult<Json<SessionList>> {
+    let sessions = st.service.list_sessions(&caller, q.principal.as_deref(), q.all.unwrap_or(false)).await?;
+    Ok(Json(SessionList { sessions }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrincipalQuery {
+    principal: String,
+}
+
+#[utoipa::path(delete, path = "/v1/sessions", params(("principal" = String, Query)),
+    responses((status = 200, body = SessionsEnded), (status = 403, body = ErrorBody)))]
+async fn revoke_sessions_of(
+    caller: Caller,
+    State(st): State<AppState>,
+    Q(q): Q<PrincipalQuery>,
+) -> ApiResult<Json<SessionsEnded>> {
+    Ok(Json(st.service.revoke_sessions_of(&caller, &q.principal).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/sessions/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = SessionsEnded), (status = 404, body = ErrorBody)))]
+async fn revoke_session(
+    caller: Caller,
+    State(st): State<AppState>,
+    P(id): P<String>,
+) -> ApiResult<Json<SessionsEnded>> {
+    Ok(Json(st.service.revoke_session(&caller, &id).await?))
+}
+
 #[utoipa::path(get, path = "/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
 async fn whoami(caller: Caller, State(st): State<AppState>) -> Json<WhoAmI> {
     Json(st.service.whoami(&caller))
@@ -327,29 +481,20 @@ struct ListQuery {
     ("state" = Option<String>, Query, description = "pending, active, expired, revoked, denied or lapsed"),
     ("principal" = Option<String>, Query), ("limit" = Option<u32>, Query)),
     responses((status = 200, body = GrantList)))]
-async fn list_grants(
-    caller: Caller,
-    State(st): State<AppState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<GrantList>> {
-    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
-    let grants = st.service.list(&caller, q.state.as_deref(), q.principal.as_deref(), q.limit.unwrap_or(100)).await?;
+async fn list_grants(caller: Caller, State(st): State<AppState>, Q(q): Q<ListQuery>) -> ApiResult<Json<GrantList>> {
+    let grants = st.service.list(&caller, q.state.as_deref(), q.principal.as_deref(), limit(q.limit)?).await?;
     Ok(Json(GrantList { grants }))
 }
 
 #[utoipa::path(get, path = "/v1/grants/{id}", params(("id" = String, Path)),
     responses((status = 200, body = GrantView), (status = 404, body = ErrorBody)))]
-async fn show_grant(caller: Caller, State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<GrantView>> {
+async fn show_grant(caller: Caller, State(st): State<AppState>, P(id): P<String>) -> ApiResult<Json<GrantView>> {
     Ok(Json(st.service.show(&caller, &id).await?))
 }
 
 #[utoipa::path(get, path = "/v1/grants/{id}/status", params(("id" = String, Path)),
     responses((status = 200, body = GrantStatus), (status = 404, body = ErrorBody)))]
-async fn grant_status(
-    caller: Caller,
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<GrantStatus>> {
+async fn grant_status(caller: Caller, State(st): State<AppState>, P(id): P<String>) -> ApiResult<Json<GrantStatus>> {
     Ok(Json(st.service.status(&caller, &id).await?))
 }
 
@@ -358,7 +503,7 @@ async fn grant_status(
 async fn approve(
     caller: Caller,
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(req): Body<ApproveRequest>,
 ) -> ApiResult<Json<GrantView>> {
     Ok(Json(st.service.approve(&caller, &id, req.comment.as_deref()).await?))
@@ -369,7 +514,7 @@ async fn approve(
 async fn deny(
     caller: Caller,
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(req): Body<ReasonRequest>,
 ) -> ApiResult<Json<GrantView>> {
     Ok(Json(st.service.deny(&caller, &id, &req.reason).await?))
@@ -380,7 +525,7 @@ async fn deny(
 async fn revoke(
     caller: Caller,
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(req): Body<ReasonRequest>,
 ) -> ApiResult<Json<GrantView>> {
     Ok(Json(st.service.revoke(&caller, &id, &req.reason).await?))
@@ -391,7 +536,7 @@ async fn revoke(
 async fn extend(
     caller: Caller,
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(req): Body<ExtendRequest>,
 ) -> ApiResult<Json<GrantView>> {
     Ok(Json(st.service.extend(&caller, &id, &req.by, &req.reason).await?))
@@ -399,11 +544,7 @@ async fn extend(
 
 #[utoipa::path(post, path = "/v1/grants/{id}/token", params(("id" = String, Path)),
     responses((status = 200, body = TokenResponse), (status = 409, body = ErrorBody)))]
-async fn grant_token(
-    caller: Caller,
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<TokenResponse>> {
+async fn grant_token(caller: Caller, State(st): State<AppState>, P(id): P<String>) -> ApiResult<Json<TokenResponse>> {
     Ok(Json(st.service.token(&caller, &id).await?))
 }
 
@@ -417,12 +558,7 @@ struct CheckQuery {
 
 #[utoipa::path(get, path = "/v1/check", params(("principal" = String, Query), ("scope" = String, Query), ("capability" = String, Query)),
     responses((status = 200, body = CheckResponse)))]
-async fn check(
-    caller: Caller,
-    State(st): State<AppState>,
-    query: Result<Query<CheckQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<CheckResponse>> {
-    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+async fn check(caller: Caller, State(st): State<AppState>, Q(q): Q<CheckQuery>) -> ApiResult<Json<CheckResponse>> {
     Ok(Json(st.service.check(&caller, &q.principal, &q.scope, &q.capability).await?))
 }
 
@@ -443,21 +579,17 @@ async fn list_tokens(caller: Caller, State(st): State<AppState>) -> ApiResult<Js
 
 #[utoipa::path(delete, path = "/v1/tokens/{id}", params(("id" = String, Path)),
     responses((status = 200, body = ApiTokenView), (status = 404, body = ErrorBody)))]
-async fn revoke_token(
-    caller: Caller,
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ApiTokenView>> {
+async fn revoke_token(caller: Caller, State(st): State<AppState>, P(id): P<String>) -> ApiResult<Json<ApiTokenView>> {
     Ok(Json(st.service.revoke_api_token(&caller, &id).await?))
 }
 
 #[utoipa::path(post, path = "/v1/policy/reload",
     responses((status = 200, body = PolicyReloaded), (status = 422, body = ErrorBody)))]
 async fn reload_policy(caller: Caller, State(st): State<AppState>) -> ApiResult<Json<PolicyReloaded>> {
-    if caller.role != crate::auth::Role::Admin {
+    if !caller.is_admin() {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an admin API token may reload the policy"));
     }
-    match st.service.reload(&caller.name).await {
+    match st.service.reload_by(&caller).await {
         Ok(r) => Ok(Json(r)),
         Err(ServiceError::PolicyDenied { message, reasons }) => {
             let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_policy", message);
@@ -483,7 +615,16 @@ async fn checkpoint(_caller: Caller, State(st): State<AppState>) -> ApiResult<Js
 
 #[utoipa::path(get, path = "/v1/log/entries/{index}", params(("index" = u64, Path)),
     responses((status = 200, body = EntryView), (status = 404, body = ErrorBody)))]
-async fn entry(_caller: Caller, State(st): State<AppState>, Path(index): Path<u64>) -> ApiResult<Json<EntryView>> {
+async fn entry(_caller: Caller, State(st): State<AppState>, P(index): P<u64>) -> ApiResult<Json<EntryView>> {
+    // Bounded by the log's size before the store sees it (indexes are i64 there).
+    let size = st.service.store().head_state().await.map_err(ServiceError::from)?.size;
+    if index >= size {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no log entry {index} (the log has {size})"),
+        ));
+    }
     let recs = st.service.store().entries(index, index.saturating_add(1)).await.map_err(ServiceError::from)?;
     let Some(rec) = recs.into_iter().next() else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no log entry {index}")));
@@ -526,12 +667,7 @@ struct RepoQuery {
 
 #[utoipa::path(get, path = "/v1/repos/refs", params(("repo" = String, Query, description = "the repository's name")),
     responses((status = 200, body = RefList), (status = 404, body = ErrorBody)))]
-async fn repo_refs(
-    caller: Caller,
-    State(st): State<AppState>,
-    query: Result<Query<RepoQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<RefList>> {
-    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+async fn repo_refs(caller: Caller, State(st): State<AppState>, Q(q): Q<RepoQuery>) -> ApiResult<Json<RefList>> {
     Ok(Json(st.service.repo_refs(&caller, &q.repo).await?))
 }
 
@@ -547,12 +683,7 @@ struct CiQuery {
     ("scope" = String, Query, description = "pipeline:<project>/<stage>[@<environment>]"),
     ("gate" = Option<String>, Query), ("principal" = Option<String>, Query, description = "service tokens only")),
     responses((status = 200, body = CiStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn ci_status(
-    caller: Caller,
-    State(st): State<AppState>,
-    query: Result<Query<CiQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<CiStatus>> {
-    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+async fn ci_status(caller: Caller, State(st): State<AppState>, Q(q): Q<CiQuery>) -> ApiResult<Json<CiStatus>> {
     Ok(Json(st.service.ci_status(&caller, &q.scope, q.principal.as_deref(), q.gate.as_deref()).await?))
 }
 
@@ -567,7 +698,7 @@ async fn advance_clock(
     State(st): State<AppState>,
     Body(req): Body<ClockAdvance>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    if caller.role != crate::auth::Role::Admin {
+    if !caller.is_admin() {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an admin may move the test clock"));
     }
     let Some(clock) = &st.test_clock else {
@@ -664,19 +795,15 @@ struct IncidentQuery {
 async fn list_incidents(
     caller: Caller,
     State(st): State<AppState>,
-    Query(q): Query<IncidentQuery>,
+    Q(q): Q<IncidentQuery>,
 ) -> ApiResult<Json<IncidentList>> {
-    let incidents = st.service.incidents(&caller, q.open.unwrap_or(false), q.limit.unwrap_or(100)).await?;
+    let incidents = st.service.incidents(&caller, q.open.unwrap_or(false), limit(q.limit)?).await?;
     Ok(Json(IncidentList { incidents: incidents.iter().map(|i| i.view()).collect() }))
 }
 
 #[utoipa::path(get, path = "/v1/incidents/{id}", params(("id" = String, Path)),
     responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody)))]
-async fn show_incident(
-    caller: Caller,
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<IncidentView>> {
+async fn show_incident(caller: Caller, State(st): State<AppState>, P(id): P<String>) -> ApiResult<Json<IncidentView>> {
     Ok(Json(st.service.incident(&caller, &id).await?.view()))
 }
 
@@ -694,9 +821,9 @@ struct NotificationQuery {
 async fn list_notifications(
     caller: Caller,
     State(st): State<AppState>,
-    Query(q): Query<NotificationQuery>,
+    Q(q): Q<NotificationQuery>,
 ) -> ApiResult<Json<NotificationList>> {
-    let notifications = st.service.notifications(&caller, q.status.as_deref(), q.limit.unwrap_or(100)).await?;
+    let notifications = st.service.notifications(&caller, q.status.as_deref(), limit(q.limit)?).await?;
     Ok(Json(NotificationList { notifications }))
 }
 
@@ -705,7 +832,7 @@ async fn list_notifications(
 async fn retry_notification(
     caller: Caller,
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> ApiResult<Json<NotificationView>> {
     Ok(Json(st.service.retry_notification(&caller, &id).await?))
 }
@@ -722,25 +849,15 @@ struct ReviewQuery {
 
 #[utoipa::path(get, path = "/v1/reviews", params(("open" = Option<bool>, Query), ("overdue" = Option<bool>, Query), ("limit" = Option<u32>, Query)),
     responses((status = 200, body = ReviewList), (status = 401, body = ErrorBody)))]
-async fn list_reviews(
-    caller: Caller,
-    State(st): State<AppState>,
-    Query(q): Query<ReviewQuery>,
-) -> ApiResult<Json<ReviewList>> {
-    let reviews = st
-        .service
-        .reviews(&caller, q.open.unwrap_or(false), q.overdue.unwrap_or(false), q.limit.unwrap_or(100))
-        .await?;
+async fn list_reviews(caller: Caller, State(st): State<AppState>, Q(q): Q<ReviewQuery>) -> ApiResult<Json<ReviewList>> {
+    let reviews =
+        st.service.reviews(&caller, q.open.unwrap_or(false), q.overdue.unwrap_or(false), limit(q.limit)?).await?;
     Ok(Json(ReviewList { reviews }))
 }
 
 #[utoipa::path(get, path = "/v1/reviews/{id}", params(("id" = String, Path, description = "rv_…, or the grant's gr_… id")),
     responses((status = 200, body = ReviewView), (status = 404, body = ErrorBody)))]
-async fn show_review(
-    caller: Caller,
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ReviewView>> {
+async fn show_review(caller: Caller, State(st): State<AppState>, P(id): P<String>) -> ApiResult<Json<ReviewView>> {
     Ok(Json(st.service.review(&caller, &id).await?))
 }
 
@@ -749,7 +866,7 @@ async fn show_review(
 async fn approve_review(
     caller: Caller,
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(req): Body<ReviewDecision>,
 ) -> ApiResult<Json<ReviewView>> {
     Ok(Json(st.service.decide_review(&caller, &id, true, &req).await?))
@@ -760,7 +877,7 @@ async fn approve_review(
 async fn flag_review(
     caller: Caller,
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(req): Body<ReviewDecision>,
 ) -> ApiResult<Json<ReviewView>> {
     Ok(Json(st.service.decide_review(&caller, &id, false, &req).await?))
@@ -772,7 +889,7 @@ async fn flag_review(
 async fn export_review(
     caller: Caller,
     State(st): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> ApiResult<Json<breakglass_core::report::Report>> {
     Ok(Json(st.service.export_review(&caller, &id).await?))
 }
@@ -787,7 +904,7 @@ struct StatsQuery {
 /// Friction figures: request-to-active times, grant durations, who breaks glass where, reviews.
 #[utoipa::path(get, path = "/v1/stats", params(("since" = Option<String>, Query, description = "RFC 3339")),
     responses((status = 200, body = StatsView), (status = 400, body = ErrorBody)))]
-async fn stats(caller: Caller, State(st): State<AppState>, Query(q): Query<StatsQuery>) -> ApiResult<Json<StatsView>> {
+async fn stats(caller: Caller, State(st): State<AppState>, Q(q): Q<StatsQuery>) -> ApiResult<Json<StatsView>> {
     let since = match q.since.as_deref() {
         None => None,
         Some(s) => Some(
@@ -822,13 +939,8 @@ struct LimitQuery {
 
 #[utoipa::path(get, path = "/v1/drills", params(("limit" = Option<u32>, Query)),
     responses((status = 200, body = DrillList)))]
-async fn list_drills(
-    caller: Caller,
-    State(st): State<AppState>,
-    query: Result<Query<LimitQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<DrillList>> {
-    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
-    Ok(Json(st.service.drills(&caller, q.limit.unwrap_or(100)).await?))
+async fn list_drills(caller: Caller, State(st): State<AppState>, Q(q): Q<LimitQuery>) -> ApiResult<Json<DrillList>> {
+    Ok(Json(st.service.drills(&caller, limit(q.limit)?).await?))
 }
 
 #[utoipa::path(get, path = "/v1/drift", responses((status = 200, body = DriftReport), (status = 403, body = ErrorBody)))]
@@ -848,7 +960,7 @@ struct ConsistencyQuery {
 async fn consistency(
     _caller: Caller,
     State(st): State<AppState>,
-    Query(q): Query<ConsistencyQuery>,
+    Q(q): Q<ConsistencyQuery>,
 ) -> ApiResult<Json<ConsistencyView>> {
     let reader = st.service.ledger().reader();
     let head = reader.head().await.map_err(|e| {

@@ -19,6 +19,7 @@ pub mod notify;
 pub mod refs;
 pub mod reviews;
 pub mod service;
+pub mod sessions;
 pub mod stats;
 
 use std::sync::atomic::{AtomicI64, Ordering};

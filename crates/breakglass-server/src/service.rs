@@ -133,19 +133,50 @@ fn grant_error(e: GrantError) -> ServiceError {
     }
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
+pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
     tracing::error!(error = %e, "{what}");
     ServiceError::Internal(format!("{what}; nothing was changed"))
+}
+
+/// What kind of credential a caller presented. Authorisation goes by this
+/// as well as by name: only a person's session acts as that person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A session from an SSH-key login: the person themselves.
+    Session,
+    /// An API token (admin, service or reader), named by whoever created it.
+    ApiToken,
+    /// A CI job's OIDC ID token.
+    CiOidc,
+    /// One of this server's grant tokens, used as a bearer token.
+    GrantToken,
+    /// breakglass itself (timers, periodic checks).
+    System,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Session => "session",
+            CredentialKind::ApiToken => "api-token",
+            CredentialKind::CiOidc => "ci-oidc",
+            CredentialKind::GrantToken => "grant-token",
+            CredentialKind::System => "system",
+        }
+    }
 }
 
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
-    /// The principal (sessions) or the API token's name.
+    /// The principal (sessions, CI jobs, grant tokens) or the API token's name.
     pub name: String,
     pub role: Role,
+    /// The kind of credential presented.
+    pub kind: CredentialKind,
     pub groups: Vec<String>,
-    /// The credential's id, for the log.
+    /// The credential's id, for the log (session or API-token id, grant
+    /// token id, CI token subject).
     pub credential: String,
     /// For a CI job: its verified pipeline identity.
     pub ci: Option<crate::ci::CiIdentity>,
@@ -159,6 +190,7 @@ impl Caller {
         Caller {
             name: "breakglass".into(),
             role: Role::Admin,
+            kind: CredentialKind::System,
             groups: Vec::new(),
             credential: String::new(),
             ci: None,
@@ -167,7 +199,24 @@ impl Caller {
     }
 
     fn is_user(&self) -> bool {
-        self.role == Role::User
+        self.role == Role::User && self.kind == CredentialKind::Session
+    }
+
+    /// Whether this caller is `principal` in person: their own session.
+    /// A grant token, a CI job or an API token that carries the same name
+    /// never is.
+    pub fn is_person(&self, principal: &str) -> bool {
+        self.is_user() && self.name == principal
+    }
+
+    /// Whether this is an admin API token.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin && matches!(self.kind, CredentialKind::ApiToken | CredentialKind::System)
+    }
+
+    /// What the log records of the credential that acted: its kind and id.
+    pub fn credential_json(&self) -> serde_json::Value {
+        json!({ "kind": self.kind.as_str(), "id": self.credential })
     }
 
     fn require_user(&self, what: &str) -> Result<()> {
@@ -181,8 +230,17 @@ impl Caller {
         )))
     }
 
+    /// People, and API tokens of any role: not CI jobs or grant tokens,
+    /// which see only their own pipeline and grant.
+    fn require_reader(&self, what: &str) -> Result<()> {
+        if matches!(self.kind, CredentialKind::Session | CredentialKind::ApiToken | CredentialKind::System) {
+            return Ok(());
+        }
+        Err(ServiceError::Forbidden(format!("a {} credential may not {what}", self.kind.as_str())))
+    }
+
     fn require_admin(&self, what: &str) -> Result<()> {
-        if self.role == Role::Admin {
+        if self.is_admin() {
             return Ok(());
         }
         Err(ServiceError::Forbidden(format!("only an admin API token may {what}")))
@@ -194,6 +252,16 @@ pub struct Loaded {
     pub policy: Policy,
     pub principals: Principals,
     pub files: Vec<(String, String)>,
+    /// (principal, SHA-256 fingerprint) of every SSH key in the principals
+    /// file: a session lasts only while the key that made it is here.
+    pub session_keys: std::collections::HashSet<(String, String)>,
+}
+
+impl Loaded {
+    /// Whether the key that made a session is still its principal's.
+    pub fn holds_key(&self, principal: &str, fingerprint: Option<&str>) -> bool {
+        fingerprint.is_some_and(|fp| self.session_keys.contains(&(principal.to_owned(), fp.to_owned())))
+    }
 }
 
 /// Every `*.cedar` file in `dir`, sorted by name, as (path, text): what
@@ -232,7 +300,11 @@ pub fn load(config: &ServiceConfig) -> std::result::Result<Loaded, Vec<String>> 
     let mut files: Vec<(String, String)> =
         sources.iter().map(|(name, text)| (name.clone(), sha256_hex(text.as_bytes()))).collect();
     files.push((source, sha256_hex(text.as_bytes())));
-    Ok(Loaded { policy, principals, files })
+    let session_keys = principals
+        .iter()
+        .flat_map(|p| p.ssh_keys.iter().map(|k| (p.name.clone(), k.fingerprint(ssh_key::HashAlg::Sha256).to_string())))
+        .collect();
+    Ok(Loaded { policy, principals, files, session_keys })
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -301,6 +373,14 @@ impl CredentialCache {
     }
 }
 
+impl Service {
+    /// Drops a credential from this server's cache, so a revocation takes
+    /// effect here at once.
+    pub(crate) fn forget_credential(&self, kind: &'static str, id: &str) {
+        self.credentials.forget(kind, id);
+    }
+}
+
 pub struct Service {
     ledger: Ledger,
     store: Arc<dyn LogStore>,
@@ -317,6 +397,8 @@ pub struct Service {
     /// The log's size and root when the drift check last found it
     /// consistent with what it had seen before.
     pub(crate) drift_seen: std::sync::Mutex<Option<(u64, breakglass_core::hash::Hash)>>,
+    /// The rate limit on recording failed logins.
+    pub(crate) failed_logins: std::sync::Mutex<crate::sessions::FailedLogins>,
 }
 
 impl Service {
@@ -342,6 +424,7 @@ impl Service {
             wake: tokio::sync::Notify::new(),
             notify_wake: tokio::sync::Notify::new(),
             drift_seen: std::sync::Mutex::new(None),
+            failed_logins: std::sync::Mutex::default(),
         })
     }
 
@@ -359,6 +442,30 @@ impl Service {
     ) -> std::result::Result<breakglass_store::ledger::Receipt, AppendError> {
         crate::drills::mark(&mut drafts);
         self.ledger.append_with(drafts, mutations).await
+    }
+
+    /// [`Service::append_with`] for what `caller` did: every entry names the
+    /// credential that acted (its kind and id) as well as the actor, so a
+    /// token's act never reads as its namesake's.
+    pub(crate) async fn append_by(
+        &self,
+        caller: &Caller,
+        mut drafts: Vec<EntryDraft>,
+        mutations: Vec<Mutation>,
+    ) -> std::result::Result<breakglass_store::ledger::Receipt, AppendError> {
+        for d in &mut drafts {
+            let own = d.actor == caller.name;
+            let Some(data) = d.data.as_object_mut() else { continue };
+            if own {
+                data.entry("credential").or_insert_with(|| caller.credential_json());
+            } else {
+                // An entry this act set off in someone else's name (an
+                // approval activates the grantee's grant) says who caused it.
+                data.entry("caused_by")
+                    .or_insert_with(|| json!({ "actor": caller.name, "credential": caller.credential_json() }));
+            }
+        }
+        self.append_with(drafts, mutations).await
     }
 
     /// [`Service::append_with`] for one entry and no state change.
@@ -415,19 +522,43 @@ impl Service {
         if kind == SESSION_KIND {
             // A principal removed from the principals file loses its sessions at once.
             let loaded = self.loaded();
+            let why = match loaded.principals.get(&cred.name) {
+                None => Some("the principal is no longer in the principals file"),
+                Some(_) if !loaded.holds_key(&cred.name, cred.key_fingerprint.as_deref()) => {
+                    Some("the SSH key that made this session is no longer the principal's in the principals file")
+                }
+                Some(_) => None,
+            };
+            if let Some(why) = why {
+                // Ended for good, with an entry, so that putting the name or
+                // the key back never revives it.
+                if let Err(e) = self.end_session(&cred, why, &Caller::system()).await {
+                    tracing::warn!(error = %e, session = %cred.id, "could not record the end of an orphaned session");
+                }
+                return Err(unauthorized(&format!("{why}; log in again")));
+            }
             let Some(p) = loaded.principals.get(&cred.name) else {
                 return Err(unauthorized("the principal is no longer in the principals file"));
             };
             return Ok(Caller {
                 name: cred.name,
                 role: Role::User,
+                kind: CredentialKind::Session,
                 groups: p.groups.clone(),
                 credential: cred.id,
                 ci: None,
                 grant: None,
             });
         }
-        Ok(Caller { name: cred.name, role: cred.role, groups: Vec::new(), credential: cred.id, ci: None, grant: None })
+        Ok(Caller {
+            name: cred.name,
+            role: cred.role,
+            kind: CredentialKind::ApiToken,
+            groups: Vec::new(),
+            credential: cred.id,
+            ci: None,
+            grant: None,
+        })
     }
 
     /// A CI job's OIDC ID token: a configured issuer, verified, mapped to a
@@ -462,7 +593,15 @@ impl Service {
             None => (format!("ci:{}", id.account), Vec::new()),
         };
         metrics::counter!("breakglass_ci_authentications_total", "issuer" => id.issuer.clone()).increment(1);
-        Ok(Caller { name, role: Role::Ci, groups, credential: id.subject.clone(), ci: Some(id), grant: None })
+        Ok(Caller {
+            name,
+            role: Role::Ci,
+            kind: CredentialKind::CiOidc,
+            groups,
+            credential: id.subject.clone(),
+            ci: Some(id),
+            grant: None,
+        })
     }
 
     /// One of this server's own grant tokens, presented by a CI job that has
@@ -486,6 +625,7 @@ impl Service {
         Ok(Caller {
             name: grant.principal.clone(),
             role: Role::Ci,
+            kind: CredentialKind::GrantToken,
             groups,
             credential: claims.token_id,
             ci: None,
@@ -496,12 +636,7 @@ impl Service {
     pub fn whoami(&self, caller: &Caller) -> WhoAmI {
         WhoAmI {
             name: caller.name.clone(),
-            kind: match caller.role {
-                Role::User => "session",
-                Role::Ci => "ci-oidc",
-                _ => "api-token",
-            }
-            .into(),
+            kind: caller.kind.as_str().into(),
             role: caller.role.as_str().into(),
             groups: caller.groups.clone(),
         }
@@ -509,17 +644,17 @@ impl Service {
 
     // ---- login -----------------------------------------------------------
 
+    /// A challenge for any well-formed name, known or not: the answer must
+    /// not tell an unauthenticated caller who holds break-glass rights. Why a
+    /// login of an unknown name fails goes to the server's own diagnostics.
     pub fn login_challenge(&self, principal: &str) -> Result<breakglass_core::api::ChallengeResponse> {
         let loaded = self.loaded();
-        let Some(p) = loaded.principals.get(principal) else {
-            return Err(ServiceError::Unauthorized(format!(
-                "unknown principal {principal:?}: not in the principals file"
-            )));
-        };
-        if p.ssh_keys.is_empty() {
-            return Err(ServiceError::Unauthorized(format!(
-                "principal {principal:?} has no SSH keys in the principals file, so cannot log in"
-            )));
+        match loaded.principals.get(principal) {
+            None => tracing::info!(principal, "login challenge for a name not in the principals file"),
+            Some(p) if p.ssh_keys.is_empty() => {
+                tracing::info!(principal, "login challenge for a principal with no SSH keys")
+            }
+            Some(_) => {}
         }
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(|e| internal("no randomness available", e))?;
@@ -543,14 +678,37 @@ impl Service {
     pub async fn login(&self, principal: &str, challenge: &str, signature: &str) -> Result<LoginResponse> {
         let now = self.now();
         let refused = |why: String| ServiceError::Unauthorized(format!("login refused: {why}"));
-        let claims = login::open(&self.keys.challenge_key, challenge, &self.config.issuer, principal, now)
-            .map_err(|e| refused(e.to_string()))?;
-        let loaded = self.loaded();
-        let Some(p) = loaded.principals.get(principal) else {
-            return Err(refused(format!("unknown principal {principal:?}")));
+        let claims = match login::open(&self.keys.challenge_key, challenge, &self.config.issuer, principal, now) {
+            Ok(c) => c,
+            Err(e) => {
+                self.record_failed_login(principal, "challenge", None).await;
+                return Err(refused(e.to_string()));
+            }
         };
-        let verified = sshsig::verify(signature, challenge.as_bytes(), sshsig::LOGIN_NAMESPACE, &p.ssh_keys)
-            .map_err(|e| refused(e.to_string()))?;
+        let loaded = self.loaded();
+        // An unknown name, a name with no keys and a wrong key fail alike:
+        // the signature is checked against the name's keys, which may be none.
+        let keys = loaded.principals.get(principal).map_or(&[][..], |p| p.ssh_keys.as_slice());
+        let verified = match sshsig::verify(signature, challenge.as_bytes(), sshsig::LOGIN_NAMESPACE, keys) {
+            Ok(v) => v,
+            Err(e) => {
+                let why = match &e {
+                    sshsig::SshSigError::KeyNotAllowed { .. } if loaded.principals.get(principal).is_none() => {
+                        "unknown principal"
+                    }
+                    sshsig::SshSigError::KeyNotAllowed { .. } => "key not listed",
+                    _ => "bad signature",
+                };
+                tracing::info!(principal, reason = why, error = %e, "login refused");
+                let fingerprint = match &e {
+                    sshsig::SshSigError::KeyNotAllowed { fingerprint, .. }
+                    | sshsig::SshSigError::BadSignature { fingerprint, .. } => Some(fingerprint.clone()),
+                    _ => None,
+                };
+                self.record_failed_login(principal, why, fingerprint.as_deref()).await;
+                return Err(refused(e.to_string()));
+            }
+        };
         let fingerprint = verified.fingerprint.to_string();
         let (id, token) = auth::new_token(SESSION_PREFIX).map_err(|e| internal("no randomness available", e))?;
         let expires_at = Timestamp(now.0 + self.config.session_ttl_ms);
@@ -589,6 +747,7 @@ impl Service {
         match self.append_with(vec![entry], vec![used, session]).await {
             Ok(_) => {}
             Err(AppendError::Conflict { kind, .. }) if kind == CHALLENGE_KIND => {
+                self.record_failed_login(principal, "challenge reused", Some(&fingerprint)).await;
                 return Err(refused("this challenge was already used; ask for a new one".into()));
             }
             Err(e) => return Err(e.into()),
@@ -613,6 +772,13 @@ impl Service {
             )));
         }
         let role = Role::parse_api(&req.role).map_err(ServiceError::BadRequest)?;
+        // A token named like a person would read, in the log and in every
+        // message, as that person's own act.
+        if self.loaded().principals.get(name).is_some() {
+            return Err(ServiceError::BadRequest(format!(
+                "invalid token name {name:?}: it is a principal's name in the principals file; name API tokens after what uses them (e.g. {name}-ci)"
+            )));
+        }
         let now = self.now();
         let expires_at = match &req.expires_in {
             None => None,
@@ -642,7 +808,11 @@ impl Service {
                 "token_digest": self.keys.digester.digest("api-token", token.as_bytes()),
             }),
         );
-        self.append_with(vec![entry], vec![credential_mutation(API_TOKEN_KIND, &cred, 0)?]).await?;
+        let mutations = vec![credential_mutation(API_TOKEN_KIND, &cred, 0)?];
+        match by {
+            Some(c) => self.append_by(c, vec![entry], mutations).await?,
+            None => self.append_with(vec![entry], mutations).await?,
+        };
         Ok(CreatedApiToken { token, view: token_view(&cred) })
     }
 
@@ -665,8 +835,7 @@ impl Service {
             cred.revoked_at = Some(self.now());
             let entry = EntryDraft::new(&caller.name, "api_token.revoked", json!({ "id": id, "name": cred.name }));
             match self
-                .ledger
-                .append_with(vec![entry], vec![credential_mutation(API_TOKEN_KIND, &cred, obj.version)?])
+                .append_by(caller, vec![entry], vec![credential_mutation(API_TOKEN_KIND, &cred, obj.version)?])
                 .await
             {
                 Ok(_) => {
@@ -686,6 +855,14 @@ impl Service {
     /// Reloads the policy and the principals; on any problem the old ones
     /// stay in force and the problems are returned.
     pub async fn reload(&self, by: &str) -> Result<PolicyReloaded> {
+        let mut system = Caller::system();
+        by.clone_into(&mut system.name);
+        self.reload_by(&system).await
+    }
+
+    /// [`Service::reload`] asked by `caller` (an admin API token).
+    pub async fn reload_by(&self, caller: &Caller) -> Result<PolicyReloaded> {
+        let by = caller.name.as_str();
         let new = load(&self.config).map_err(|problems| {
             tracing::warn!(problems = problems.len(), "policy reload refused; the old policy stays in force");
             ServiceError::PolicyDenied {
@@ -701,14 +878,21 @@ impl Service {
         let files: serde_json::Map<String, serde_json::Value> =
             new.files.iter().map(|(n, d)| (n.clone(), json!(d))).collect();
         // Logged before it takes effect: a policy nobody can see in the log never decides.
-        self.append(EntryDraft::new(
+        let entry = EntryDraft::new(
             by,
             "policy.reloaded",
             json!({ "policies": out.policies, "principals": out.principals, "sha256": files }),
-        ))
-        .await?;
+        );
+        self.append_by(caller, vec![entry], Vec::new()).await?;
         *self.loaded.write().expect("policy lock") = Arc::new(new);
         self.credentials.clear();
+        // Sessions whose key or principal is gone end now, each with an
+        // entry (they are refused already: authentication checks the key).
+        match self.end_orphaned_sessions().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "ended sessions whose key or principal left the principals file"),
+            Err(e) => tracing::warn!(error = %e, "could not end the sessions of removed keys; they stay refused"),
+        }
         Ok(out)
     }
 
@@ -813,17 +997,21 @@ impl Service {
         let Some(terms) = terms else {
             let denials: Vec<String> = decision.denials().map(|r| r.to_string()).collect();
             // The refusal is part of the record: who asked for what, and why not.
-            self.append(EntryDraft::new(
-                &caller.name,
-                "grant.refused",
-                json!({
-                    "scopes": req.scopes,
-                    "capabilities": req.capabilities,
-                    "duration_ms": duration_ms,
-                    "reason": req.reason,
-                    "denials": denials,
-                }),
-            ))
+            self.append_by(
+                caller,
+                vec![EntryDraft::new(
+                    &caller.name,
+                    "grant.refused",
+                    json!({
+                        "scopes": req.scopes,
+                        "capabilities": req.capabilities,
+                        "duration_ms": duration_ms,
+                        "reason": req.reason,
+                        "denials": denials,
+                    }),
+                )],
+                Vec::new(),
+            )
             .await?;
             metrics::counter!("breakglass_grant_requests_total", "outcome" => "refused").increment(1);
             return Err(ServiceError::PolicyDenied {
@@ -860,7 +1048,7 @@ impl Service {
         }
         let mut mutations = vec![grant_mutation(&grant, 0)?];
         mutations.extend(self.notifications_for(&grant, &drafts, now, &loaded)?);
-        let receipt = self.append_with(drafts, mutations).await?;
+        let receipt = self.append_by(caller, drafts, mutations).await?;
         self.notify_wake.notify_one();
         metrics::counter!("breakglass_grant_requests_total", "outcome" => if grant.state == GrantState::Active { "activated" } else { "pending" }).increment(1);
         self.wake.notify_one();
@@ -869,7 +1057,16 @@ impl Service {
 
     /// Re-reads the grant, applies `change`, and commits it with its entries;
     /// retries when another writer changed the grant in between.
-    pub(crate) async fn change_grant<F>(&self, id: &str, mut change: F) -> Result<GrantView>
+    pub(crate) async fn change_grant<F>(&self, id: &str, change: F) -> Result<GrantView>
+    where
+        F: FnMut(&mut Grant, Timestamp, &Loaded) -> Result<Vec<EntryDraft>>,
+    {
+        self.change_grant_by(&Caller::system(), id, change).await
+    }
+
+    /// [`Service::change_grant`] for what `caller` asked: its entries name
+    /// the credential that acted.
+    pub(crate) async fn change_grant_by<F>(&self, caller: &Caller, id: &str, mut change: F) -> Result<GrantView>
     where
         F: FnMut(&mut Grant, Timestamp, &Loaded) -> Result<Vec<EntryDraft>>,
     {
@@ -890,7 +1087,7 @@ impl Service {
                 drafts.push(entry);
                 mutations.push(review);
             }
-            match self.append_with(drafts, mutations).await {
+            match self.append_by(caller, drafts, mutations).await {
                 Ok(_) => {
                     self.wake.notify_one();
                     self.notify_wake.notify_one();
@@ -938,7 +1135,7 @@ impl Service {
 
     pub async fn approve(&self, caller: &Caller, id: &str, comment: Option<&str>) -> Result<GrantView> {
         caller.require_user("approve a grant")?;
-        self.change_grant(id, |grant, now, loaded| {
+        self.change_grant_by(caller, id, |grant, now, loaded| {
             if grant.principal == caller.name {
                 return Err(ServiceError::Forbidden(format!(
                     "{} requested grant {} and cannot approve it",
@@ -957,7 +1154,7 @@ impl Service {
 
     pub async fn deny(&self, caller: &Caller, id: &str, reason: &str) -> Result<GrantView> {
         caller.require_user("deny a grant")?;
-        self.change_grant(id, |grant, now, loaded| {
+        self.change_grant_by(caller, id, |grant, now, loaded| {
             if grant.principal == caller.name {
                 return Err(ServiceError::Forbidden(format!(
                     "{} requested grant {} and cannot deny it (revoke it instead)",
@@ -972,11 +1169,12 @@ impl Service {
 
     /// The grantee, an admin, or anyone policy lets approve it may revoke a grant.
     pub async fn revoke(&self, caller: &Caller, id: &str, reason: &str) -> Result<GrantView> {
-        self.change_grant(id, |grant, now, loaded| {
-            if caller.role != Role::Admin && grant.principal != caller.name {
+        self.change_grant_by(caller, id, |grant, now, loaded| {
+            if !caller.is_admin() && !caller.is_person(&grant.principal) {
                 if !caller.is_user() {
                     return Err(ServiceError::Forbidden(format!(
-                        "the {} API token {:?} may not revoke grants",
+                        "a {} credential ({} {:?}) may not revoke grants: only the grantee's session, an approver's session or an admin API token may",
+                        caller.kind.as_str(),
                         caller.role.as_str(),
                         caller.name
                     )));
@@ -992,33 +1190,53 @@ impl Service {
     /// policy gave it at request time.
     pub async fn extend(&self, caller: &Caller, id: &str, by: &str, reason: &str) -> Result<GrantView> {
         let added = parse_duration(by).map_err(ServiceError::BadRequest)?;
-        self.change_grant(id, |grant, now, _| {
-            if grant.principal != caller.name {
-                return Err(ServiceError::Forbidden(format!("only {} may extend grant {}", grant.principal, grant.id)));
+        self.change_grant_by(caller, id, |grant, now, _| {
+            if !caller.is_person(&grant.principal) {
+                return Err(ServiceError::Forbidden(format!(
+                    "only {} may extend grant {}, logged in as themselves (this is a {} credential)",
+                    grant.principal,
+                    grant.id,
+                    caller.kind.as_str()
+                )));
             }
             grant.extend(&caller.name, added, reason, now).map_err(grant_error)
         })
         .await
     }
 
-    pub async fn show(&self, _caller: &Caller, id: &str) -> Result<GrantView> {
+    pub async fn show(&self, caller: &Caller, id: &str) -> Result<GrantView> {
+        caller.require_reader("read grants")?;
         let (grant, _) = self.read_grant(id).await?;
         let log = self.store.object_log(GRANT_KIND, id).await?;
         Ok(self.view(&grant, log))
     }
 
-    pub async fn status(&self, _caller: &Caller, id: &str) -> Result<GrantStatus> {
+    pub async fn status(&self, caller: &Caller, id: &str) -> Result<GrantStatus> {
+        // A grant token reads its own grant's status and nothing else.
+        if let Some(own) = &caller.grant
+            && own != id
+        {
+            return Err(ServiceError::Forbidden(format!("a grant token reads only its own grant's status ({own})")));
+        }
         let (grant, _) = self.read_grant(id).await?;
+        // A CI job reads the grants of the person who triggered it only.
+        if caller.kind == CredentialKind::CiOidc && grant.principal != caller.name {
+            return Err(ServiceError::Forbidden(format!(
+                "a CI job reads only the grants of the person who triggered it ({})",
+                caller.name
+            )));
+        }
         Ok(status_of(&grant, self.now()))
     }
 
     pub async fn list(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         state: Option<&str>,
         principal: Option<&str>,
         limit: u32,
     ) -> Result<Vec<GrantView>> {
+        caller.require_reader("list grants")?;
         let now = self.now();
         let mut statuses = Vec::new();
         if let Some(s) = state {
@@ -1058,8 +1276,13 @@ impl Service {
         scope: &str,
         capability: &str,
     ) -> Result<CheckResponse> {
-        if caller.role == Role::Reader {
-            return Err(ServiceError::Forbidden("a reader token may not check grants".into()));
+        // Hooks and automation ask this about anyone; people and jobs ask
+        // about themselves through `status` and `ci/status`.
+        if !(matches!(caller.role, Role::Service | Role::Admin) && caller.kind == CredentialKind::ApiToken) {
+            return Err(ServiceError::Forbidden(format!(
+                "only a service or admin API token may check grants (this is a {} credential)",
+                caller.kind.as_str()
+            )));
         }
         let scope = Scope::parse(scope).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         let cap = Capability::parse(capability).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
@@ -1082,8 +1305,12 @@ impl Service {
     /// Signs a grant token for an effective grant, for its holder (or an admin).
     pub async fn token(&self, caller: &Caller, id: &str) -> Result<TokenResponse> {
         let (grant, _) = self.read_grant(id).await?;
-        if caller.role != Role::Admin && grant.principal != caller.name {
-            return Err(ServiceError::Forbidden(format!("only {} may get a token for grant {id}", grant.principal)));
+        if !caller.is_admin() && !caller.is_person(&grant.principal) {
+            return Err(ServiceError::Forbidden(format!(
+                "only {} (logged in as themselves) or an admin API token may get a token for grant {id} (this is a {} credential)",
+                grant.principal,
+                caller.kind.as_str()
+            )));
         }
         let now = self.now();
         if !grant.is_effective(now) {
@@ -1095,15 +1322,13 @@ impl Service {
             IssueRequest::for_grant(&grant, &self.config.issuer, &jti).map_err(|e| internal("cannot issue", e))?;
         let token = self.keys.token_signer.issue(&issue, now).map_err(|e| ServiceError::Conflict(e.to_string()))?;
         let expires_at = grant.expires_at.unwrap_or(now);
-        self.append(
-            EntryDraft::new(
-                &caller.name,
-                "grant.token_issued",
-                json!({ "jti": jti, "key_id": self.keys.token_signer.key_id(), "expires_at": expires_at.to_rfc3339() }),
-            )
-            .with_grant(id),
+        let issued = EntryDraft::new(
+            &caller.name,
+            "grant.token_issued",
+            json!({ "jti": jti, "key_id": self.keys.token_signer.key_id(), "expires_at": expires_at.to_rfc3339() }),
         )
-        .await?;
+        .with_grant(id);
+        self.append_by(caller, vec![issued], Vec::new()).await?;
         Ok(TokenResponse { token, key_id: self.keys.token_signer.key_id().to_owned(), expires_at })
     }
 
@@ -1173,6 +1398,7 @@ impl Service {
         }
         data.insert("event_id".into(), json!(ev.id));
         data.insert("reported_by".into(), json!(caller.name));
+        data.insert("reported_with".into(), caller.credential_json());
         data.insert("reported_at".into(), json!(ev.at.to_rfc3339()));
         // A push that landed moves what the log accounts for of its ref.
         let moved = match ev.kind.as_str() {
@@ -1545,7 +1771,7 @@ fn grant_mutation(grant: &Grant, expected_version: u64) -> Result<Mutation> {
     })
 }
 
-fn credential_mutation(kind: &str, cred: &StoredCredential, expected_version: u64) -> Result<Mutation> {
+pub(crate) fn credential_mutation(kind: &str, cred: &StoredCredential, expected_version: u64) -> Result<Mutation> {
     Ok(Mutation {
         kind: kind.into(),
         id: cred.id.clone(),
@@ -1557,7 +1783,7 @@ fn credential_mutation(kind: &str, cred: &StoredCredential, expected_version: u6
     })
 }
 
-fn parse_credential(obj: &StateObject) -> Result<StoredCredential> {
+pub(crate) fn parse_credential(obj: &StateObject) -> Result<StoredCredential> {
     serde_json::from_str(&obj.body).map_err(|e| internal("a stored credential is unreadable", e))
 }
 

@@ -67,6 +67,9 @@ pub enum Command {
     /// Forget the session stored for the server (the credentials file's entry for --server).
     #[command(after_help = CLIENT_HELP)]
     Logout(LogoutArgs),
+    /// List your login sessions, or end one (admins: anyone's, or all of a principal's at once).
+    #[command(after_help = CLIENT_HELP)]
+    Sessions(SessionsArgs),
     /// Show who the server thinks you are: name, kind of token, role and groups.
     #[command(after_help = CLIENT_HELP)]
     Whoami(WhoamiArgs),
@@ -723,11 +726,52 @@ pub struct LoginArgs {
 
 #[derive(Debug, Args)]
 pub struct LogoutArgs {
+    /// Only forget the local session; do not end it on the server (for a server that cannot be
+    /// reached).
+    #[arg(long)]
+    pub local: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    #[command(subcommand)]
+    pub command: Option<SessionsCommand>,
+    /// Admins: list this principal's sessions.
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Include ended and expired sessions.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// End a session now, on the server: one by id (yours; an admin's: anyone's), or with
+    /// --principal every session of that principal (admin API token only).
+    #[command(after_help = CLIENT_HELP)]
+    Revoke {
+        /// The session's id (from `breakglass sessions`).
+        #[arg(required_unless_present = "principal", conflicts_with = "principal")]
+        id: Option<String>,
+        /// End every session of this principal (admin API token only).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Args)]

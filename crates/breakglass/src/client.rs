@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use breakglass_client::{Client, ClientError, normalize_server_url};
 use breakglass_core::api::{
-    ApiTokenView, ApproveRequest, CreateApiToken, ExtendRequest, GrantRequest, GrantView, LoginRequest,
+    ApiTokenView, ApproveRequest, CreateApiToken, ExtendRequest, GrantRequest, GrantView, LoginRequest, SessionView,
 };
 use breakglass_core::grant::{GrantState, human_duration, parse_duration};
 use breakglass_core::scope::{Capability, Scope, check_request};
@@ -31,7 +31,8 @@ use serde_json::json;
 
 use crate::cli::{
     ApproveArgs, ClientArgs, ExtendArgs, GrantCommand, GrantVerifyArgs, GrantsArgs, LoginArgs, LogoutArgs,
-    PolicyReloadArgs, ReasonArgs, RequestArgs, ShowArgs, TokenArgs, TokenCommand, WhoamiArgs,
+    PolicyReloadArgs, ReasonArgs, RequestArgs, SessionsArgs, SessionsCommand, ShowArgs, TokenArgs, TokenCommand,
+    WhoamiArgs,
 };
 use crate::credentials::{self, CredentialStore, ServerCredentials};
 use crate::error::{CliError, CliResult, ExitCode, bad_input, check_failed, internal, not_found};
@@ -379,14 +380,42 @@ pub async fn login(args: LoginArgs) -> CliResult {
     Ok(())
 }
 
-pub fn logout(args: LogoutArgs) -> CliResult {
+/// Ends the session on the server first (so a copy of the token elsewhere
+/// is worthless too), then forgets it here. A server that cannot be reached
+/// fails the command, unless `--local` says to forget it here only.
+pub async fn logout(args: LogoutArgs) -> CliResult {
     let server = server_url(&args.client)?;
     let store = credential_store()?;
+    let mut ended_on_server = false;
+    if !args.local
+        && let Some(entry) = store.get(&server)?
+        && entry.expires_at > now()
+    {
+        let client = Client::new(&server, Some(entry.token))?;
+        match client.logout().await {
+            Ok(_) => ended_on_server = true,
+            // Already ended (revoked, key removed): nothing left to end.
+            Err(e) if e.status() == Some(401) => {}
+            Err(e) => {
+                let mut err = CliError::from(e);
+                err.message.push_str(&format!(
+                    "\nthe session was not ended on the server and is still stored here; to forget it here only: breakglass logout --local --server {server}"
+                ));
+                return Err(err);
+            }
+        }
+    }
     let removed = store.remove(&server)?;
     if args.json {
-        print_json(&json!({ "server": server, "removed": removed, "credentials": store.path() }));
+        print_json(&json!({
+            "server": server,
+            "removed": removed,
+            "ended_on_server": ended_on_server,
+            "credentials": store.path(),
+        }));
     } else if removed {
-        println!("logged out of {server}: removed its session from {}", store.path().display());
+        let how = if ended_on_server { "ended the session on the server and removed" } else { "removed" };
+        println!("logged out of {server}: {how} its session from {}", store.path().display());
     } else {
         println!("not logged in to {server}: {} holds no session for it", store.path().display());
     }
@@ -394,6 +423,63 @@ pub fn logout(args: LogoutArgs) -> CliResult {
         eprintln!("note: {TOKEN_ENV} is set, and is still used");
     }
     Ok(())
+}
+
+fn session_row(s: &SessionView) -> Vec<String> {
+    vec![
+        format!("{}{}", s.id, if s.current { " *" } else { "" }),
+        s.principal.clone(),
+        s.state.clone(),
+        short_time(s.created_at),
+        opt_time(s.expires_at),
+        opt_time(s.ended_at),
+        s.key_fingerprint.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
+fn print_sessions(sessions: &[SessionView]) {
+    print_table(
+        &["ID", "PRINCIPAL", "STATE", "CREATED", "EXPIRES", "ENDED", "KEY"],
+        &sessions.iter().map(session_row).collect::<Vec<_>>(),
+    );
+}
+
+pub async fn sessions(args: SessionsArgs) -> CliResult {
+    match args.command {
+        None => {
+            let client = connect(&args.client)?;
+            let list = client.sessions(args.principal.as_deref(), args.all).await?;
+            if args.json {
+                print_json(&list);
+            } else if list.sessions.is_empty() {
+                println!("no {}sessions", if args.all { "" } else { "active " });
+            } else {
+                print_sessions(&list.sessions);
+                if list.sessions.iter().any(|s| s.current) {
+                    println!("(* is the session making this request)");
+                }
+            }
+            Ok(())
+        }
+        Some(SessionsCommand::Revoke { id, principal, json, client }) => {
+            let client = connect(&client)?;
+            let ended = match (id, principal) {
+                (Some(id), _) => client.revoke_session(&id).await?,
+                (None, Some(p)) => client.revoke_sessions_of(&p).await?,
+                (None, None) => return Err(bad_input("give a session id or --principal NAME")),
+            };
+            if json {
+                print_json(&ended);
+            } else if ended.ended.is_empty() {
+                println!("no active sessions to end");
+            } else {
+                for s in &ended.ended {
+                    println!("ended session {} of {}", s.id, s.principal);
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 pub async fn whoami(args: WhoamiArgs) -> CliResult {

@@ -34,6 +34,20 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    if matches!(cli.command, Command::Serve(_)) {
+        // A panic in a request handler is answered 500 by the router; here
+        // it costs one line of the server's log, not a backtrace per request.
+        std::panic::set_hook(Box::new(|info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            let at = info.location().map_or(String::new(), |l| format!("{}:{}", l.file(), l.line()));
+            tracing::error!(at, "panic: {}", msg.replace('\n', " "));
+        }));
+    }
     // Git hooks run on every push: a single-threaded runtime starts faster,
     // and a hook does one thing at a time anyway.
     let hook = matches!(cli.command, Command::Git(cli::GitCommand::Hook { .. }));
@@ -99,7 +113,8 @@ async fn run(cli: Cli) -> CliResult {
         Command::Policy(cli::PolicyCommand::Reload(args)) => client::policy_reload(args).await,
         Command::Policy(cmd) => policy::run(cmd),
         Command::Login(args) => client::login(args).await,
-        Command::Logout(args) => client::logout(args),
+        Command::Logout(args) => client::logout(args).await,
+        Command::Sessions(args) => client::sessions(args).await,
         Command::Whoami(args) => client::whoami(args).await,
         Command::Request(args) => client::request(args).await,
         Command::Approve(args) => client::approve(args).await,
