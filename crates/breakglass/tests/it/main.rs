@@ -13,4 +13,5 @@ mod policy;
 mod reviews;
 mod served;
 mod server;
+mod sessions;
 mod support;
