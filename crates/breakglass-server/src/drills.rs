@@ -119,7 +119,7 @@ impl Service {
             due: None,
             body: body(&record)?,
         };
-        let receipt = self.append_with(vec![draft], vec![m]).await?;
+        let receipt = self.append_by(caller, vec![draft], vec![m]).await?;
         record.index = Some(receipt.index);
         Ok(record)
     }
