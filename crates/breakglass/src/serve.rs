@@ -154,9 +154,18 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
     let limits = dir.config.server.connection_limits()?;
     let expiry = tokio::spawn(breakglass_server::expiry::run(service.clone(), stop_rx.clone()));
     let notifier = tokio::spawn(breakglass_server::notify::run(service.clone(), stop_rx.clone()));
-    let drift = dir.config.drift.interval()?.map(|every| {
+    let drift_every = dir.config.drift.interval()?;
+    // Last: the handlers are installed, the listener is bound (connections
+    // queue on it until the server below takes them) and every task that
+    // serves requests is running. What reacts to the outside world and prints
+    // (a reload on SIGHUP, the drift check that runs at start) begins only
+    // after, so that its lines never come before this one.
+    println!("listening on {url}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let signals = tokio::spawn(signals.handle(service.clone(), stop_tx));
+    let drift = drift_every.map(|every| {
         let report = |c: &breakglass_core::api::DriftCheck| {
-            use std::io::Write as _;
             println!(
                 "drift check: {} finding(s), {} new, {} cleared{}",
                 c.findings.len(),
@@ -168,12 +177,6 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
         };
         tokio::spawn(breakglass_server::drift::run(service.clone(), every, report, stop_rx.clone()))
     });
-    let signals = tokio::spawn(signals.handle(service.clone(), stop_tx));
-    // Last: the handlers, the listener and every task are in place, and the
-    // server below takes the connections already queued on the socket.
-    println!("listening on {url}");
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
     let res = breakglass_server::listen::serve(listener, app, tls, limits, stop_rx).await;
     signals.abort();
     let _ = expiry.await;
