@@ -402,3 +402,23 @@ fn read_response_head(s: &mut TcpStream) -> String {
     }
     String::from_utf8_lossy(&got).into_owned()
 }
+
+#[cfg(unix)]
+#[test]
+fn issue14_the_database_url_can_live_in_its_own_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // PostgreSQL only (skipped without BREAKGLASS_TEST_PG_URL, as the store tests are).
+    let Some(scratch) = Scratch::postgres() else { return };
+    let url = scratch.pg.as_ref().unwrap().2.clone();
+    let file = scratch.path("database-url");
+    write_private(&file, &format!("{url}\n"));
+    let verify =
+        || run(&scratch.data(), &["audit", "verify"], &[("BREAKGLASS_DATABASE_URL_FILE", file.to_str().unwrap())]);
+    let out = verify();
+    assert!(out.status.success(), "the log on PostgreSQL verifies: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = verify();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("database.url_file") && stderr.contains("chmod 600"), "{stderr}");
+}
