@@ -433,3 +433,29 @@ pub fn parse_verifier_key(arg: &str) -> CliResult<NoteVerifier> {
     };
     NoteVerifier::parse(text.trim()).map_err(|e| bad_input(format!("invalid --key {arg:?}: {e}")))
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn the_printed_chmod_runs_as_printed_whatever_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("with space 'and quote' $HOME");
+        std::fs::create_dir(&odd).unwrap();
+        let path = odd.join("audit-hmac.key");
+        std::fs::write(&path, format!("{}\n", "ab".repeat(32))).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_key(&path).unwrap_err();
+        assert_eq!(err.code, crate::error::ExitCode::BadInput);
+        let fix = err.message.split("fix: ").nth(1).unwrap().split(", and").next().unwrap();
+        assert_eq!(fix, format!("chmod 600 {}", shell_word(&path)));
+        let status = std::process::Command::new("sh").arg("-c").arg(fix).status().unwrap();
+        assert!(status.success(), "{fix}");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(read_key(&path).unwrap(), [0xab; 32]);
+        assert_eq!(shell_word(Path::new("/var/lib/breakglass/x.key")), "/var/lib/breakglass/x.key");
+    }
+}
