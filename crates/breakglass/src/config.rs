@@ -766,6 +766,22 @@ impl Config {
                 if !held.is_empty() {
                     crate::datadir::check_private(path, &meta, &format!("secrets ({})", held.join(", ")))?;
                 }
+                // Whoever may write the file may add a secret of their own (an
+                // incident receiver's, to forge incidents) or point the policy
+                // elsewhere: refused whatever it holds now.
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    let mode = meta.permissions().mode() & 0o777;
+                    if mode & 0o022 != 0 {
+                        return Err(bad_input(format!(
+                            "configuration file {} is writable by group or others (mode {mode:04o}); refusing to \
+                             use it (fix: chmod go-w {})",
+                            path.display(),
+                            crate::datadir::shell_word(path)
+                        )));
+                    }
+                }
                 config
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),

@@ -152,10 +152,20 @@ fn issue14_a_configuration_with_secrets_that_others_can_read_is_refused() {
     run_printed_fix(&stderr);
     assert_eq!(mode(&data.join("tls.key")), 0o600);
 
-    // A configuration without secrets may stay readable (it holds nothing to steal).
+    // A configuration without secrets may stay readable (it holds nothing to
+    // steal), but not writable: whoever may write it may add a secret of
+    // their own and forge incidents with it.
     let (_dir, data) = data_with_config(ORIGIN, 0o644);
     let out = run(&data, &["init"], &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_dir, data) = data_with_config(ORIGIN, 0o666);
+    let out = run(&data, &["serve", "--listen", "127.0.0.1:0"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("writable by group or others") && stderr.contains("fix: chmod go-w "), "{stderr}");
+    let fix = stderr.split("fix: ").nth(1).unwrap().trim().trim_end_matches(')');
+    assert!(Command::new("sh").arg("-c").arg(fix).status().unwrap().success(), "{fix}");
+    assert_eq!(mode(&data.join("breakglass.toml")), 0o644);
 
     // A database URL with a password is a secret too; one without is not.
     let (_dir, data) = data_with_config(
