@@ -11,6 +11,7 @@ mod git_transport;
 mod incidents;
 mod policy;
 mod reviews;
+#[cfg(unix)]
 mod security_files;
 mod served;
 mod server;

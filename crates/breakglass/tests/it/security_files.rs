@@ -6,7 +6,7 @@
 //! is refused with the `chmod` that fixes it (which is then run as printed);
 //! a SIGHUP sent the instant the server says it listens reloads it instead of
 //! killing it; slow clients are cut off by the configured timeouts and
-//! cannot crowd out a normal request.
+//! cannot crowd out a normal request. (Unix only: modes and signals are Unix's.)
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -17,7 +17,6 @@ use std::time::Duration;
 use crate::served::{Served, keygen, write_private};
 use crate::support::{BIN, Scratch};
 
-#[cfg(unix)]
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
@@ -61,7 +60,6 @@ fn run_printed_fix(stderr: &str) {
     assert!(status.success(), "{command}");
 }
 
-#[cfg(unix)]
 #[test]
 fn issue14_every_file_init_and_serve_create_is_owner_only_where_it_holds_a_secret() {
     // `init` alone.
@@ -103,7 +101,6 @@ fn issue14_every_file_init_and_serve_create_is_owner_only_where_it_holds_a_secre
     assert!(!config.contains("secret = \"") && !config.contains("url = \"postgres"), "{config}");
 }
 
-#[cfg(unix)]
 #[test]
 fn issue14_init_copies_no_secret_from_the_environment_into_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
@@ -116,7 +113,6 @@ fn issue14_init_copies_no_secret_from_the_environment_into_the_configuration() {
     assert_eq!(mode(&data.join("breakglass.toml")), 0o600);
 }
 
-#[cfg(unix)]
 #[test]
 fn issue14_a_configuration_with_secrets_that_others_can_read_is_refused() {
     // The attack: a local user reads the generic receiver's secret from a
@@ -177,7 +173,6 @@ fn issue14_a_configuration_with_secrets_that_others_can_read_is_refused() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
-#[cfg(unix)]
 #[test]
 fn issue14_every_secret_can_live_in_its_own_file_and_a_loose_one_is_refused() {
     use std::os::unix::fs::PermissionsExt as _;
@@ -252,7 +247,6 @@ fn issue14_every_secret_can_live_in_its_own_file_and_a_loose_one_is_refused() {
     assert!((200..300).contains(&ok), "the token from the file is accepted: {ok}");
 }
 
-#[cfg(unix)]
 #[test]
 fn issue14_a_sighup_the_instant_the_server_says_listening_reloads_it() {
     // The flaky start: "listening on" was printed before the handlers were
@@ -413,10 +407,10 @@ fn read_response_head(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
-#[cfg(unix)]
 #[test]
 fn issue14_the_database_url_can_live_in_its_own_file() {
     use std::os::unix::fs::PermissionsExt as _;
+
     // PostgreSQL only (skipped without BREAKGLASS_TEST_PG_URL, as the store tests are).
     let Some(scratch) = Scratch::postgres() else { return };
     let url = scratch.pg.as_ref().unwrap().2.clone();
