@@ -2,11 +2,23 @@
 //! `--config FILE`), every key overridable by a `BREAKGLASS_*` environment
 //! variable. Only this crate reads files named by the user and the environment.
 //!
+//! Security: the file may hold secrets (incident receivers' secrets,
+//! notification webhooks' secrets and Slack URLs, a database password), and a
+//! local user who reads one can forge what it authenticates (a severity-1
+//! incident that auto-approves a grant, say). So a file holding any of them is
+//! refused when group or others may access it, every secret key has a
+//! `*_file` twin naming a file that holds the value alone (refused alike when
+//! its mode is loose, and refused together with the inline key), and no
+//! secret is ever written back into the file.
+//!
 //! ```toml
 //! [database]
 //! # PostgreSQL for several servers over one database, e.g.
 //! # "postgres://breakglass@db.internal/breakglass". Empty: SQLite in the data directory.
 //! url = ""
+//! # Or: a file holding the URL (when it has a password); relative paths are
+//! # under the data directory. Every secret key below has such a *_file twin.
+//! # url_file = "database-url"
 //!
 //! [log]
 //! # The checkpoint origin line and the name of the log's signing key.
@@ -34,6 +46,13 @@
 //! pending_ttl = "30m"
 //! # How long a login challenge may be used.
 //! challenge_ttl = "2m"
+//! # How long a client may take to send a request's headers (and, with TLS,
+//! # its handshake), from when the server starts waiting for them.
+//! header_read_timeout = "10s"
+//! # A connection that moves no byte either way for this long is closed.
+//! idle_timeout = "60s"
+//! # Connections open at once; more are refused (plain HTTP: 503) until one closes.
+//! max_connections = 1024
 //!
 //! [policy]
 //! # The directory of *.cedar policies; relative paths are under the data directory.
@@ -79,7 +98,8 @@
 //! # Receivers: POST /v1/incidents/{pagerduty,opsgenie,alertmanager,generic}. A
 //! # receiver with no secret configured refuses everything. Lists take several
 //! # values so that secrets can be rotated without downtime.
-//! # PagerDuty v3 webhook signing secrets (X-PagerDuty-Signature).
+//! # PagerDuty v3 webhook signing secrets (X-PagerDuty-Signature). Each list
+//! # has a *_file twin (e.g. pagerduty_secrets_file): a file of one secret a line.
 //! pagerduty_secrets = []
 //! # What Opsgenie's outgoing webhook sends as Authorization (see the README).
 //! opsgenie_credentials = []
@@ -118,6 +138,7 @@
 //! name = "ops-bus"
 //! url = "https://hooks.example.com/breakglass"
 //! secret = "…"
+//! # Or secret_file = "ops-bus.secret" (and url_file, for a URL that holds a token).
 //! # Which events (all when empty): requested, approved, activated, extended,
 //! # expiring_soon, expired, revoked, incident_resolved_ended, review_overdue,
 //! # drift_detected.
@@ -127,6 +148,7 @@
 //! [[notify.slack]]
 //! name = "sre-channel"
 //! url = "https://hooks.slack.com/services/…"
+//! # Or url_file = "slack-sre.url".
 //! events = ["requested", "activated", "revoked", "incident_resolved_ended"]
 //! ```
 
@@ -134,7 +156,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CliResult, bad_input};
+use crate::error::{CliError, CliResult, bad_input};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -214,6 +236,14 @@ pub struct IncidentsSection {
     pub alertmanager_service_label: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub generic_secrets: Vec<String>,
+    #[serde(skip_serializing_if = "is_unset")]
+    pub pagerduty_secrets_file: PathBuf,
+    #[serde(skip_serializing_if = "is_unset")]
+    pub opsgenie_credentials_file: PathBuf,
+    #[serde(skip_serializing_if = "is_unset")]
+    pub alertmanager_tokens_file: PathBuf,
+    #[serde(skip_serializing_if = "is_unset")]
+    pub generic_secrets_file: PathBuf,
     pub max_age: String,
     pub services: Vec<String>,
     pub end_grants_on_resolve: bool,
@@ -229,6 +259,10 @@ impl Default for IncidentsSection {
             alertmanager_severity_label: "severity".into(),
             alertmanager_service_label: "service".into(),
             generic_secrets: Vec::new(),
+            pagerduty_secrets_file: PathBuf::new(),
+            opsgenie_credentials_file: PathBuf::new(),
+            alertmanager_tokens_file: PathBuf::new(),
+            generic_secrets_file: PathBuf::new(),
             max_age: "10m".into(),
             services: Vec::new(),
             end_grants_on_resolve: true,
@@ -303,6 +337,12 @@ pub struct NotifyChannelSection {
     /// Webhooks only: the HMAC secret.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub secret: String,
+    /// A file holding the URL, instead of `url`.
+    #[serde(skip_serializing_if = "is_unset")]
+    pub url_file: PathBuf,
+    /// Webhooks only: a file holding the secret, instead of `secret`.
+    #[serde(skip_serializing_if = "is_unset")]
+    pub secret_file: PathBuf,
     pub events: Vec<String>,
 }
 
@@ -335,7 +375,7 @@ impl NotifySection {
                     Target::Webhook { url: c.url.clone(), secret: c.secret.trim().as_bytes().to_vec() }
                 }
                 _ => {
-                    if !c.secret.is_empty() {
+                    if !c.secret.is_empty() || !is_unset(&c.secret_file) {
                         return Err(bad("a Slack channel takes no secret (its URL is the secret)".into()));
                     }
                     Target::Slack { url: c.url.clone() }
@@ -487,6 +527,9 @@ pub struct ServerConfig {
     pub session_ttl: String,
     pub pending_ttl: String,
     pub challenge_ttl: String,
+    pub header_read_timeout: String,
+    pub idle_timeout: String,
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -500,6 +543,9 @@ impl Default for ServerConfig {
             session_ttl: "12h".into(),
             pending_ttl: "30m".into(),
             challenge_ttl: "2m".into(),
+            header_read_timeout: "10s".into(),
+            idle_timeout: "60s".into(),
+            max_connections: 1024,
         }
     }
 }
@@ -526,6 +572,7 @@ impl ServerConfig {
                 self.max_body_bytes
             )));
         }
+        self.connection_limits()?;
         if self.tls_cert.as_os_str().is_empty() != self.tls_key.as_os_str().is_empty() {
             return Err(bad_input("server.tls_cert and server.tls_key must be set together"));
         }
@@ -541,6 +588,30 @@ impl ServerConfig {
 
     pub fn tls(&self) -> bool {
         !self.tls_cert.as_os_str().is_empty()
+    }
+
+    /// The listener's timeouts and connection limit, each value checked.
+    pub fn connection_limits(&self) -> CliResult<breakglass_server::listen::ConnectionLimits> {
+        let timeout = |key: &str, value: &str, most_ms: u64| -> CliResult<std::time::Duration> {
+            let ms = duration_ms(value).map_err(|e| {
+                bad_input(format!("invalid server.{key} {value:?}: {e} (or a number of ms, like 500ms)"))
+            })?;
+            if ms > most_ms {
+                return Err(bad_input(format!("invalid server.{key} {value:?}: at most {}s", most_ms / 1000)));
+            }
+            Ok(std::time::Duration::from_millis(ms))
+        };
+        if self.max_connections == 0 || self.max_connections > 1 << 20 {
+            return Err(bad_input(format!(
+                "invalid server.max_connections {}: between 1 and 1048576",
+                self.max_connections
+            )));
+        }
+        Ok(breakglass_server::listen::ConnectionLimits {
+            header_read_timeout: timeout("header_read_timeout", &self.header_read_timeout, 600_000)?,
+            idle_timeout: timeout("idle_timeout", &self.idle_timeout, 3_600_000)?,
+            max_connections: self.max_connections,
+        })
     }
 
     fn ms(value: &str) -> i64 {
@@ -578,6 +649,9 @@ impl Default for PolicyConfig {
 pub struct DatabaseConfig {
     /// A `postgres://` URL, or empty for SQLite in the data directory.
     pub url: String,
+    /// A file holding the URL, instead of `url`.
+    #[serde(skip_serializing_if = "is_unset")]
+    pub url_file: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -621,16 +695,100 @@ pub fn validate_database_url(url: &str) -> CliResult {
     )))
 }
 
+/// Whether a path key is left out (empty).
+fn is_unset(p: &Path) -> bool {
+    p.as_os_str().is_empty()
+}
+
+/// Whether a URL carries a password (in its user info, or as a `password=` parameter).
+fn url_has_password(url: &str) -> bool {
+    let userinfo = match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => &url[scheme + 3..at],
+        _ => "",
+    };
+    userinfo.contains(':') || url.split_once('?').is_some_and(|(_, q)| q.split('&').any(|p| p.starts_with("password=")))
+}
+
+/// A duration: a number of milliseconds (`500ms`), or as grant durations (`10s`, `1m`).
+fn duration_ms(value: &str) -> Result<u64, String> {
+    let v = value.trim();
+    if let Some(n) = v.strip_suffix("ms")
+        && !n.is_empty()
+        && n.chars().all(|c| c.is_ascii_digit())
+    {
+        return match n.parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(ms),
+            _ => Err("expected a positive number of milliseconds".into()),
+        };
+    }
+    breakglass_core::grant::parse_duration(v).map(|ms| ms as u64)
+}
+
+/// The whole of a `*_file` secret (surrounding whitespace, such as the final
+/// newline, removed), refused if group or others may read the file.
+fn read_secret(key: &str, path: &Path) -> CliResult<String> {
+    let text = crate::datadir::read_private(path, &format!("the secret of {key}"))
+        .map_err(|e| CliError { message: format!("{key}: {}", e.message), ..e })?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(bad_input(format!("{key}: {} is empty; it must hold the secret", path.display())));
+    }
+    Ok(value.to_owned())
+}
+
+/// A `*_file` list of secrets: one a line, blank lines skipped.
+fn read_secret_list(key: &str, path: &Path) -> CliResult<Vec<String>> {
+    let text = read_secret(key, path)?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
+}
+
+fn set_twice(key: &str) -> CliError {
+    bad_input(format!("{key} and {key}_file are both set (in the configuration file or the environment): set only one"))
+}
+
 impl Config {
-    /// Reads the file if it exists (a missing file means defaults), then applies the environment.
-    pub fn load(path: &Path) -> CliResult<Config> {
-        let mut config = match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|e| bad_input(format!("invalid configuration file {}: {e}", path.display())))?,
+    /// Reads the file if it exists (a missing file means defaults), then
+    /// applies the environment, then reads the `*_file` secrets (relative paths
+    /// are under `root`, the data directory). A file that holds secrets itself
+    /// is refused when group or others may access it.
+    pub fn load(path: &Path, root: &Path) -> CliResult<Config> {
+        let mut config = match std::fs::File::open(path) {
+            Ok(mut file) => {
+                use std::io::Read as _;
+                let cannot_read =
+                    |e: std::io::Error| bad_input(format!("cannot read configuration file {}: {e}", path.display()));
+                let meta = file.metadata().map_err(cannot_read)?;
+                let mut text = String::new();
+                file.read_to_string(&mut text).map_err(cannot_read)?;
+                let config: Config = toml::from_str(&text)
+                    .map_err(|e| bad_input(format!("invalid configuration file {}: {e}", path.display())))?;
+                let held = config.inline_secrets();
+                if !held.is_empty() {
+                    crate::datadir::check_private(path, &meta, &format!("secrets ({})", held.join(", ")))?;
+                }
+                // Whoever may write the file may add a secret of their own (an
+                // incident receiver's, to forge incidents) or point the policy
+                // elsewhere: refused whatever it holds now.
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    let mode = meta.permissions().mode() & 0o777;
+                    if mode & 0o022 != 0 {
+                        return Err(bad_input(format!(
+                            "configuration file {} is writable by group or others (mode {mode:04o}); refusing to \
+                             use it (fix: chmod go-w {})",
+                            path.display(),
+                            crate::datadir::shell_word(path)
+                        )));
+                    }
+                }
+                config
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
             Err(e) => return Err(bad_input(format!("cannot read configuration file {}: {e}", path.display()))),
         };
         config.apply_env(|k| std::env::var(k).ok())?;
+        config.read_secret_files(root)?;
         validate_origin(&config.log.origin)?;
         validate_database_url(&config.database.url)?;
         if config.log.max_batch == 0 {
@@ -645,6 +803,107 @@ impl Config {
         Ok(config)
     }
 
+    /// The keys that hold a secret value themselves (not through a `*_file`).
+    pub fn inline_secrets(&self) -> Vec<String> {
+        let mut held = Vec::new();
+        if url_has_password(&self.database.url) {
+            held.push("database.url".to_owned());
+        }
+        let i = &self.incidents;
+        for (key, list) in [
+            ("incidents.pagerduty_secrets", &i.pagerduty_secrets),
+            ("incidents.opsgenie_credentials", &i.opsgenie_credentials),
+            ("incidents.alertmanager_tokens", &i.alertmanager_tokens),
+            ("incidents.generic_secrets", &i.generic_secrets),
+        ] {
+            if !list.is_empty() {
+                held.push(key.to_owned());
+            }
+        }
+        for (kind, list) in [("webhook", &self.notify.webhook), ("slack", &self.notify.slack)] {
+            for c in list {
+                if !c.secret.is_empty() {
+                    held.push(format!("notify.{kind} {:?} secret", c.name));
+                }
+                // A Slack incoming webhook's URL is its credential.
+                if (kind == "slack" && !c.url.is_empty()) || url_has_password(&c.url) {
+                    held.push(format!("notify.{kind} {:?} url", c.name));
+                }
+            }
+        }
+        held
+    }
+
+    /// Reads every `*_file` secret into its key, refusing a key set both ways.
+    fn read_secret_files(&mut self, root: &Path) -> CliResult {
+        let d = &mut self.database;
+        if !is_unset(&d.url_file) {
+            if !d.url.is_empty() {
+                return Err(set_twice("database.url"));
+            }
+            d.url = read_secret("database.url_file", &root.join(&d.url_file))?;
+        }
+        let i = &mut self.incidents;
+        for (key, list, file) in [
+            ("incidents.pagerduty_secrets", &mut i.pagerduty_secrets, &i.pagerduty_secrets_file),
+            ("incidents.opsgenie_credentials", &mut i.opsgenie_credentials, &i.opsgenie_credentials_file),
+            ("incidents.alertmanager_tokens", &mut i.alertmanager_tokens, &i.alertmanager_tokens_file),
+            ("incidents.generic_secrets", &mut i.generic_secrets, &i.generic_secrets_file),
+        ] {
+            if is_unset(file) {
+                continue;
+            }
+            if !list.is_empty() {
+                return Err(set_twice(key));
+            }
+            *list = read_secret_list(&format!("{key}_file"), &root.join(file))?;
+        }
+        for (kind, list) in [("webhook", &mut self.notify.webhook), ("slack", &mut self.notify.slack)] {
+            for c in list {
+                for (what, value, file) in [("url", &mut c.url, &c.url_file), ("secret", &mut c.secret, &c.secret_file)]
+                {
+                    if is_unset(file) {
+                        continue;
+                    }
+                    let key = format!("notify.{kind} {:?} {what}", c.name);
+                    if !value.is_empty() {
+                        return Err(set_twice(&key));
+                    }
+                    *value = read_secret(&format!("{key}_file"), &root.join(file))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// This configuration as `init` writes it: no secret value in it. A
+    /// secret read from a `*_file` stays there (the key naming the file is
+    /// kept); one from the environment stays there, with the channel it
+    /// belongs to; the database URL is never written (it may hold a password).
+    pub fn without_secrets(&self) -> Config {
+        let mut c = self.clone();
+        c.database.url.clear();
+        let i = &mut c.incidents;
+        for list in
+            [&mut i.pagerduty_secrets, &mut i.opsgenie_credentials, &mut i.alertmanager_tokens, &mut i.generic_secrets]
+        {
+            list.clear();
+        }
+        for (slack, list) in [(false, &mut c.notify.webhook), (true, &mut c.notify.slack)] {
+            list.retain_mut(|ch| {
+                if !is_unset(&ch.secret_file) {
+                    ch.secret.clear();
+                }
+                if !is_unset(&ch.url_file) {
+                    ch.url.clear();
+                }
+                let holds_secret = !ch.secret.is_empty() || (slack && !ch.url.is_empty()) || url_has_password(&ch.url);
+                !holds_secret
+            });
+        }
+        c
+    }
+
     /// `BREAKGLASS_<SECTION>_<KEY>` for every key, e.g. `BREAKGLASS_LOG_ORIGIN`,
     /// `BREAKGLASS_SERVER_LISTEN`, `BREAKGLASS_POLICY_DIR`; and `BREAKGLASS_DATABASE_URL`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> CliResult {
@@ -655,6 +914,8 @@ impl Config {
             ("BREAKGLASS_SERVER_SESSION_TTL", &mut s.session_ttl),
             ("BREAKGLASS_SERVER_PENDING_TTL", &mut s.pending_ttl),
             ("BREAKGLASS_SERVER_CHALLENGE_TTL", &mut s.challenge_ttl),
+            ("BREAKGLASS_SERVER_HEADER_READ_TIMEOUT", &mut s.header_read_timeout),
+            ("BREAKGLASS_SERVER_IDLE_TIMEOUT", &mut s.idle_timeout),
             ("BREAKGLASS_CI_AUDIENCE", &mut self.ci.audience),
             ("BREAKGLASS_CI_MAX_TOKEN_LIFETIME", &mut self.ci.max_token_lifetime),
         ] {
@@ -667,15 +928,24 @@ impl Config {
             ("BREAKGLASS_SERVER_TLS_KEY", &mut s.tls_key),
             ("BREAKGLASS_POLICY_DIR", &mut self.policy.dir),
             ("BREAKGLASS_POLICY_PRINCIPALS", &mut self.policy.principals),
+            ("BREAKGLASS_DATABASE_URL_FILE", &mut self.database.url_file),
+            ("BREAKGLASS_INCIDENTS_PAGERDUTY_SECRETS_FILE", &mut self.incidents.pagerduty_secrets_file),
+            ("BREAKGLASS_INCIDENTS_OPSGENIE_CREDENTIALS_FILE", &mut self.incidents.opsgenie_credentials_file),
+            ("BREAKGLASS_INCIDENTS_ALERTMANAGER_TOKENS_FILE", &mut self.incidents.alertmanager_tokens_file),
+            ("BREAKGLASS_INCIDENTS_GENERIC_SECRETS_FILE", &mut self.incidents.generic_secrets_file),
         ] {
             if let Some(v) = get(var) {
                 *field = PathBuf::from(v);
             }
         }
-        if let Some(v) = get("BREAKGLASS_SERVER_MAX_BODY_BYTES") {
-            self.server.max_body_bytes = v.parse().map_err(|_| {
-                bad_input(format!("invalid BREAKGLASS_SERVER_MAX_BODY_BYTES {v:?}: expected a positive integer"))
-            })?;
+        for (var, field) in [
+            ("BREAKGLASS_SERVER_MAX_BODY_BYTES", &mut self.server.max_body_bytes),
+            ("BREAKGLASS_SERVER_MAX_CONNECTIONS", &mut self.server.max_connections),
+        ] {
+            if let Some(v) = get(var) {
+                *field =
+                    v.parse().map_err(|_| bad_input(format!("invalid {var} {v:?}: expected a positive integer")))?;
+            }
         }
         if let Some(v) = get("BREAKGLASS_DATABASE_URL") {
             self.database.url = v;
@@ -852,5 +1122,124 @@ mod tests {
             let err = c.clone().apply_env(|k| (k == var).then(|| value.to_owned())).unwrap_err();
             assert!(err.message.contains(var), "{}", err.message);
         }
+    }
+
+    #[test]
+    fn connection_limits_are_checked_and_come_from_the_environment() {
+        let limits = ServerConfig::default().connection_limits().unwrap();
+        assert_eq!(limits, breakglass_server::listen::ConnectionLimits::default());
+        let mut c = Config::default();
+        let env = |k: &str| match k {
+            "BREAKGLASS_SERVER_HEADER_READ_TIMEOUT" => Some("200ms".to_owned()),
+            "BREAKGLASS_SERVER_IDLE_TIMEOUT" => Some("2m".to_owned()),
+            "BREAKGLASS_SERVER_MAX_CONNECTIONS" => Some("8".to_owned()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        let limits = c.server.connection_limits().unwrap();
+        assert_eq!(limits.header_read_timeout, std::time::Duration::from_millis(200));
+        assert_eq!((limits.idle_timeout.as_secs(), limits.max_connections), (120, 8));
+        for (toml, needle) in [
+            (
+                "[server]
+header_read_timeout = \"0ms\"",
+                "server.header_read_timeout",
+            ),
+            (
+                "[server]
+header_read_timeout = \"forever\"",
+                "server.header_read_timeout",
+            ),
+            (
+                "[server]
+header_read_timeout = \"11m\"",
+                "at most 600s",
+            ),
+            (
+                "[server]
+idle_timeout = \"2h\"",
+                "server.idle_timeout",
+            ),
+            (
+                "[server]
+max_connections = 0",
+                "server.max_connections",
+            ),
+        ] {
+            let c: Config = toml::from_str(toml).unwrap();
+            let err = c.server.validate().unwrap_err();
+            assert!(err.message.contains(needle), "{toml}: {}", err.message);
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn every_secret_key_has_a_file_twin_read_at_load() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        };
+        write("db", "postgres://bg:pw@db.internal/bg\n");
+        write("pd", "pd-old-secret-0123456789\n\npd-new-secret-0123456789\n");
+        write("og", "GenieKey og-0123456789abcdef\n");
+        write("am", "am-token-0123456789abcdef\n");
+        write("gen", "generic-secret-0123456789\n");
+        write("hook.url", "https://hooks.example.com/with-token\n");
+        write("hook.secret", "webhook-secret-0123456789\n");
+        write("slack.url", "https://hooks.slack.com/services/T/B/X\n");
+        let mut c: Config = toml::from_str(
+            "[database]\nurl_file = \"db\"\n[incidents]\npagerduty_secrets_file = \"pd\"\n\
+             opsgenie_credentials_file = \"og\"\nalertmanager_tokens_file = \"am\"\n\
+             [[notify.webhook]]\nname = \"ops\"\nurl_file = \"hook.url\"\nsecret_file = \"hook.secret\"\n\
+             [[notify.slack]]\nname = \"sre\"\nurl_file = \"slack.url\"\n",
+        )
+        .unwrap();
+        assert!(c.inline_secrets().is_empty(), "{:?}", c.inline_secrets());
+        let gen_path = dir.path().join("gen");
+        c.apply_env(|k| (k == "BREAKGLASS_INCIDENTS_GENERIC_SECRETS_FILE").then(|| gen_path.display().to_string()))
+            .unwrap();
+        c.read_secret_files(dir.path()).unwrap();
+        assert_eq!(c.database.url, "postgres://bg:pw@db.internal/bg");
+        assert_eq!(c.incidents.pagerduty_secrets, ["pd-old-secret-0123456789", "pd-new-secret-0123456789"]);
+        assert_eq!(c.incidents.opsgenie_credentials, ["GenieKey og-0123456789abcdef"]);
+        assert_eq!(c.incidents.alertmanager_tokens, ["am-token-0123456789abcdef"]);
+        assert_eq!(c.incidents.generic_secrets, ["generic-secret-0123456789"]);
+        assert_eq!(c.notify.webhook[0].url, "https://hooks.example.com/with-token");
+        assert_eq!(c.notify.webhook[0].secret, "webhook-secret-0123456789");
+        assert_eq!(c.notify.slack[0].url, "https://hooks.slack.com/services/T/B/X");
+        c.incidents.to_server().unwrap();
+        c.notify.to_server().unwrap();
+
+        // What init would write keeps the file names and none of the values.
+        let written = c.without_secrets().to_toml();
+        for secret in
+            ["pw@", "pd-old", "og-0123", "am-token", "generic-secret", "with-token", "webhook-secret", "T/B/X"]
+        {
+            assert!(!written.contains(secret), "{secret} in {written}");
+        }
+        let reread: Config = toml::from_str(&written).unwrap();
+        assert_eq!(reread.notify.slack[0].url_file, PathBuf::from("slack.url"));
+        assert!(reread.inline_secrets().is_empty());
+
+        // Both forms of one secret are refused together.
+        let mut c: Config = toml::from_str(
+            "[[notify.webhook]]\nname = \"ops\"\nurl = \"https://x\"\nsecret = \"s\"\nsecret_file = \"hook.secret\"\n",
+        )
+        .unwrap();
+        let err = c.read_secret_files(dir.path()).unwrap_err();
+        assert!(err.message.contains("both set"), "{}", err.message);
+        // A loose secret file is refused with the fix.
+        std::fs::set_permissions(dir.path().join("gen"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        let mut c = Config::default();
+        c.incidents.generic_secrets_file = PathBuf::from("gen");
+        let err = c.read_secret_files(dir.path()).unwrap_err();
+        assert!(
+            err.message.contains("incidents.generic_secrets_file") && err.message.contains("chmod 600"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -197,9 +197,9 @@ fn check_private(path: &Path, meta: &std::fs::Metadata) -> CliResult {
     if mode & 0o077 != 0 {
         return Err(bad_input(format!(
             "refusing to read the credentials file {}: its mode is {mode:04o}, so group or others can access the \
-             tokens in it (hint: chmod 600 {} and consider the tokens in it exposed)",
+             tokens in it (fix: chmod 600 {}, and consider the tokens in it exposed)",
             path.display(),
-            path.display()
+            crate::datadir::shell_word(path)
         )));
     }
     Ok(())

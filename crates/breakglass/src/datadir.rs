@@ -1,13 +1,18 @@
 //! The data directory: where the database, the keys, the configuration and
 //! the log's file sink live, and how each is created and opened.
 //!
-//! Security-sensitive: this module writes private keys. They are created with
-//! mode 0600 inside a 0700 directory, never overwritten, and never printed.
+//! Security: a local user on the server must not read a secret from here.
+//! Private keys, the database and the configuration (which may hold webhook
+//! and incident secrets) are created with mode 0600 from the start (no window
+//! in which they are readable) inside a 0700 directory, never overwritten, and
+//! never printed. Whatever holds a secret and is read back (a key, the
+//! configuration when it holds secrets, a `*_file` secret) is refused when
+//! group or others may access it, with the `chmod` command that fixes it.
 //!
 //! ```text
 //! <data-dir>/
-//!   breakglass.toml     configuration (see config.rs)
-//!   breakglass.db       SQLite database (WAL)
+//!   breakglass.toml     configuration (see config.rs), 0600
+//!   breakglass.db       SQLite database (WAL), 0600
 //!   log-signing.key     the log's Ed25519 note signing key (PRIVATE+KEY+... form), 0600
 //!   log.pub             the log's verifier key, for auditors
 //!   audit-hmac.key      the key for digests of secret values in entries, 0600
@@ -76,8 +81,13 @@ impl Location {
 
     fn load_config(&self) -> CliResult<Config> {
         let path = self.config_file.clone().unwrap_or_else(|| self.root.join(CONFIG_FILE));
-        let mut config = Config::load(&path)?;
+        let mut config = Config::load(&path, &self.root)?;
         if let Some(url) = &self.database_url {
+            if !config.database.url_file.as_os_str().is_empty() {
+                return Err(bad_input(
+                    "--database-url (or BREAKGLASS_DATABASE_URL) and database.url_file are both set: set only one",
+                ));
+            }
             crate::config::validate_database_url(url)?;
             config.database.url = url.clone();
         }
@@ -107,8 +117,9 @@ fn random_32() -> CliResult<[u8; 32]> {
     Ok(b)
 }
 
-/// Creates `path` with `contents` and `mode`, failing if it exists.
-fn create_file(path: &Path, contents: &[u8], mode: u32) -> CliResult {
+/// Creates `path` with `contents` and `mode` (set as the file is created, so
+/// it is never more open than that), failing if it exists.
+pub fn create_file(path: &Path, contents: &[u8], mode: u32) -> CliResult {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -162,13 +173,11 @@ impl DataDir {
         let mut created = Vec::new();
         let mut existing = Vec::new();
         if !root.exists() {
-            std::fs::create_dir_all(root).map_err(|e| internal(format!("cannot create {}: {e}", root.display())))?;
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
             #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt as _;
-                std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
-                    .map_err(|e| internal(format!("cannot set permissions on {}: {e}", root.display())))?;
-            }
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(root).map_err(|e| internal(format!("cannot create {}: {e}", root.display())))?;
             created.push(root.to_owned());
         }
         let config_path = loc.config_file.clone().unwrap_or_else(|| root.join(CONFIG_FILE));
@@ -189,11 +198,11 @@ impl DataDir {
                 validate_origin(&o)?;
                 config.log.origin = o;
             }
-            // The database URL may hold a password: it is not written to the file
-            // (pass it with --database-url or BREAKGLASS_DATABASE_URL).
-            let mut written = config.clone();
-            written.database.url.clear();
-            create_file(&config_path, written.to_toml().as_bytes(), 0o644)?;
+            // No secret is copied into the file: a database URL (it may hold a
+            // password) or a secret that came from the environment stays there,
+            // one from a `*_file` stays in its file. The file is owner-only all
+            // the same, since an operator may add secrets to it later.
+            create_file(&config_path, config.without_secrets().to_toml().as_bytes(), 0o600)?;
             created.push(config_path);
         }
         let key_path = root.join(SIGNING_KEY_FILE);
@@ -260,17 +269,14 @@ impl DataDir {
             if db_path.exists() {
                 existing.push(db_path.clone());
             } else {
+                // The database holds the log and, later, grants: owner-only like
+                // the keys, from its first byte. SQLite takes an empty file as a
+                // new database, and gives its -wal and -shm files the same mode.
+                create_file(&db_path, b"", 0o600)?;
                 created.push(db_path.clone());
             }
             let store = SqliteStore::open(&db_path, OpenOptions { create: true, read_only: false }).await?;
             store.close().await;
-            #[cfg(unix)]
-            {
-                // The database holds the log and, later, grants: owner-only, like the keys.
-                use std::os::unix::fs::PermissionsExt as _;
-                std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600))
-                    .map_err(|e| internal(format!("cannot set permissions on {}: {e}", db_path.display())))?;
-            }
         }
         let dir = DataDir { root: root.to_owned(), config };
         if signer.name() != dir.config.log.origin {
@@ -354,26 +360,67 @@ impl DataDir {
     }
 }
 
-/// Reads a hex 32-byte key file, refusing one that others may read.
-fn read_key(path: &Path) -> CliResult<[u8; 32]> {
-    let text = std::fs::read_to_string(path).map_err(|e| not_found(format!("cannot read {}: {e}", path.display())))?;
+/// `path` as a shell word: as it is when it needs no quoting, else in single quotes.
+pub fn shell_word(path: &Path) -> String {
+    let s = path.display().to_string();
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c)) {
+        return s;
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Refuses a file holding `what` (a secret) that group or others may access,
+/// naming the file, its mode and the command that fixes it. `meta` is the
+/// open file's, so the file checked is the file read.
+pub fn check_private(path: &Path, meta: &std::fs::Metadata, what: &str) -> CliResult {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+        let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(bad_input(format!(
-                "{} is readable by others (mode {mode:o}); it holds a secret key: chmod 600 it",
-                path.display()
+                "{} holds {what} but group or others can access it (mode {mode:04o}); refusing to use it \
+                 (fix: chmod 600 {}, and consider the secret exposed)",
+                path.display(),
+                shell_word(path)
             )));
         }
     }
+    #[cfg(not(unix))]
+    let _ = (path, meta, what);
+    Ok(())
+}
+
+/// Opens `path`, refuses it if group or others may access it (it holds
+/// `what`), and reads it.
+pub fn read_private(path: &Path, what: &str) -> CliResult<String> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path).map_err(|e| not_found(format!("cannot read {}: {e}", path.display())))?;
+    let meta = file.metadata().map_err(|e| internal(format!("cannot inspect {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(bad_input(format!("{} (holding {what}) is not a regular file", path.display())));
+    }
+    check_private(path, &meta, what)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|e| bad_input(format!("cannot read {}: {e}", path.display())))?;
+    Ok(text)
+}
+
+/// Refuses `path` if group or others may access it (it holds `what`).
+pub fn check_private_file(path: &Path, what: &str) -> CliResult {
+    let meta = std::fs::metadata(path).map_err(|e| not_found(format!("cannot read {}: {e}", path.display())))?;
+    check_private(path, &meta, what)
+}
+
+/// Reads a hex 32-byte key file, refusing one that others may read.
+fn read_key(path: &Path) -> CliResult<[u8; 32]> {
+    let text = read_private(path, "a secret key")?;
     let bytes = hex::decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
     bytes.ok_or_else(|| bad_input(format!("{} does not hold a 32-byte hex key", path.display())))
 }
 
 fn read_signer(path: &Path) -> CliResult<NoteSigner> {
-    let text = std::fs::read_to_string(path).map_err(|e| not_found(format!("cannot read {}: {e}", path.display())))?;
+    let text = read_private(path, "the log's signing key")?;
     NoteSigner::parse(text.trim()).map_err(|e| bad_input(format!("{}: {e}", path.display())))
 }
 
@@ -385,4 +432,30 @@ pub fn parse_verifier_key(arg: &str) -> CliResult<NoteVerifier> {
         arg.to_owned()
     };
     NoteVerifier::parse(text.trim()).map_err(|e| bad_input(format!("invalid --key {arg:?}: {e}")))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn the_printed_chmod_runs_as_printed_whatever_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("with space 'and quote' $HOME");
+        std::fs::create_dir(&odd).unwrap();
+        let path = odd.join("audit-hmac.key");
+        std::fs::write(&path, format!("{}\n", "ab".repeat(32))).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_key(&path).unwrap_err();
+        assert_eq!(err.code, crate::error::ExitCode::BadInput);
+        let fix = err.message.split("fix: ").nth(1).unwrap().split(", and").next().unwrap();
+        assert_eq!(fix, format!("chmod 600 {}", shell_word(&path)));
+        let status = std::process::Command::new("sh").arg("-c").arg(fix).status().unwrap();
+        assert!(status.success(), "{fix}");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(read_key(&path).unwrap(), [0xab; 32]);
+        assert_eq!(shell_word(Path::new("/var/lib/breakglass/x.key")), "/var/lib/breakglass/x.key");
+    }
 }

@@ -1,6 +1,13 @@
 //! `breakglass serve` and the server half of `breakglass init`: first-run
 //! setup, the bootstrap admin token, then the HTTP server until SIGINT or
 //! SIGTERM; SIGHUP reloads the policy and principals.
+//!
+//! Security: what `serve` prints is what operators and scripts act on, so it
+//! announces only what is true. The signal handlers are installed before
+//! anything is printed, and "listening on" comes last: it means a SIGHUP reloads
+//! and a SIGTERM stops cleanly, never that a signal's default action (ending
+//! the process) still applies. The TLS private key is refused when group or
+//! others may read it, as every other secret file is (see datadir.rs).
 
 use std::sync::Arc;
 
@@ -87,6 +94,7 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
         listen.parse().map_err(|_| bad_input(format!("invalid --listen {listen:?}: expected IP:PORT")))?;
     let tls = if dir.config.server.tls() {
         let (cert, key) = (dir.resolve(&dir.config.server.tls_cert), dir.resolve(&dir.config.server.tls_key));
+        crate::datadir::check_private_file(&key, "the TLS private key (server.tls_key)")?;
         Some(breakglass_server::listen::tls_config(&cert, &key).map_err(bad_input)?)
     } else {
         None
@@ -103,6 +111,11 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
     };
     let (service, ledger) = open_service(&dir, clock, url.clone()).await?;
     let admin = bootstrap_admin(&service).await?;
+    // Before the first line is printed, so that no line (and no signal an
+    // operator or a supervisor sends as soon as it sees one) comes before the
+    // handlers. Not earlier: until here, SIGINT still interrupts a start that
+    // hangs (on an unreachable database, say).
+    let signals = Signals::install()?;
 
     for p in &report.created {
         println!("created   {}", p.display());
@@ -130,9 +143,6 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
     if test_clock.is_some() {
         println!("warning: --unsafe-test-clock: an admin can move this server's clock forward; never use it for real");
     }
-    println!("listening on {url}");
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = breakglass_server::metrics_handle();
@@ -141,11 +151,21 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
     }
     let state = AppState { service: service.clone(), metrics, test_clock };
     let app = router(state, dir.config.server.max_body_bytes);
+    let limits = dir.config.server.connection_limits()?;
     let expiry = tokio::spawn(breakglass_server::expiry::run(service.clone(), stop_rx.clone()));
     let notifier = tokio::spawn(breakglass_server::notify::run(service.clone(), stop_rx.clone()));
-    let drift = dir.config.drift.interval()?.map(|every| {
+    let drift_every = dir.config.drift.interval()?;
+    // Last: the handlers are installed, the listener is bound (connections
+    // queue on it until the server below takes them) and every task that
+    // serves requests is running. What reacts to the outside world and prints
+    // (a reload on SIGHUP, the drift check that runs at start) begins only
+    // after, so that its lines never come before this one.
+    println!("listening on {url}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let signals = tokio::spawn(signals.handle(service.clone(), stop_tx));
+    let drift = drift_every.map(|every| {
         let report = |c: &breakglass_core::api::DriftCheck| {
-            use std::io::Write as _;
             println!(
                 "drift check: {} finding(s), {} new, {} cleared{}",
                 c.findings.len(),
@@ -157,8 +177,7 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
         };
         tokio::spawn(breakglass_server::drift::run(service.clone(), every, report, stop_rx.clone()))
     });
-    let signals = tokio::spawn(handle_signals(service.clone(), stop_tx));
-    let res = breakglass_server::listen::serve(listener, app, tls, stop_rx).await;
+    let res = breakglass_server::listen::serve(listener, app, tls, limits, stop_rx).await;
     signals.abort();
     let _ = expiry.await;
     let _ = notifier.await;
@@ -170,34 +189,60 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
     res.map_err(|e| internal(format!("the server failed: {e}")))
 }
 
+/// The signals `serve` answers, installed (so their default actions no
+/// longer apply) before it prints anything; a signal that arrives before
+/// [`Signals::handle`] runs is kept and acted on once it does.
 #[cfg(unix)]
-async fn handle_signals(service: Arc<Service>, stop: tokio::sync::watch::Sender<bool>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
-        (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = hup.recv() => match service.reload("SIGHUP").await {
-                Ok(r) => {
-                    println!("policy reloaded (SIGHUP): {} policies, {} principals", r.policies, r.principals);
-                    use std::io::Write as _;
-                    let _ = std::io::stdout().flush();
-                }
-                Err(e) => tracing::error!(error = %e, "policy reload on SIGHUP refused; the old policy stays in force"),
-            },
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> CliResult<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let one = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| internal(format!("cannot install the {name} handler: {e}")))
+        };
+        Ok(Signals {
+            hup: one(SignalKind::hangup(), "SIGHUP")?,
+            term: one(SignalKind::terminate(), "SIGTERM")?,
+            int: one(SignalKind::interrupt(), "SIGINT")?,
+        })
     }
-    let _ = stop.send(true);
+
+    async fn handle(mut self, service: Arc<Service>, stop: tokio::sync::watch::Sender<bool>) {
+        loop {
+            tokio::select! {
+                _ = self.hup.recv() => match service.reload("SIGHUP").await {
+                    Ok(r) => {
+                        println!("policy reloaded (SIGHUP): {} policies, {} principals", r.policies, r.principals);
+                        use std::io::Write as _;
+                        let _ = std::io::stdout().flush();
+                    }
+                    Err(e) => tracing::error!(error = %e, "policy reload on SIGHUP refused; the old policy stays in force"),
+                },
+                _ = self.term.recv() => break,
+                _ = self.int.recv() => break,
+            }
+        }
+        let _ = stop.send(true);
+    }
 }
 
 #[cfg(not(unix))]
-async fn handle_signals(_service: Arc<Service>, stop: tokio::sync::watch::Sender<bool>) {
-    let _ = tokio::signal::ctrl_c().await;
-    let _ = stop.send(true);
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> CliResult<Signals> {
+        Ok(Signals)
+    }
+
+    async fn handle(self, _service: Arc<Service>, stop: tokio::sync::watch::Sender<bool>) {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop.send(true);
+    }
 }

@@ -87,11 +87,13 @@ pub async fn incident(args: crate::cli::BenchIncidentArgs) -> CliResult {
     let scratch = tempfile::tempdir().map_err(|e| internal(format!("cannot make a scratch directory: {e}")))?;
     let data = scratch.path().join("data");
     std::fs::create_dir(&data).map_err(|e| internal(format!("cannot make {}: {e}", data.display())))?;
-    std::fs::write(
-        data.join("breakglass.toml"),
-        format!("[log]\norigin = \"bench.breakglass.local/server\"\n\n[incidents]\ngeneric_secrets = [\"{SECRET}\"]\n"),
-    )
-    .map_err(|e| internal(format!("cannot write the bench configuration: {e}")))?;
+    // It holds a secret: owner-only, or the server refuses it (issue 14).
+    crate::datadir::create_file(
+        &data.join("breakglass.toml"),
+        format!("[log]\norigin = \"bench.breakglass.local/server\"\n\n[incidents]\ngeneric_secrets = [\"{SECRET}\"]\n")
+            .as_bytes(),
+        0o600,
+    )?;
     let key = scratch.path().join("alice");
     let public_key = new_ssh_key(&key, "alice")?;
     eprintln!("starting breakglass serve on SQLite in {}...", data.display());

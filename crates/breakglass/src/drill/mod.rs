@@ -194,9 +194,11 @@ async fn steps(d: &mut Drill, root: &Path, fault: Option<Fault>) -> Result<(), S
     let (srv, url, admin_token, alice_key, service) = d
         .step("sandbox", async {
             std::fs::create_dir(&data).map_err(e)?;
-            std::fs::write(
-                data.join("breakglass.toml"),
-                format!("[log]\norigin = \"{ORIGIN}\"\n\n[incidents]\ngeneric_secrets = [\"{SECRET}\"]\n"),
+            // It holds a secret: owner-only, or the server refuses it (issue 14).
+            crate::datadir::create_file(
+                &data.join("breakglass.toml"),
+                format!("[log]\norigin = \"{ORIGIN}\"\n\n[incidents]\ngeneric_secrets = [\"{SECRET}\"]\n").as_bytes(),
+                0o600,
             )
             .map_err(e)?;
             let mut keys = Vec::new();

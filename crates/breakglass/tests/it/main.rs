@@ -11,6 +11,8 @@ mod git_transport;
 mod incidents;
 mod policy;
 mod reviews;
+#[cfg(unix)]
+mod security_files;
 mod served;
 mod server;
 mod sessions;

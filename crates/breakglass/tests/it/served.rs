@@ -30,6 +30,18 @@ impl Drop for Served {
 /// Starts `breakglass serve`; returns it, its URL and the admin token it
 /// printed (first run only).
 fn spawn(data: &Path, listen: &str) -> (Child, String, Option<String>, Receiver<String>) {
+    spawn_with(data, listen, &[], |_| {})
+}
+
+/// [`spawn`] with extra environment variables, calling `at_listening` with
+/// the server's process id the instant it prints "listening on" (before this
+/// reads anything further).
+pub fn spawn_with(
+    data: &Path,
+    listen: &str,
+    env: &[(&str, &str)],
+    at_listening: impl FnOnce(u32),
+) -> (Child, String, Option<String>, Receiver<String>) {
     let drift_configured = std::fs::read_to_string(data.join("breakglass.toml")).is_ok_and(|c| c.contains("[drift]"));
     let mut cmd = Command::new(BIN);
     // Time is an input: the periodic drift check runs only where a test configures it.
@@ -41,6 +53,7 @@ fn spawn(data: &Path, listen: &str) -> (Child, String, Option<String>, Receiver<
         .arg("--data-dir")
         .arg(data)
         .env_remove("BREAKGLASS_DATABASE_URL")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -56,6 +69,7 @@ fn spawn(data: &Path, listen: &str) -> (Child, String, Option<String>, Receiver<
         }
         after_admin |= line.starts_with("bootstrap admin API token");
         if let Some(u) = line.strip_prefix("listening on ") {
+            at_listening(child.id());
             url = Some(u.trim().to_owned());
             break;
         }
@@ -100,6 +114,12 @@ impl Served {
     /// file). It must say `[log] origin = "e2e.breakglass.test/log"`, the
     /// origin the server is started with.
     pub fn start_with_config(config: &str) -> Served {
+        Served::start_with(config, &[], |_| {})
+    }
+
+    /// Like [`Served::start_with_config`] (no file when `config` is empty),
+    /// with extra environment variables and [`spawn_with`]'s `at_listening`.
+    pub fn start_with(config: &str, env: &[(&str, &str)], at_listening: impl FnOnce(u32)) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();
@@ -108,8 +128,10 @@ impl Served {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
         }
-        std::fs::write(data.join("breakglass.toml"), config).unwrap();
-        let (child, url, admin, output) = spawn(&data, "127.0.0.1:0");
+        if !config.is_empty() {
+            write_private(&data.join("breakglass.toml"), config);
+        }
+        let (child, url, admin, output) = spawn_with(&data, "127.0.0.1:0", env, at_listening);
         let admin = admin.expect("first run printed a bootstrap admin token");
         assert!(admin.starts_with("bgk_"), "{admin}");
         Served { child, output, data, url, admin, dir }
@@ -198,6 +220,16 @@ impl Served {
         let (status, v) = self.http("POST", "/v1/debug/clock", &self.admin, &json!({ "advance_ms": ms }));
         assert_eq!(status, 200, "{v}");
     }
+}
+
+/// Writes `contents` to a new file only its owner may read, as every file
+/// holding a secret must be (a configuration with secrets, a `*_file` secret).
+pub fn write_private(path: &Path, contents: &str) {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path).unwrap().write_all(contents.as_bytes()).unwrap();
 }
 
 pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
