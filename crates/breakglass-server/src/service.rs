@@ -289,9 +289,56 @@ pub fn read_policy_dir(dir: &Path) -> std::result::Result<Vec<(String, String)>,
         .collect()
 }
 
+/// A path as a shell word, so that a printed fix runs as printed.
+fn shell_word(path: &Path) -> String {
+    let s = path.display().to_string();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@".contains(&b)) {
+        return s;
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Refuses a file or directory that decides who may break glass when
+/// someone other than its owner may write it: a local user who can edit the
+/// principals file or a policy gives themselves break-glass rights.
+#[cfg(unix)]
+fn check_not_writable_by_others(what: &str, path: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "{what} {} is writable by group or others (mode {mode:04o}): whoever can write it can give themselves break-glass rights (fix: chmod go-w {})",
+            path.display(),
+            shell_word(path)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_not_writable_by_others(_what: &str, _path: &Path) -> std::result::Result<(), String> {
+    Ok(())
+}
+
 /// Loads the policy directory and the principals file, all or nothing.
 pub fn load(config: &ServiceConfig) -> std::result::Result<Loaded, Vec<String>> {
+    let mut loose = Vec::new();
+    for (what, path) in [("the policy directory", &config.policy_dir), ("the principals file", &config.principals_file)]
+    {
+        if let Err(e) = check_not_writable_by_others(what, path) {
+            loose.push(e);
+        }
+    }
     let sources = read_policy_dir(&config.policy_dir).map_err(|e| vec![e])?;
+    for (name, _) in &sources {
+        if let Err(e) = check_not_writable_by_others("the policy file", Path::new(name)) {
+            loose.push(e);
+        }
+    }
+    if !loose.is_empty() {
+        return Err(loose);
+    }
     let policy = Policy::load(&sources).map_err(|e| e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
     let source = config.principals_file.display().to_string();
     let text = std::fs::read_to_string(&config.principals_file)

@@ -243,7 +243,14 @@ impl DataDir {
         if policy_dir.exists() {
             existing.push(policy_dir);
         } else {
-            std::fs::create_dir_all(&policy_dir)
+            // 0755 whatever the umask: the server refuses a policy directory
+            // that others may write (they could give themselves rights).
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o755);
+            builder
+                .create(&policy_dir)
                 .map_err(|e| internal(format!("cannot create {}: {e}", policy_dir.display())))?;
             create_file(
                 &policy_dir.join("breakglass.cedar"),

@@ -427,3 +427,35 @@ async fn doors_that_held_still_hold() {
     assert_eq!(login_with(&srv, "alice", text, &sig).await.0, StatusCode::UNAUTHORIZED);
     srv.verify().await;
 }
+
+// Issue 14 (a local user on the server): a principals file or policy that
+// others may write lets them give themselves break-glass rights.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_and_principals_that_others_may_write_are_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let setup = Setup::new();
+    let srv = Server::sqlite(&setup).await;
+    let principals = setup.dir.path().join("principals.toml");
+    let policy = setup.dir.path().join("policy").join("breakglass.cedar");
+    for (path, mode) in
+        [(&principals, 0o666), (&principals, 0o620), (&policy, 0o646), (&setup.dir.path().join("policy"), 0o777)]
+    {
+        let before = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let problems = match srv.service.reload("test").await {
+            Err(breakglass_server::service::ServiceError::PolicyDenied { reasons, .. }) => reasons,
+            other => panic!("{}: reload with mode {mode:o} was not refused: {other:?}", path.display()),
+        };
+        let problem = problems.iter().find(|p| p.contains("writable by group or others")).expect("the reason");
+        // The printed fix runs as printed and makes the reload pass.
+        let fix = problem.split("(fix: ").nth(1).unwrap().trim_end_matches(')');
+        let out = std::process::Command::new("sh").args(["-c", fix]).output().unwrap();
+        assert!(out.status.success(), "{fix}");
+        srv.service.reload("test").await.unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(before)).unwrap();
+    }
+    // Nor does a server start on them.
+    std::fs::set_permissions(&principals, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert!(breakglass_server::service::load(&setup.config()).is_err());
+}

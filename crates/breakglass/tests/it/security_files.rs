@@ -426,3 +426,37 @@ fn issue14_the_database_url_can_live_in_its_own_file() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("database.url_file") && stderr.contains("chmod 600"), "{stderr}");
 }
+
+// Issue 14: the server refuses a policy or principals file that others may
+// write; what `init` creates must pass that check under a permissive umask
+// (Debian's 0002 for users with their own group) too.
+#[test]
+fn issue14_init_under_a_permissive_umask_creates_what_the_server_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new("sh")
+        .args(["-c", "umask 0002 && exec \"$0\" init --origin e2e.breakglass.test/log --data-dir \"$1\""])
+        .arg(BIN)
+        .arg(&data)
+        .env_remove("BREAKGLASS_DATA_DIR")
+        .env_remove("BREAKGLASS_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (name, want) in [("policy", 0o755), ("policy/breakglass.cedar", 0o644), ("principals.toml", 0o644)] {
+        assert_eq!(mode(&data.join(name)), want, "{name}");
+    }
+    // A principals file others may write is refused, with a fix that runs as printed.
+    use std::os::unix::fs::PermissionsExt as _;
+    let principals = data.join("principals.toml");
+    std::fs::set_permissions(&principals, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out =
+        Command::new(BIN).arg("init").arg("--data-dir").arg(&data).env_remove("BREAKGLASS_DATA_DIR").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let fix = err.split("(fix: ").nth(1).expect("a fix").split(')').next().unwrap().to_owned();
+    assert!(Command::new("sh").args(["-c", &fix]).status().unwrap().success(), "{fix}");
+    let out =
+        Command::new(BIN).arg("init").arg("--data-dir").arg(&data).env_remove("BREAKGLASS_DATA_DIR").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
