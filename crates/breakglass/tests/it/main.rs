@@ -11,6 +11,7 @@ mod git_transport;
 mod incidents;
 mod policy;
 mod reviews;
+mod security_hooks;
 mod served;
 mod server;
 mod support;
