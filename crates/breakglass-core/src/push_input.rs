@@ -170,6 +170,20 @@ pub fn case_variant_of<'a>(patterns: &'a [String], refname: &str) -> Option<&'a 
     patterns.iter().find(|p| matches(&p.to_lowercase(), &folded)).map(String::as_str)
 }
 
+/// The protected pattern `refname` matches once canonically normalised, if
+/// it matches none as it is: file systems that ignore Unicode normalisation
+/// (APFS, HFS+) store canonically equivalent names as one file, even when
+/// they respect case. Protected names are ASCII (the scope grammar), and
+/// the only non-ASCII character canonically equivalent to an ASCII one in
+/// them is the Kelvin sign (U+212A, equivalent to `K`).
+pub fn normalization_variant_of<'a>(patterns: &'a [String], refname: &str) -> Option<&'a str> {
+    if !refname.contains('\u{212a}') || patterns.iter().any(|p| matches(p, refname)) {
+        return None;
+    }
+    let normalised = refname.replace('\u{212a}', "K");
+    patterns.iter().find(|p| matches(p, &normalised)).map(String::as_str)
+}
+
 /// The number of push options, from git's `GIT_PUSH_OPTION_COUNT` (unset: none).
 pub fn option_count(raw: Option<&str>) -> Result<usize, InputError> {
     let Some(raw) = raw else { return Ok(0) };
@@ -298,6 +312,10 @@ mod tests {
         assert_eq!(case_variant_of(&p, "refs/heads/feature"), None);
         let k = vec!["refs/heads/hotfix-k".to_owned()];
         assert_eq!(case_variant_of(&k, "refs/heads/hotfix-\u{212a}"), Some("refs/heads/hotfix-k"), "Kelvin sign");
+        let upper = vec!["refs/heads/KEEP".to_owned()];
+        assert_eq!(normalization_variant_of(&upper, "refs/heads/\u{212a}EEP"), Some("refs/heads/KEEP"));
+        assert_eq!(normalization_variant_of(&upper, "refs/heads/KEEP"), None);
+        assert_eq!(normalization_variant_of(&k, "refs/heads/hotfix-\u{212a}"), None, "a case variant, not this");
     }
 
     #[test]

@@ -541,6 +541,15 @@ fn classify<'a>(git_dir: &Path, cfg: &HookConfig, u: &'a Update, facts: &mut Rep
         }
         Err(e) => return refused(target.clone(), format!("cannot list the protected symbolic refs: {e}")),
     }
+    // Where the file system ignores Unicode normalisation, a Kelvin sign is a K.
+    for name in [&u.refname, &target] {
+        if let Some(p) = push_input::normalization_variant_of(&cfg.protected, name) {
+            let why = format!(
+                "{name} is the protected {p} once Unicode-normalised (file systems such as APFS store both as one file); push to the protected name itself"
+            );
+            return refused(target.clone(), why);
+        }
+    }
     // In a repository that ignores case, MAIN may be the very file of main.
     for name in [&u.refname, &target] {
         if let Some(p) = push_input::case_variant_of(&cfg.protected, name)
