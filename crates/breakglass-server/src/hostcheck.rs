@@ -446,3 +446,74 @@ fn in_flight(git_dir: &Path, old: &str, new: &str, refname: &str) -> bool {
 fn short(v: &str) -> &str {
     &v[..12.min(v.len())]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git_ok(dir: &Path, args: &[&str]) {
+        let out = Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Issue 14: symbolic refs as git resolves them, read from loose files
+    /// (chains, dangling ones, symlinks) and, for reftable, from git.
+    #[test]
+    fn symbolic_refs_resolve_to_the_ref_a_push_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, format) in [("files.git", "files"), ("reftable.git", "reftable")] {
+            let bare = dir.path().join(name);
+            let b = bare.to_str().unwrap();
+            git_ok(dir.path(), &["init", "-q", "--bare", "-b", "main", &format!("--ref-format={format}"), b]);
+            let oid = String::from_utf8(
+                Command::new("git")
+                    .arg("-C")
+                    .arg(&bare)
+                    .args([
+                        "-c",
+                        "user.name=T",
+                        "-c",
+                        "user.email=t@example.com",
+                        "commit-tree",
+                        "-m",
+                        "x",
+                        "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+                    ])
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .unwrap();
+            git_ok(&bare, &["update-ref", "refs/heads/main", oid.trim()]);
+            git_ok(&bare, &["update-ref", "refs/heads/release/1", oid.trim()]);
+            git_ok(&bare, &["symbolic-ref", "refs/heads/master", "refs/heads/main"]);
+            git_ok(&bare, &["symbolic-ref", "refs/heads/trunk", "refs/heads/master"]);
+            git_ok(&bare, &["symbolic-ref", "refs/heads/release/alias", "refs/heads/feature"]);
+            git_ok(&bare, &["pack-refs", "--all"]);
+            let target = |n: &str| symref_target(&bare, n).unwrap();
+            assert_eq!(target("refs/heads/master").as_deref(), Some("refs/heads/main"), "{format}");
+            assert_eq!(target("refs/heads/trunk").as_deref(), Some("refs/heads/main"), "{format}: a chain");
+            assert_eq!(target("refs/heads/main"), None, "{format}: packed, plain");
+            assert_eq!(target("refs/heads/nothing"), None, "{format}");
+            assert_eq!(target("refs/heads/release/alias").as_deref(), Some("refs/heads/feature"), "{format}: dangling");
+            let patterns = vec!["refs/heads/main".to_owned(), "refs/heads/release/*".to_owned()];
+            let found: Vec<String> =
+                protection_symrefs(&bare, &patterns).unwrap().iter().map(|s| describe_symref(s, &patterns)).collect();
+            assert!(
+                found.iter().any(|f| f.starts_with("refs/heads/master is a symbolic ref to the protected")),
+                "{found:?}"
+            );
+            assert!(found.iter().any(|f| f.starts_with("refs/heads/trunk is")), "{found:?}");
+            if format == "files" {
+                // Git skips dangling symbolic refs when it lists refs; the files scan does not.
+                assert!(found.iter().any(|f| f.starts_with("the protected refs/heads/release/alias")), "{found:?}");
+                #[cfg(unix)]
+                std::os::unix::fs::symlink("refs/heads/main", bare.join("refs/heads/linked")).unwrap();
+                assert_eq!(target("refs/heads/linked").as_deref(), Some("refs/heads/main"), "a symlinked symbolic ref");
+            }
+            // Drift's baseline leaves symbolic refs out.
+            let refs = protected_refs(&bare, &["refs/heads/*".to_owned()]).unwrap();
+            assert!(refs.contains_key("refs/heads/main") && !refs.contains_key("refs/heads/master"), "{refs:?}");
+        }
+    }
+}

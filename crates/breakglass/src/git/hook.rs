@@ -601,10 +601,13 @@ async fn decide(
         };
         let cap = Capability::parse(kind.capability()).expect("a known capability");
         let Some(who) = pusher(cfg, env) else {
-            say.refuse(&format!(
-                "breakglass: {label} is protected and the Git server did not say who is pushing ({} are all unset); refused",
-                cfg.identity.join(", ")
-            ));
+            match &r.protection {
+                Protection::Refused(why) => say.refuse(&format!("breakglass: {label} refused: {why}")),
+                _ => say.refuse(&format!(
+                    "breakglass: {label} is protected and the Git server did not say who is pushing ({} are all unset); refused",
+                    cfg.identity.join(", ")
+                )),
+            }
             all_ok = false;
             continue;
         };
