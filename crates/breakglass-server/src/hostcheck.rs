@@ -332,6 +332,22 @@ pub fn inspect(reg: &RepoRegistration, recorded: Option<&[RefRecord]>) -> Vec<Dr
             ),
         ));
     }
+    // A proc-receive hook updates refs itself after pre-receive decided on
+    // the pushed names (refs/for/main may land on main): the hooks cannot
+    // see what it does.
+    if let Some(proc_refs) = get_config(&git_dir, "receive.procReceiveRefs") {
+        out.push(finding(
+            "repo.proc_receive",
+            format!(
+                "receive.procReceiveRefs is {proc_refs:?} in {}: its proc-receive hook updates refs after breakglass's pre-receive decided on other names",
+                reg.path
+            ),
+            format!(
+                "unless that hook enforces breakglass's rules itself: git -C {} config --unset-all receive.procReceiveRefs",
+                reg.path
+            ),
+        ));
+    }
     let spooled = spool_count(reg);
     if spooled > 0 {
         out.push(finding(
@@ -511,6 +527,23 @@ mod tests {
                 std::os::unix::fs::symlink("refs/heads/main", bare.join("refs/heads/linked")).unwrap();
                 assert_eq!(target("refs/heads/linked").as_deref(), Some("refs/heads/main"), "a symlinked symbolic ref");
             }
+            // A proc-receive hook is reported: it updates refs the hooks never saw.
+            let reg = RepoRegistration {
+                name: "r".into(),
+                protected: patterns.clone(),
+                updaters: Vec::new(),
+                path: bare.display().to_string(),
+                host: String::new(),
+                hooks: BTreeMap::new(),
+                installed: true,
+                refs: BTreeMap::new(),
+                spool: String::new(),
+            };
+            let kinds = |reg: &RepoRegistration| inspect(reg, None).into_iter().map(|f| f.kind).collect::<Vec<_>>();
+            assert!(!kinds(&reg).contains(&"repo.proc_receive".to_owned()));
+            git_ok(&bare, &["config", "receive.procReceiveRefs", "refs/for"]);
+            assert!(kinds(&reg).contains(&"repo.proc_receive".to_owned()));
+            assert!(kinds(&reg).contains(&"ref.symbolic".to_owned()));
             // Drift's baseline leaves symbolic refs out.
             let refs = protected_refs(&bare, &["refs/heads/*".to_owned()]).unwrap();
             assert!(refs.contains_key("refs/heads/main") && !refs.contains_key("refs/heads/master"), "{refs:?}");
