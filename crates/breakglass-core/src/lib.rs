@@ -23,6 +23,7 @@ pub mod oidc;
 pub mod policy;
 pub mod principals;
 pub mod proof;
+pub mod push_input;
 pub mod report;
 pub mod review;
 pub mod scope;

@@ -298,6 +298,10 @@ pub struct GitInstallArgs {
     /// A file holding a `service` API token for the server (keep it 0600, readable by the Git server's user).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Read the API token from standard input and write it to --token-file, created 0600
+    /// (e.g. `breakglass token create --name git-hooks --role service | breakglass git install … --token-stdin`).
+    #[arg(long, requires = "token_file")]
+    pub token_stdin: bool,
     /// The grant-token public keys to verify `-o breakglass=<token>` offline (the server's grant-token.jwks.json).
     #[arg(long, value_name = "FILE")]
     pub jwks: Option<PathBuf>,

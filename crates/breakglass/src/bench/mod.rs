@@ -1482,7 +1482,9 @@ pub async fn git(args: crate::cli::BenchGitArgs) -> CliResult {
         .map_err(|e| internal(format!("cannot create the hooks' service token: {e}")))?
         .token;
     let token_file = root.join("hook-token");
-    std::fs::write(&token_file, &service).map_err(|e| internal(format!("cannot write the token file: {e}")))?;
+    // 0600 from the start: `git install` and the hooks refuse a token file others can read.
+    crate::git::hook::write_private(&token_file, service.as_bytes())
+        .map_err(|e| internal(format!("cannot write the token file: {e}")))?;
 
     // The repositories: without hooks, with them, and the one pushed from.
     let (base, hooked, work) = (root.join("base.git"), root.join("hooked.git"), root.join("work.git"));

@@ -227,7 +227,8 @@ async fn steps(d: &mut Drill, root: &Path, fault: Option<Fault>) -> Result<(), S
                 .await
                 .map_err(e)?
                 .token;
-            std::fs::write(root.join("hook-token"), &service).map_err(e)?;
+            // 0600 from the start: `git install` and the hooks refuse a token file others can read.
+            crate::git::hook::write_private(&root.join("hook-token"), service.as_bytes()).map_err(e)?;
             Ok(((srv, url, admin, root.join("alice"), service), "a scratch server with a test clock".into()))
         })
         .await?;

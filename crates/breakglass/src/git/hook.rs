@@ -1,8 +1,9 @@
 //! The server-side hooks: `pre-receive` decides every update of a protected
 //! ref, `post-receive` records what entered under a grant.
 //!
-//! This is a pretty important and security sensitive part of the code: it is
-//! where "you push straight to main" is allowed or refused. Its rules:
+//! Security: the pusher controls the pushed ref names, the objects and the
+//! push options; this is where "you push straight to main" is allowed or
+//! refused. Its rules:
 //! - The pusher is whoever the Git server says (an environment variable the
 //!   server sets: `BREAKGLASS_USER` from `breakglass git shell`, gitolite's
 //!   `GL_USER`, …), never a commit's author. No identity, no protected update.
@@ -16,6 +17,11 @@
 //!   `Break-Glass: <grant-id>` trailer, read with git's own trailer parsing.
 //! - Decisions and pushes become log entries bound to the grant; when the
 //!   server is unreachable they are spooled durably and delivered later.
+//! - A protected ref is protected under every name that reaches it: a push
+//!   to a symbolic ref is decided (and recorded) as an update of the ref it
+//!   points to; a protected name that is itself a symbolic ref into an
+//!   unprotected ref, and in a `core.ignoreCase` repository a name that
+//!   differs from a protected one only in case, are refused (issue 14).
 //! - Unprotected refs cost a config read and nothing else.
 
 use std::collections::BTreeMap;
@@ -25,15 +31,18 @@ use std::time::Duration;
 
 use breakglass_client::Client;
 use breakglass_core::api::EventRequest;
+use breakglass_core::push_input::{self, Update};
 use breakglass_core::scope::{Capability, Scope};
 use breakglass_core::time::Clock as _;
 use breakglass_core::token::{Expect, KeySet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::repo::{self, is_zero};
+use super::repo;
 use super::spool;
 use crate::datadir::SystemClock;
+use breakglass_core::push_input::is_zero;
+use breakglass_server::hostcheck;
 
 /// The hook's settings, `breakglass.toml` in the bare repository (written by
 /// `breakglass git install`; no secrets: the API token is in `token_file`).
@@ -130,9 +139,9 @@ impl HookConfig {
         if self.issuer.is_empty() { self.server.trim_end_matches('/') } else { &self.issuer }
     }
 
-    /// Whether `target` (`git:<name>@<ref>`) is protected.
-    fn protects(&self, target: &Scope) -> bool {
-        self.protected.iter().any(|p| Scope::parse(&format!("git:{}@{p}", self.name)).is_ok_and(|s| s.covers(target)))
+    /// Whether `refname` matches a protected pattern.
+    fn protects(&self, refname: &str) -> bool {
+        hostcheck::is_protected(&self.protected, refname)
     }
 
     /// A client for the server, if one is configured with a token.
@@ -140,43 +149,55 @@ impl HookConfig {
         if self.server.is_empty() {
             return Ok(None);
         }
-        let token = match &self.token_file {
-            Some(f) => Some(
-                std::fs::read_to_string(f)
-                    .map_err(|e| format!("cannot read the hook's API token file {}: {e}", f.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => None,
-        };
+        let token = self.token_file.as_deref().map(read_token_file).transpose()?;
         Client::with_timeout(&self.server, token, Duration::from_millis(self.timeout_ms))
             .map(Some)
             .map_err(|e| e.to_string())
     }
 }
 
-/// One line of the hook's standard input.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Update {
-    pub old: String,
-    pub new: String,
-    pub refname: String,
+/// Quotes a path for a command the pusher or operator is told to run, only
+/// when it needs quoting.
+pub fn shell_word(path: &Path) -> String {
+    let s = path.display().to_string();
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+@%:,=".contains(c)) {
+        s
+    } else {
+        super::sh_quote(&s)
+    }
 }
 
-pub fn parse_updates(input: &str) -> Result<Vec<Update>, String> {
-    input
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let mut f = l.split_whitespace();
-            match (f.next(), f.next(), f.next(), f.next()) {
-                (Some(old), Some(new), Some(refname), None) if repo::is_oid(old) && repo::is_oid(new) => {
-                    Ok(Update { old: old.into(), new: new.into(), refname: refname.into() })
-                }
-                _ => Err(format!("unexpected hook input line {l:?}")),
-            }
-        })
-        .collect()
+/// Reads the hook's API token file, refusing one that group or others may
+/// read or write (it is a `service` credential: issue 14, finding 7).
+pub fn read_token_file(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read the hook's API token file {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "the hook's API token file {} is open to group or others (mode {mode:04o}) and holds a secret; fix it with: chmod 600 {}",
+                path.display(),
+                shell_word(path)
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the hook's API token file {}: {e}", path.display()))?;
+    let token = text.trim();
+    if !token.starts_with("bgk_") {
+        return Err(format!("{} does not hold a breakglass API token (bgk_…)", path.display()));
+    }
+    Ok(token.to_owned())
+}
+
+/// The hook's standard input as updates (see [`push_input::parse_updates`]).
+pub fn parse_updates(input: &[u8]) -> Result<Vec<Update>, String> {
+    push_input::parse_updates(input).map_err(|e| e.to_string())
 }
 
 /// What an update does to a ref.
@@ -208,6 +229,10 @@ struct Accepted {
     kind: UpdateKind,
     via: String,
     commits: Vec<String>,
+    /// The ref the update moves when the pushed name is a symbolic ref to
+    /// it (empty: the pushed name itself; notes of older hooks lack it).
+    #[serde(default)]
+    target: String,
 }
 
 /// The environment the hook runs in (the real one, or a test's).
@@ -227,12 +252,11 @@ fn pusher(cfg: &HookConfig, env: &dyn Env) -> Option<String> {
     cfg.identity.iter().find_map(|k| env.var(k)).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-/// The `breakglass=<token>` push option, if given.
-fn push_token(env: &dyn Env) -> Option<String> {
-    let n: usize = env.var("GIT_PUSH_OPTION_COUNT")?.parse().ok()?;
-    (0..n.min(100))
-        .filter_map(|i| env.var(&format!("GIT_PUSH_OPTION_{i}")))
-        .find_map(|o| o.strip_prefix("breakglass=").map(|t| t.trim().to_owned()))
+/// The `breakglass=<token>` push option, if given (see [`push_input::grant_token`]).
+fn push_token(env: &dyn Env) -> Result<Option<String>, String> {
+    let n = push_input::option_count(env.var("GIT_PUSH_OPTION_COUNT").as_deref()).map_err(|e| e.to_string())?;
+    let options: Vec<String> = (0..n).filter_map(|i| env.var(&format!("GIT_PUSH_OPTION_{i}"))).collect();
+    push_input::grant_token(options.iter().map(String::as_str)).map_err(|e| e.to_string())
 }
 
 /// Prints to the pusher (stderr becomes `remote: …`), with GitLab's prefix
@@ -272,7 +296,7 @@ async fn find_grant(
     cap: &Capability,
 ) -> Result<Allowed, String> {
     let now = SystemClock.now();
-    if let Some(token) = push_token(env) {
+    if let Some(token) = push_token(env)? {
         let Some(jwks) = &cfg.jwks else {
             return Err(
                 "a grant token was given, but this repository has no pinned key to verify it (jwks in breakglass.toml)"
@@ -336,14 +360,28 @@ async fn report(cfg: &HookConfig, git_dir: &Path, client: Option<&Client>, event
     spool::spool(&cfg.spool_dir(git_dir), &event).map(|_| ())
 }
 
-fn pending_path(git_dir: &Path, u: &Update) -> PathBuf {
+/// Where pre-receive notes an accepted update for post-receive, keyed by
+/// the ref that moves (what drift looks for while a push is in flight).
+fn pending_path(git_dir: &Path, u: &Update, target: &str) -> PathBuf {
     use sha2::Digest as _;
-    let key = hex::encode(sha2::Sha256::digest(format!("{} {} {}", u.old, u.new, u.refname).as_bytes()));
+    let key = hex::encode(sha2::Sha256::digest(format!("{} {} {}", u.old, u.new, target).as_bytes()));
     git_dir.join(PENDING_DIR).join(format!("{key}.json"))
 }
 
+/// Writes a file only its owner may read, created with that mode (no
+/// window in which others could open it).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)
+}
+
 /// Runs a chained (pre-existing) hook with the same input; its status.
-fn run_chained(git_dir: &Path, name: &str, input: &str, args: &[String]) -> Result<i32, String> {
+fn run_chained(git_dir: &Path, name: &str, input: &[u8], args: &[String]) -> Result<i32, String> {
     // The hook script tells where it is ($0), which spares a `git config`
     // process on every push; older scripts do not, so ask git then.
     let hooks = match std::env::var_os("BREAKGLASS_HOOK_PATH").map(PathBuf::from) {
@@ -364,7 +402,7 @@ fn run_chained(git_dir: &Path, name: &str, input: &str, args: &[String]) -> Resu
         .map_err(|e| format!("cannot run the chained hook {}: {e}", chained.display()))?;
     if let Some(mut stdin) = child.stdin.take() {
         use std::io::Write as _;
-        let _ = stdin.write_all(input.as_bytes());
+        let _ = stdin.write_all(input);
     }
     let status = child.wait().map_err(|e| format!("the chained hook {} failed: {e}", chained.display()))?;
     Ok(status.code().unwrap_or(1))
@@ -381,8 +419,8 @@ fn git_dir_from_env() -> PathBuf {
 /// `breakglass git hook pre-receive`: 0 accepts the push, anything else refuses it.
 pub async fn pre_receive(args: &[String]) -> i32 {
     let git_dir = git_dir_from_env();
-    let mut input = String::new();
-    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
         eprintln!("breakglass: cannot read the pushed updates: {e}");
         return 1;
     }
@@ -406,7 +444,7 @@ pub async fn pre_receive(args: &[String]) -> i32 {
     let updates = match parse_updates(&input) {
         Ok(u) => u,
         Err(e) => {
-            say.refuse(&format!("breakglass: {e}"));
+            say.refuse(&format!("breakglass: refusing the push: {e}"));
             return 1;
         }
     };
@@ -420,6 +458,112 @@ pub async fn pre_receive(args: &[String]) -> i32 {
     }
 }
 
+/// How one pushed update stands to protection.
+enum Protection {
+    /// No protected ref moves, under any name: nothing to decide.
+    Unprotected,
+    /// An update of a protected ref; the scope is `git:<repo>@<ref that moves>`.
+    Protected(Scope),
+    /// Refused before any grant is looked at, for this reason.
+    Refused(String),
+}
+
+/// A pushed update and the ref it really moves.
+struct Resolved<'a> {
+    u: &'a Update,
+    /// The pushed name, or the ref it is a symbolic ref to.
+    target: String,
+    protection: Protection,
+}
+
+impl Resolved<'_> {
+    /// The ref as the pusher is told about it.
+    fn label(&self) -> String {
+        if self.target == self.u.refname {
+            self.target.clone()
+        } else {
+            format!("{} (pushed as {}, a symbolic ref to it)", self.target, self.u.refname)
+        }
+    }
+}
+
+/// What protection depends on beyond the pushed names, read once per push
+/// and only when some update needs it.
+#[derive(Default)]
+struct RepoFacts {
+    ignore_case: Option<bool>,
+    protected_symrefs: Option<Vec<hostcheck::Symref>>,
+}
+
+impl RepoFacts {
+    fn ignore_case(&mut self, git_dir: &Path) -> bool {
+        *self.ignore_case.get_or_insert_with(|| repo::ignores_case(git_dir))
+    }
+
+    fn protected_symrefs(&mut self, git_dir: &Path, cfg: &HookConfig) -> Result<&[hostcheck::Symref], String> {
+        if self.protected_symrefs.is_none() {
+            self.protected_symrefs = Some(hostcheck::symrefs_matching(git_dir, &cfg.protected)?);
+        }
+        Ok(self.protected_symrefs.as_deref().unwrap_or_default())
+    }
+}
+
+/// Finds the ref an update moves and whether that needs deciding.
+fn classify<'a>(git_dir: &Path, cfg: &HookConfig, u: &'a Update, facts: &mut RepoFacts) -> Resolved<'a> {
+    let refused = |target: String, why: String| Resolved { u, target, protection: Protection::Refused(why) };
+    // A push to a symbolic ref updates the ref it points to (issue 14).
+    let target = match hostcheck::symref_target(git_dir, &u.refname) {
+        Ok(t) => t.unwrap_or_else(|| u.refname.clone()),
+        Err(e) => return refused(u.refname.clone(), format!("cannot tell which ref {} names: {e}", u.refname)),
+    };
+    if target != u.refname && push_input::check_refname(&target).is_err() {
+        return refused(
+            target.clone(),
+            format!("{} is a symbolic ref to {target:?}, which the hooks cannot check", u.refname),
+        );
+    }
+    if cfg.protects(&target) {
+        return match Scope::parse(&format!("git:{}@{target}", cfg.name)) {
+            Ok(scope) => Resolved { u, target, protection: Protection::Protected(scope) },
+            Err(e) => refused(target.clone(), format!("cannot check ref {target}: {e}")),
+        };
+    }
+    // A protected name that is a symbolic ref to this ref moves with it.
+    match facts.protected_symrefs(git_dir, cfg) {
+        Ok(found) => {
+            if let Some(s) = found.iter().find(|s| s.target == target) {
+                let why = format!(
+                    "the protected {} is a symbolic ref to {target}, so updating {target} moves it; refused until {target} is protected too or the symbolic ref is removed",
+                    s.name
+                );
+                return refused(target.clone(), why);
+            }
+        }
+        Err(e) => return refused(target.clone(), format!("cannot list the protected symbolic refs: {e}")),
+    }
+    // Where the file system ignores Unicode normalisation, a Kelvin sign is a K.
+    for name in [&u.refname, &target] {
+        if let Some(p) = push_input::normalization_variant_of(&cfg.protected, name) {
+            let why = format!(
+                "{name} is the protected {p} once Unicode-normalised (file systems such as APFS store both as one file); push to the protected name itself"
+            );
+            return refused(target.clone(), why);
+        }
+    }
+    // In a repository that ignores case, MAIN may be the very file of main.
+    for name in [&u.refname, &target] {
+        if let Some(p) = push_input::case_variant_of(&cfg.protected, name)
+            && facts.ignore_case(git_dir)
+        {
+            let why = format!(
+                "{name} differs from the protected {p} only in case, and this repository has core.ignoreCase=true (a case-insensitive file system, where both can be one file); push to the protected name itself"
+            );
+            return refused(target.clone(), why);
+        }
+    }
+    Resolved { u, target, protection: Protection::Unprotected }
+}
+
 /// Decides every update; records each protected decision. True: accept all.
 async fn decide(
     git_dir: &Path,
@@ -429,20 +573,23 @@ async fn decide(
     say: &Say,
 ) -> Result<bool, String> {
     // The fast path: nothing protected, nothing to do.
-    let mut targets = Vec::with_capacity(updates.len());
-    for u in updates {
-        let target = Scope::parse(&format!("git:{}@{}", cfg.name, u.refname))
-            .map_err(|e| format!("cannot check ref {}: {e}", u.refname))?;
-        targets.push(cfg.protects(&target).then_some(target));
-    }
-    if targets.iter().all(Option::is_none) {
+    let mut facts = RepoFacts::default();
+    let resolved: Vec<Resolved> = updates.iter().map(|u| classify(git_dir, cfg, u, &mut facts)).collect();
+    if resolved.iter().all(|r| matches!(r.protection, Protection::Unprotected)) {
         return Ok(true);
     }
     let client = cfg.client()?;
     let mut all_ok = true;
     let mut accepted: Vec<(&Update, Accepted)> = Vec::new();
-    for (u, target) in updates.iter().zip(&targets) {
-        let Some(target) = target else { continue };
+    let mut protected_tips: Option<BTreeMap<String, String>> = None;
+    for r in &resolved {
+        let u = r.u;
+        let (target, label) = (r.target.as_str(), r.label());
+        let scope = match &r.protection {
+            Protection::Unprotected => continue,
+            Protection::Protected(scope) => Some(scope),
+            Protection::Refused(_) => None,
+        };
         let kind = if is_zero(&u.new) {
             UpdateKind::Delete
         } else if is_zero(&u.old) {
@@ -454,76 +601,114 @@ async fn decide(
         };
         let cap = Capability::parse(kind.capability()).expect("a known capability");
         let Some(who) = pusher(cfg, env) else {
-            say.refuse(&format!(
-                "breakglass: {} is protected and the Git server did not say who is pushing ({} are all unset); refused",
-                u.refname,
-                cfg.identity.join(", ")
-            ));
+            match &r.protection {
+                Protection::Refused(why) => say.refuse(&format!("breakglass: {label} refused: {why}")),
+                _ => say.refuse(&format!(
+                    "breakglass: {label} is protected and the Git server did not say who is pushing ({} are all unset); refused",
+                    cfg.identity.join(", ")
+                )),
+            }
             all_ok = false;
             continue;
         };
-        if cfg.updaters.contains(&who) && matches!(kind, UpdateKind::Create | UpdateKind::FastForward) {
-            // A normal update by a merge bot: no grant, but post-receive
-            // records it, so drift can tell it from a push past the hooks.
-            let a = Accepted { grant: String::new(), pusher: who, kind, via: "updater".into(), commits: Vec::new() };
-            accepted.push((u, a));
-            continue;
-        }
         let mut reasons = Vec::new();
         let mut grant = None;
         let mut via = "";
         let mut commits = Vec::new();
-        match find_grant(cfg, client.as_ref(), env, &who, target, &cap).await {
-            Err(why) => reasons.push(why),
-            Ok(a) => {
-                via = a.via;
-                if kind != UpdateKind::Delete {
-                    let others =
-                        if kind == UpdateKind::Create { repo::other_tips(git_dir, &u.refname)? } else { Vec::new() };
-                    let range = repo::range_args(&u.old, &u.new, &others);
-                    let list = repo::commits_with_trailers(git_dir, &range, cfg.max_commits)?;
-                    if list.len() > cfg.max_commits {
-                        reasons.push(format!(
-                            "the push brings more than {} new commits to {}; push it in parts (max_commits in breakglass.toml)",
-                            cfg.max_commits, u.refname
-                        ));
+        match (&r.protection, scope) {
+            (Protection::Refused(why), _) => reasons.push(why.clone()),
+            (_, Some(_))
+                if cfg.updaters.contains(&who) && matches!(kind, UpdateKind::Create | UpdateKind::FastForward) =>
+            {
+                // A normal update by a merge bot: no grant, but post-receive
+                // records it, so drift can tell it from a push past the hooks.
+                let a = Accepted {
+                    grant: String::new(),
+                    pusher: who,
+                    kind,
+                    via: "updater".into(),
+                    commits: Vec::new(),
+                    target: target.to_owned(),
+                };
+                accepted.push((u, a));
+                continue;
+            }
+            (_, scope) => {
+                let scope = scope.expect("a protected update has a scope");
+                match find_grant(cfg, client.as_ref(), env, &who, scope, &cap).await {
+                    Err(why) => reasons.push(why),
+                    Ok(a) => {
+                        via = a.via;
+                        if kind != UpdateKind::Delete {
+                            // What a new protected ref brings is what no
+                            // protected ref holds yet: commits that sit on an
+                            // unprotected branch still enter it here.
+                            let others = if kind == UpdateKind::Create {
+                                if protected_tips.is_none() {
+                                    protected_tips = Some(hostcheck::protected_refs(git_dir, &cfg.protected)?);
+                                }
+                                protected_tips
+                                    .iter()
+                                    .flatten()
+                                    .filter(|(name, _)| name.as_str() != target)
+                                    .map(|(_, oid)| oid.clone())
+                                    .collect()
+                            } else {
+                                Vec::new()
+                            };
+                            let range = repo::range_args(&u.old, &u.new, &others);
+                            let list = repo::commits_with_trailers(git_dir, &range, cfg.max_commits)?;
+                            if list.len() > cfg.max_commits {
+                                reasons.push(format!(
+                                    "the push brings more than {} new commits to {target}; push it in parts (max_commits in breakglass.toml)",
+                                    cfg.max_commits
+                                ));
+                            }
+                            let untagged: Vec<&str> = list
+                                .iter()
+                                .filter(|c| !c.break_glass.contains(&a.grant))
+                                .map(|c| c.sha.as_str())
+                                .collect();
+                            if !untagged.is_empty() {
+                                let shown: Vec<&str> = untagged.iter().take(5).map(|s| &s[..12.min(s.len())]).collect();
+                                reasons.push(format!(
+                                    "{} new commit(s) lack the trailer 'Break-Glass: {g}': {}{}\n  Add it to the last commit:  git commit --amend --no-edit --trailer \"Break-Glass: {g}\"\n  Or to every new commit:     git rebase --exec 'git commit --amend --no-edit --trailer \"Break-Glass: {g}\"' <base>",
+                                    untagged.len(),
+                                    shown.join(", "),
+                                    if untagged.len() > 5 { ", …" } else { "" },
+                                    g = a.grant
+                                ));
+                            }
+                            commits = list.into_iter().map(|c| c.sha).collect();
+                        }
+                        grant = Some(a.grant);
                     }
-                    let untagged: Vec<&str> =
-                        list.iter().filter(|c| !c.break_glass.contains(&a.grant)).map(|c| c.sha.as_str()).collect();
-                    if !untagged.is_empty() {
-                        let shown: Vec<&str> = untagged.iter().take(5).map(|s| &s[..12.min(s.len())]).collect();
-                        reasons.push(format!(
-                            "{} new commit(s) lack the trailer 'Break-Glass: {g}': {}{}\n  Add it to the last commit:  git commit --amend --no-edit --trailer \"Break-Glass: {g}\"\n  Or to every new commit:     git rebase --exec 'git commit --amend --no-edit --trailer \"Break-Glass: {g}\"' <base>",
-                            untagged.len(),
-                            shown.join(", "),
-                            if untagged.len() > 5 { ", …" } else { "" },
-                            g = a.grant
-                        ));
-                    }
-                    commits = list.into_iter().map(|c| c.sha).collect();
                 }
-                grant = Some(a.grant);
             }
         }
         let ok = reasons.is_empty();
+        let mut data = json!({
+            "repo": cfg.name,
+            "ref": target,
+            "old": u.old,
+            "new": u.new,
+            "update": kind,
+            "capability": cap.to_string(),
+            "accepted": ok,
+            "reasons": reasons,
+            "via": via,
+            "commits": commits.len(),
+        });
+        if target != u.refname {
+            data["pushed_as"] = json!(u.refname);
+        }
         let event = EventRequest {
             id: spool::new_event_id(),
             kind: "git.push.decision".into(),
             actor: who.clone(),
             grant: grant.clone(),
             at: SystemClock.now(),
-            data: json!({
-                "repo": cfg.name,
-                "ref": u.refname,
-                "old": u.old,
-                "new": u.new,
-                "update": kind,
-                "capability": cap.to_string(),
-                "accepted": ok,
-                "reasons": reasons,
-                "via": via,
-                "commits": commits.len(),
-            }),
+            data,
         };
         if let Err(e) = report(cfg, git_dir, client.as_ref(), event).await {
             // Unrecorded means not allowed.
@@ -531,11 +716,12 @@ async fn decide(
         }
         if reasons.is_empty() {
             let g = grant.clone().unwrap_or_default();
-            say.info(&format!("breakglass: {} {} accepted under grant {g} ({via})", u.refname, kind_word(kind)));
-            accepted.push((u, Accepted { grant: g, pusher: who, kind, via: via.into(), commits }));
+            say.info(&format!("breakglass: {label} {} accepted under grant {g} ({via})", kind_word(kind)));
+            let a = Accepted { grant: g, pusher: who, kind, via: via.into(), commits, target: target.to_owned() };
+            accepted.push((u, a));
         } else {
             all_ok = false;
-            say.refuse(&format!("breakglass: {} {} refused:", u.refname, kind_word(kind)));
+            say.refuse(&format!("breakglass: {label} {} refused:", kind_word(kind)));
             for r in &reasons {
                 say.refuse(&format!("  {r}"));
             }
@@ -546,7 +732,8 @@ async fn decide(
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         for (u, a) in accepted {
             let body = serde_json::to_vec(&a).map_err(|e| e.to_string())?;
-            std::fs::write(pending_path(git_dir, u), body).map_err(|e| format!("cannot note the decision: {e}"))?;
+            write_private(&pending_path(git_dir, u, &a.target), &body)
+                .map_err(|e| format!("cannot note the decision: {e}"))?;
         }
     }
     Ok(all_ok)
@@ -570,23 +757,40 @@ const EVENT_BUDGET: usize = 40_000;
 /// has happened); problems are printed.
 pub async fn post_receive(args: &[String]) -> i32 {
     let git_dir = git_dir_from_env();
-    let mut input = String::new();
-    let _ = std::io::stdin().read_to_string(&mut input);
+    let mut input = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut input);
     if let Err(e) = run_chained(&git_dir, "post-receive", &input, args) {
         eprintln!("breakglass: {e}");
     }
     let Ok(cfg) = HookConfig::load(&git_dir) else { return 0 };
     let Ok(updates) = parse_updates(&input) else { return 0 };
     // Nothing decided under a grant and nothing spooled: nothing to do (the
-    // common case, which must stay cheap).
-    let pending: Vec<&Update> = updates.iter().filter(|u| pending_path(&git_dir, u).exists()).collect();
+    // common case, which must stay cheap). The note is under the ref that
+    // moved: the pushed name, or the ref a symbolic ref pointed to.
+    let pending: Vec<(&Update, PathBuf)> = updates
+        .iter()
+        .filter_map(|u| {
+            let direct = pending_path(&git_dir, u, &u.refname);
+            if direct.exists() {
+                return Some((u, direct));
+            }
+            let target = hostcheck::symref_target(&git_dir, &u.refname).ok().flatten()?;
+            Some((u, pending_path(&git_dir, u, &target))).filter(|(_, p)| p.exists())
+        })
+        .collect();
     let spooled = spool::pending(&cfg.spool_dir(&git_dir)).is_ok_and(|p| !p.is_empty());
     if pending.is_empty() && !spooled {
         return 0;
     }
-    let client = cfg.client().ok().flatten();
-    for u in pending {
-        let path = pending_path(&git_dir, u);
+    let client = match cfg.client() {
+        Ok(c) => c,
+        Err(e) => {
+            // The events wait in the spool until the problem is fixed.
+            eprintln!("breakglass: {e}");
+            None
+        }
+    };
+    for (u, path) in pending {
         let Ok(bytes) = std::fs::read(&path) else { continue };
         let Ok(a) = serde_json::from_slice::<Accepted>(&bytes) else { continue };
         if let Err(e) = record_push(&git_dir, &cfg, client.as_ref(), u, &a).await {
@@ -643,7 +847,11 @@ async fn record_push(
     for (k, part) in parts.into_iter().enumerate() {
         let mut data = BTreeMap::new();
         data.insert("repo", json!(cfg.name));
-        data.insert("ref", json!(u.refname));
+        let target = if a.target.is_empty() { &u.refname } else { &a.target };
+        data.insert("ref", json!(target));
+        if *target != u.refname {
+            data.insert("pushed_as", json!(u.refname));
+        }
         data.insert("old", json!(u.old));
         data.insert("new", json!(u.new));
         data.insert("update", json!(a.kind));
@@ -686,11 +894,10 @@ mod tests {
     #[test]
     fn protection_patterns_and_identity_order() {
         let c = cfg();
-        let s = |r: &str| Scope::parse(&format!("git:payments/api@{r}")).unwrap();
-        assert!(c.protects(&s("refs/heads/main")));
-        assert!(c.protects(&s("refs/heads/release/1.2")));
-        assert!(!c.protects(&s("refs/heads/mainline")));
-        assert!(!c.protects(&s("refs/heads/feature")));
+        assert!(c.protects("refs/heads/main"));
+        assert!(c.protects("refs/heads/release/1.2"));
+        assert!(!c.protects("refs/heads/mainline"));
+        assert!(!c.protects("refs/heads/feature"));
         let env = MapEnv(HashMap::from([("GL_USER", "gitolite-alice"), ("GITHUB_USER_LOGIN", "gh-alice")]));
         assert_eq!(pusher(&c, &env).as_deref(), Some("gitolite-alice"));
         let mut c2 = c.clone();
@@ -706,14 +913,20 @@ mod tests {
             ("GIT_PUSH_OPTION_0", "ci.skip"),
             ("GIT_PUSH_OPTION_1", "breakglass=abc.def.ghi"),
         ]));
-        assert_eq!(push_token(&env).as_deref(), Some("abc.def.ghi"));
-        assert_eq!(push_token(&MapEnv(HashMap::new())), None);
+        assert_eq!(push_token(&env).unwrap().as_deref(), Some("abc.def.ghi"));
+        assert_eq!(push_token(&MapEnv(HashMap::new())).unwrap(), None);
+        let two = MapEnv(HashMap::from([
+            ("GIT_PUSH_OPTION_COUNT", "2"),
+            ("GIT_PUSH_OPTION_0", "breakglass=a.b.c"),
+            ("GIT_PUSH_OPTION_1", "breakglass=d.e.f"),
+        ]));
+        assert!(push_token(&two).unwrap_err().contains("two different grant tokens"));
         let z = "0".repeat(40);
         let a = "a".repeat(40);
-        let u = parse_updates(&format!("{z} {a} refs/heads/main\n")).unwrap();
+        let u = parse_updates(format!("{z} {a} refs/heads/main\n").as_bytes()).unwrap();
         assert_eq!(u[0].refname, "refs/heads/main");
-        assert!(parse_updates("garbage\n").is_err());
-        assert!(parse_updates(&format!("{z} {a} refs/heads/main extra\n")).is_err());
+        assert!(parse_updates(b"garbage\n").is_err());
+        assert!(parse_updates(format!("{z} {a} refs/heads/main extra\n").as_bytes()).is_err());
         assert!(toml::from_str::<HookConfig>("name = \"x\"\nprotected = []\ntypo = 1\n").is_err());
         assert!(cfg().validate().is_ok());
     }

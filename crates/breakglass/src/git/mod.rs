@@ -51,6 +51,21 @@ async fn install_cmd(a: GitInstallArgs) -> CliResult {
         Some(b) => b,
         None => std::env::current_exe().map_err(|e| internal(format!("cannot find this binary's path: {e}")))?,
     };
+    if a.token_stdin {
+        let Some(t) = &a.token_file else {
+            return Err(bad_input("--token-stdin needs --token-file FILE: where to keep the token (created 0600)"));
+        };
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| bad_input(format!("cannot read the API token from standard input: {e}")))?;
+        let token = text.trim();
+        if !token.starts_with("bgk_") || token.contains(char::is_whitespace) {
+            return Err(bad_input(
+                "standard input does not hold a breakglass API token (bgk_…, from 'breakglass token create')",
+            ));
+        }
+        write_token_file(t, token)?;
+    }
     let abs = |p: PathBuf| std::fs::canonicalize(&p).map_err(|e| bad_input(format!("{}: {e}", p.display())));
     let cfg = HookConfig {
         name: a.name,
@@ -75,11 +90,7 @@ async fn install_cmd(a: GitInstallArgs) -> CliResult {
         timeout_ms: a.timeout_ms,
     };
     if let Some(t) = &cfg.token_file {
-        let text = std::fs::read_to_string(t)
-            .map_err(|e| bad_input(format!("cannot read --token-file {}: {e}", t.display())))?;
-        if !text.trim().starts_with("bgk_") {
-            return Err(bad_input(format!("--token-file {} does not hold a breakglass API token", t.display())));
-        }
+        hook::read_token_file(t).map_err(|e| bad_input(format!("--token-file: {e}")))?;
     }
     let r = install(&git_dir, &cfg, &binary).await?;
     if a.json {
@@ -91,6 +102,9 @@ async fn install_cmd(a: GitInstallArgs) -> CliResult {
         }
         println!("settings  {}", r.config.display());
         println!("protected {}", cfg.protected.join(", "));
+        for sym in &r.symrefs {
+            println!("symbolic  {sym}");
+        }
         match &r.warning {
             Some(w) => eprintln!("warning: {w}"),
             None => println!("registered with {}", cfg.server),
@@ -143,19 +157,52 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// A shell `case` pattern matching `pattern` (exact, or a prefix ending in
+/// `*`) with ASCII letters in either case: in a `core.ignoreCase`
+/// repository `refs/heads/MAIN` may be main's own file, so such names start
+/// the binary, which knows whether case matters here.
+fn case_pattern(pattern: &str) -> String {
+    let (body, star) = match pattern.strip_suffix('*') {
+        Some(prefix) => (prefix, "*"),
+        None => (pattern, ""),
+    };
+    let mut out = String::new();
+    let mut run = String::new();
+    for c in body.chars() {
+        if c.is_ascii_alphabetic() {
+            if !run.is_empty() {
+                out.push_str(&sh_quote(&run));
+                run.clear();
+            }
+            out.push_str(&format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase()));
+        } else {
+            run.push(c);
+        }
+    }
+    if !run.is_empty() {
+        out.push_str(&sh_quote(&run));
+    }
+    out.push_str(star);
+    out
+}
+
+/// The characters of ref names the shell judges by itself; a name with any
+/// other (or with `..`, `/.`, `//`) starts the binary. Spelled out, not a
+/// range: ranges in shell patterns depend on the locale.
+const PLAIN_REF_CHARS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-";
+
 /// The script for `hook`. It execs the binary (so upgrading the binary needs
 /// no reinstall), but only when there is something to do: an update of a
-/// protected ref, a chained hook, or spooled events. A push that touches no
-/// protected ref is decided by the shell alone and never starts the binary.
-pub fn hook_script(binary: &Path, hook: &str, protected: &[String], spool: &Path, config: &Path) -> String {
+/// protected ref under any name (a case variant, a symbolic ref, an odd
+/// name), a chained hook, spooled events, or refs the shell cannot read
+/// (reftable). A push that plainly touches no protected ref is decided by
+/// the shell alone and never starts the binary. `patterns` are the
+/// protected patterns and the refs protected names point to (see
+/// [`install`]).
+pub fn hook_script(binary: &Path, hook: &str, patterns: &[String], spool: &Path, config: &Path) -> String {
     let bin = sh_quote(&binary.display().to_string());
-    let patterns: Vec<String> = protected
-        .iter()
-        .map(|p| match p.strip_suffix('*') {
-            Some(prefix) => format!("{}*", sh_quote(prefix)),
-            None => sh_quote(p),
-        })
-        .collect();
+    let cases: Vec<String> = patterns.iter().map(|p| case_pattern(p)).collect();
+    let exact: Vec<String> = patterns.iter().filter(|p| !p.ends_with('*')).map(|p| sh_quote(p)).collect();
     let spool = sh_quote(&spool.display().to_string());
     let config = sh_quote(&config.display().to_string());
     format!(
@@ -166,24 +213,45 @@ pub fn hook_script(binary: &Path, hook: &str, protected: &[String], spool: &Path
 # breakglass, so the shell decides that without starting it.
 # (Only shell builtins here: no process starts before the binary.)
 run=0
+gd=${{GIT_DIR:-.}}
 [ -e "$0{CHAINED_SUFFIX}" ] && run=1
 # Settings edited since install: the patterns below may be stale, so let
 # the binary (which reads the settings) decide every push.
 [ {config} -nt "$0" ] && run=1
 spooled() {{ [ -e "$1" ]; }}
 spooled {spool}/*.json && run=1
+# Refs in the reftable format are binary tables the shell cannot read:
+# the binary decides every push there.
+[ -d "$gd/reftable" ] && run=1
+# Whether a loose ref is a symbolic ref (a file "ref: <target>", or a
+# symlink): a push to it moves its target. Symbolic refs are never packed.
+symbolic() {{
+  [ -L "$1" ] && return 0
+  [ -f "$1" ] || return 1
+  first=
+  {{ IFS= read -r first || [ -n "$first" ]; }} 2>/dev/null < "$1"
+  case $first in ref:*) return 0 ;; esac
+  return 1
+}}
+# A protected name that became a symbolic ref moves with its target.
+for p in {exact}; do symbolic "$gd/$p" && run=1; done
 input=
 while IFS= read -r line || [ -n "$line" ]; do
   input="$input$line
 "
-  case "${{line##* }}" in
-    {patterns}) run=1 ;;
+  name=${{line##* }}
+  case $name in
+    {cases}) run=1 ;;
+    *[!{PLAIN_REF_CHARS}]*|*..*|*/.*|*//*) run=1 ;;
+    refs/*) symbolic "$gd/$name" && run=1 ;;
+    *) run=1 ;;
   esac
 done
 [ "$run" = 1 ] || exit 0
 printf '%s' "$input" | BREAKGLASS_HOOK_PATH="$0" exec {bin} git hook {hook} "$@"
 "#,
-        patterns = patterns.join("|"),
+        cases = cases.join("|"),
+        exact = exact.join(" "),
     )
 }
 
@@ -209,6 +277,28 @@ pub fn bare_repo(path: &Path) -> CliResult<PathBuf> {
     }
 }
 
+/// Writes the hook's API token to `path`, created 0600 under a temporary
+/// name and renamed into place: at no moment can anyone else read it.
+fn write_token_file(path: &Path, token: &str) -> CliResult {
+    let Some(name) = path.file_name() else {
+        return Err(bad_input(format!("--token-file {} is not a file name", path.display())));
+    };
+    let tmp = path.with_file_name(format!(".{}.breakglass-tmp", name.to_string_lossy()));
+    let fail = |e: std::io::Error| internal(format!("cannot write the token file {}: {e}", path.display()));
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+        _ => {}
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp).map_err(fail)?;
+    use std::io::Write as _;
+    f.write_all(format!("{token}\n").as_bytes()).and_then(|()| f.sync_all()).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
 /// What `git install` did.
 #[derive(Debug, Serialize)]
 pub struct InstallReport {
@@ -219,6 +309,9 @@ pub struct InstallReport {
     pub config: PathBuf,
     pub registered: bool,
     pub warning: Option<String>,
+    /// Symbolic refs that reach a protected ref under another name, or
+    /// protected names that are symbolic refs, each said in a sentence.
+    pub symrefs: Vec<String>,
 }
 
 /// Installs (or updates) the hooks and the hook configuration. Idempotent.
@@ -237,11 +330,22 @@ pub async fn install(git_dir: &Path, cfg: &HookConfig, binary: &Path) -> CliResu
         toml::to_string_pretty(cfg).map_err(|e| internal(format!("cannot write the settings: {e}")))?
     );
     std::fs::write(&config, text).map_err(|e| internal(format!("cannot write {}: {e}", config.display())))?;
+    // Symbolic refs around protected ones (issue 14): a push to one that
+    // points into a protected ref is checked as an update of that ref; a
+    // protected name pointing elsewhere moves with its target, so pushes to
+    // the target must start the binary (which refuses them) too.
+    let symrefs = breakglass_server::hostcheck::protection_symrefs(git_dir, &cfg.protected).map_err(internal)?;
+    let mut patterns = cfg.protected.clone();
+    for sym in &symrefs {
+        if !patterns.contains(&sym.target) {
+            patterns.push(sym.target.clone());
+        }
+    }
     let mut hashes = BTreeMap::new();
     let mut chained = Vec::new();
     for name in HOOKS {
         let path = hooks_dir.join(name);
-        let script = hook_script(binary, name, &cfg.protected, &cfg.spool_dir(git_dir), &config);
+        let script = hook_script(binary, name, &patterns, &cfg.spool_dir(git_dir), &config);
         if let Ok(existing) = std::fs::read_to_string(&path)
             && !existing.contains(MARKER)
         {
@@ -270,6 +374,7 @@ pub async fn install(git_dir: &Path, cfg: &HookConfig, binary: &Path) -> CliResu
         config,
         registered,
         warning,
+        symrefs: symrefs.iter().map(|s| breakglass_server::hostcheck::describe_symref(s, &cfg.protected)).collect(),
     })
 }
 
@@ -360,6 +465,7 @@ pub async fn uninstall(git_dir: &Path) -> CliResult<InstallReport> {
         config,
         registered,
         warning,
+        symrefs: Vec::new(),
     })
 }
 
@@ -425,7 +531,11 @@ mod tests {
         let a = "a".repeat(40);
         let run = |input: String| {
             let _ = std::fs::remove_file(dir.path().join("ran"));
-            let mut c = std::process::Command::new(&hook).stdin(std::process::Stdio::piped()).spawn().unwrap();
+            let mut c = std::process::Command::new(&hook)
+                .env("GIT_DIR", dir.path())
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
             use std::io::Write as _;
             c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
             assert!(c.wait().unwrap().success());
@@ -436,6 +546,27 @@ mod tests {
         let ran = run(format!("{z} {a} refs/heads/feature\n{z} {a} refs/heads/main\n")).expect("protected: it runs");
         assert_eq!(ran, format!("git hook pre-receive\n{z} {a} refs/heads/feature\n{z} {a} refs/heads/main\n"));
         assert!(run(format!("{z} {a} refs/heads/rel'ease/1\n")).is_some(), "a quoted prefix pattern");
+        // Issue 14: other names for a protected ref start the binary too.
+        assert!(run(format!("{z} {a} refs/heads/MAIN\n")).is_some(), "a case variant");
+        assert!(run(format!("{z} {a} refs/heads/Rel'ease/2\n")).is_some(), "a case variant of a prefix");
+        std::fs::create_dir_all(dir.path().join("refs/heads")).unwrap();
+        std::fs::write(dir.path().join("refs/heads/master"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(dir.path().join("refs/heads/plain"), format!("{a}\n")).unwrap();
+        assert!(run(format!("{z} {a} refs/heads/master\n")).is_some(), "a symbolic ref");
+        assert_eq!(run(format!("{z} {a} refs/heads/plain\n")), None, "a plain loose ref");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("plain", dir.path().join("refs/heads/linked")).unwrap();
+        assert!(run(format!("{z} {a} refs/heads/linked\n")).is_some(), "a symlinked ref");
+        for odd in ["refs/heads/x/../main", "refs/heads/caf\u{e9}", "HEAD", "refs/heads/a+b"] {
+            assert!(run(format!("{z} {a} {odd}\n")).is_some(), "{odd}: the binary judges odd names");
+        }
+        std::fs::write(dir.path().join("refs/heads/main"), "ref: refs/heads/feature\n").unwrap();
+        assert!(run(format!("{z} {a} refs/heads/feature\n")).is_some(), "a protected name became a symbolic ref");
+        std::fs::remove_file(dir.path().join("refs/heads/main")).unwrap();
+        assert_eq!(run(format!("{z} {a} refs/heads/feature\n")), None);
+        std::fs::create_dir(dir.path().join("reftable")).unwrap();
+        assert!(run(format!("{z} {a} refs/heads/feature\n")).is_some(), "reftable: the binary decides");
+        std::fs::remove_dir(dir.path().join("reftable")).unwrap();
         // Settings edited after install: the binary decides every push.
         std::fs::File::options()
             .write(true)

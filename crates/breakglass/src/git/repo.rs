@@ -6,14 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// The all-zero object id git uses for "no object" (SHA-1 or SHA-256 length).
-pub fn is_zero(oid: &str) -> bool {
-    !oid.is_empty() && oid.bytes().all(|b| b == b'0')
-}
-
-pub fn is_oid(s: &str) -> bool {
-    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-}
+pub use breakglass_core::push_input::{is_oid, is_zero};
 
 fn git(git_dir: &Path) -> Command {
     let mut c = Command::new("git");
@@ -58,20 +51,21 @@ pub fn is_ancestor(git_dir: &Path, old: &str, new: &str) -> Result<bool, String>
     }
 }
 
-/// Every ref and its value, except `skip`.
-pub fn other_tips(git_dir: &Path, skip: &str) -> Result<Vec<String>, String> {
+/// Whether the repository says its file system ignores case
+/// (`core.ignoreCase`, which `git init` sets on such file systems). When git
+/// cannot say, the answer is yes: it only makes the hooks stricter.
+pub fn ignores_case(git_dir: &Path) -> bool {
     let mut c = git(git_dir);
-    c.args(["for-each-ref", "--format=%(objectname) %(refname)"]);
-    Ok(run(c, "for-each-ref")?
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .filter(|(_, name)| *name != skip)
-        .map(|(oid, _)| oid.to_owned())
-        .collect())
+    c.args(["config", "--type=bool", "--get", "core.ignoreCase"]).stderr(Stdio::null());
+    match c.output() {
+        Ok(out) if out.status.code() == Some(1) => false,
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim() != "false",
+        _ => true,
+    }
 }
 
 /// The rev-list arguments for the commits an update brings into `refname`:
-/// `old..new` for an update; for a new ref, `new` minus what the other
+/// `old..new` for an update; for a new ref, `new` minus what the protected
 /// refs' tips (`others`) already reach. Never `new --not --all`: in
 /// post-receive `--all` includes the new ref itself.
 pub fn range_args(old: &str, new: &str, others: &[String]) -> Vec<String> {

@@ -6,7 +6,8 @@
 //! `spool` returns, the event survives a crash. Delivery is idempotent on the
 //! server (an event id is recorded once), and a file is removed only after
 //! the server acknowledged it, so an event is never lost and never recorded
-//! twice.
+//! twice. Event files are created readable by their owner only (0600:
+//! they name grants, pushers and commits; issue 14, finding 7).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,17 @@ pub fn spool(dir: &Path, event: &EventRequest) -> Result<PathBuf, String> {
     let tmp = dir.join(format!(".{}.tmp", event.id));
     let body = serde_json::to_vec(event).map_err(|e| format!("cannot encode event {}: {e}", event.id))?;
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        // A temporary file left by a crash may have any mode: start afresh,
+        // so the mode below applies from the file's first moment.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp)?;
         f.write_all(&body)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
@@ -144,5 +155,11 @@ mod tests {
         assert_eq!(back, ev);
         assert_ne!(new_event_id(), new_event_id());
         assert!(pending(&dir.path().join("missing")).unwrap().is_empty());
+        // Issue 14 (finding 7): created 0600, whatever the umask allows.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::git::{GitSetup, MAIN, git_ok};
 use crate::served::Served;
 use crate::support::BIN;
 
-fn drift(s: &GitSetup, extra: &[&str]) -> (Option<i32>, Value) {
+pub(crate) fn drift(s: &GitSetup, extra: &[&str]) -> (Option<i32>, Value) {
     let mut args = vec!["drift", "--json"];
     args.extend(extra);
     let out = s.srv.cli("admin", &args);
@@ -20,7 +20,7 @@ fn drift(s: &GitSetup, extra: &[&str]) -> (Option<i32>, Value) {
     (out.status.code(), v)
 }
 
-fn kinds(v: &Value) -> Vec<String> {
+pub(crate) fn kinds(v: &Value) -> Vec<String> {
     v["findings"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap().to_owned()).collect()
 }
 

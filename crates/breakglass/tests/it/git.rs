@@ -14,7 +14,7 @@ pub(crate) const MAIN: &str = "git:payments/api@refs/heads/main";
 
 /// Lets oncall ask for force-push and delete on main too (the example
 /// policy permits only push).
-const EXTRA_POLICY: &str = r#"
+pub(crate) const EXTRA_POLICY: &str = r#"
 @id("oncall-rewrite-main")
 permit (
   principal in Breakglass::Group::"oncall",
@@ -31,6 +31,16 @@ pub struct GitSetup {
     pub bare: PathBuf,
     pub work: PathBuf,
     pub token_file: PathBuf,
+}
+
+/// Writes a secret file 0600 from the start, as the hooks insist (issue 14).
+pub(crate) fn write_private(path: &Path, text: &str) {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path).unwrap().write_all(text.as_bytes()).unwrap();
 }
 
 pub(crate) fn git(dir: &Path, args: &[&str]) -> Output {
@@ -75,7 +85,7 @@ impl GitSetup {
         srv.ok("bob", &["login", "--principal", "bob", "--key", bob_key.to_str().unwrap()]);
         let token = srv.ok("admin", &["token", "create", "--name", "git-hooks", "--role", "service"]);
         let token_file = srv.path("hook-token");
-        std::fs::write(&token_file, token.trim()).unwrap();
+        write_private(&token_file, token.trim());
 
         let bare = srv.path(&format!("{}.git", name.replace('/', "-")));
         let work = srv.path("work");
@@ -97,9 +107,15 @@ impl GitSetup {
 
     /// `breakglass git install` of the repository (again: it re-baselines).
     pub fn install(&self) -> Output {
+        self.install_at(&self.bare)
+    }
+
+    /// `breakglass git install` of another repository under the same name,
+    /// with the same settings.
+    pub fn install_at(&self, repo: &Path) -> Output {
         Command::new(BIN)
             .args(["git", "install", "--repo"])
-            .arg(&self.bare)
+            .arg(repo)
             .args(["--name", &self.name, "--protect", "refs/heads/main", "--protect", "refs/heads/release/*"])
             .args(["--updater", "merge-bot", "--server", &self.srv.url, "--token-file"])
             .arg(&self.token_file)
@@ -331,8 +347,15 @@ fn with_the_server_down_a_token_push_is_accepted_and_its_entries_delivered_later
     let spooled = std::fs::read_dir(&spool)
         .unwrap()
         .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json")));
-    // The refused decision, the accepted decision and the push.
-    assert_eq!(spooled.count(), 3);
+    // The refused decision, the accepted decision and the push; each file
+    // readable by the Git server's user alone (issue 14, finding 7).
+    let spooled: Vec<_> = spooled.map(|e| e.unwrap().path()).collect();
+    assert_eq!(spooled.len(), 3);
+    #[cfg(unix)]
+    for f in &spooled {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600, "{}", f.display());
+    }
 
     // Back up: a flush delivers each once; a second flush finds nothing.
     s.srv.restart();

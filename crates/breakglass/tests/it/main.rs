@@ -13,6 +13,7 @@ mod policy;
 mod reviews;
 #[cfg(unix)]
 mod security_files;
+mod security_hooks;
 mod served;
 mod server;
 mod sessions;
