@@ -8,6 +8,17 @@
 //! database. It trusts nothing it reads: every entry is decoded strictly, every
 //! stored hash is recomputed, and every checkpoint's signature is checked.
 //! On failure it names the first bad index.
+//!
+//! Security: the JSON-lines sink is the off-database copy, so a sink with
+//! fewer lines than the log is itself evidence: every entry is acknowledged
+//! only after it was fsynced there, so only the batches still in flight at a
+//! crash may be missing ([`SinkFloor`]). A shorter copy means it was
+//! truncated, emptied or replaced, and verification says by how much.
+//!
+//! [`verify_log_planned`] can also start from a checkpoint verified earlier
+//! ([`VerifyPlan::start`]): the tree up to it is rebuilt from its stored
+//! peaks and checked against its signed root, and only the entries after it
+//! are recomputed. That is what a server runs at start.
 
 use std::io::BufRead as _;
 use std::path::Path;
@@ -31,8 +42,13 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     /// The size of the saved checkpoint the log was shown to extend, if one was given.
     pub since: Option<u64>,
-    /// Lines of the sink file compared byte for byte with the entries.
+    /// Lines of the sink file compared byte for byte with the entries
+    /// (with [`VerifyPlan::start`], the lines before it are counted, not compared).
     pub sink_lines: Option<u64>,
+    /// The fewest lines the sink may hold ([`SinkFloor`]); `None` without a sink.
+    pub sink_floor: Option<u64>,
+    /// Where verification started: 0, or the size of [`VerifyPlan::start`].
+    pub from: u64,
 }
 
 /// Why verification failed: the first bad index (when there is one) and what is wrong.
@@ -41,6 +57,9 @@ pub struct VerifyReport {
 pub struct VerifyFailure {
     pub index: Option<u64>,
     pub problem: String,
+    /// When the failure is a sink shorter than its floor: how many entries it lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink_lacks: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +73,7 @@ pub enum VerifyError {
 }
 
 fn fail(index: impl Into<Option<u64>>, problem: impl Into<String>) -> VerifyError {
-    VerifyError::Failed(VerifyFailure { index: index.into(), problem: problem.into() })
+    VerifyError::Failed(VerifyFailure { index: index.into(), problem: problem.into(), sink_lacks: None })
 }
 
 #[derive(Clone, Debug, Default)]
@@ -64,6 +83,34 @@ pub struct VerifyOptions<'a> {
     pub since: Option<&'a Checkpoint>,
     /// The JSON-lines sink to compare with the entries.
     pub sink: Option<&'a Path>,
+}
+
+/// How few lines the sink may hold. An entry is acknowledged only after
+/// the sink is fsynced, so a sink may lack only entries nobody was told were
+/// durable: those of the batches in flight when a process stopped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SinkFloor {
+    /// The sink held at least this many entries when it was last known good
+    /// (the size of the checkpoint a server saved after catching it up).
+    pub at_least: u64,
+    /// Set when every writer of this log writes this one sink (SQLite: one
+    /// data directory, one file): then only the last `window` batches (one
+    /// signed checkpoint each) may be missing. On PostgreSQL each server has
+    /// its own sink, which lags the others' appends until it next writes,
+    /// so only `at_least` holds there.
+    pub window: Option<usize>,
+    /// Fail when the sink holds fewer lines than the floor (and a missing
+    /// sink file counts as empty). Without it the shortfall is only reported.
+    pub enforce: bool,
+}
+
+/// What else a verification checks, beyond [`VerifyOptions`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VerifyPlan<'a> {
+    /// A checkpoint verified earlier (signature already checked): verify
+    /// only the entries after it.
+    pub start: Option<&'a Checkpoint>,
+    pub sink_floor: SinkFloor,
 }
 
 const PAGE: u64 = 4096;
@@ -110,6 +157,20 @@ fn check_page(
 
 /// Verifies the whole log behind `reader`.
 pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<VerifyReport, VerifyError> {
+    verify_log_planned(reader, opts, VerifyPlan::default()).await
+}
+
+fn sink_err(path: &Path, e: std::io::Error) -> VerifyError {
+    VerifyError::Sink { path: path.display().to_string(), source: e }
+}
+
+/// Verifies the log behind `reader` from `plan.start` (or from the first
+/// entry), and holds the sink to `plan.sink_floor`.
+pub async fn verify_log_planned(
+    reader: &LogReader,
+    opts: VerifyOptions<'_>,
+    plan: VerifyPlan<'_>,
+) -> Result<VerifyReport, VerifyError> {
     let store = reader.store().clone();
     let trusted = vec![reader.verifier().clone()];
     let origin = reader.origin().to_owned();
@@ -117,24 +178,71 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
     // at or below it never change, so appends that land while verification
     // runs (a live server) cannot make a sound log look broken.
     let head_row = store.head_state().await?.size;
+    let mut line = Vec::new();
+    let start_size = plan.start.map_or(0, |c| c.size);
+    // A sink that does not exist is an empty one when its length matters.
+    let mut sink_missing = None;
     let mut sink = match opts.sink {
         Some(p) if p.exists() => {
-            let f =
-                std::fs::File::open(p).map_err(|e| VerifyError::Sink { path: p.display().to_string(), source: e })?;
-            Some((p, std::io::BufReader::new(f), 0u64))
+            let f = std::fs::File::open(p).map_err(|e| sink_err(p, e))?;
+            let mut file = std::io::BufReader::new(f);
+            // Lines before the start were compared when it was verified: count them only.
+            let mut lines = 0u64;
+            while lines < start_size {
+                line.clear();
+                if file.read_until(b'\n', &mut line).map_err(|e| sink_err(p, e))? == 0 {
+                    break;
+                }
+                lines += 1;
+            }
+            Some((p, file, lines))
+        }
+        Some(p) if plan.sink_floor.enforce => {
+            sink_missing = Some(p);
+            None
         }
         _ => None,
     };
-    let mut frontier = Frontier::default();
+    let mut frontier = match plan.start {
+        None => Frontier::default(),
+        Some(cp) => {
+            if cp.size > head_row {
+                return Err(fail(
+                    head_row,
+                    format!(
+                        "the log has {head_row} entries but the checkpoint verified earlier has {}: entries were removed or the log rolled back",
+                        cp.size
+                    ),
+                ));
+            }
+            let f = reader.frontier(cp.size).await.map_err(|e| {
+                fail(
+                    None,
+                    format!("cannot rebuild the tree of the checkpoint verified earlier (size {}): {e}", cp.size),
+                )
+            })?;
+            if f.root() != cp.root {
+                return Err(fail(
+                    None,
+                    format!(
+                        "the stored tree of size {} is not the one in the checkpoint verified earlier: the log was rewritten",
+                        cp.size
+                    ),
+                ));
+            }
+            f
+        }
+    };
     let mut pending_cps: std::collections::VecDeque<crate::StoredCheckpoint> = Default::default();
     let mut cps_exhausted = false;
     let mut n_checkpoints = 0u64;
-    let mut last_cp_size = 0u64;
-    let mut line = Vec::new();
+    let mut last_cp_size = start_size;
+    // The sizes of the last checkpoints, for the sink's crash window.
+    let mut recent_cps = std::collections::VecDeque::from([start_size]);
     let fetch = move |store: std::sync::Arc<dyn crate::LogStore>, start: u64| {
         tokio::spawn(async move { store.entries(start, (start + PAGE).min(head_row.max(start))).await })
     };
-    let mut next_page = fetch(store.clone(), 0);
+    let mut next_page = fetch(store.clone(), start_size);
     // A record that cannot be read at all fails the page fetch; the entries
     // before it are verified first, so that the first bad index is reported.
     let mut unreadable: Option<VerifyError> = None;
@@ -225,6 +333,10 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
                 check_checkpoint(&cp, signed, &frontier)?;
                 n_checkpoints += 1;
                 last_cp_size = cp.size;
+                recent_cps.push_back(cp.size);
+                if recent_cps.len() > plan.sink_floor.window.unwrap_or(0) + 1 {
+                    recent_cps.pop_front();
+                }
             }
             if let Some(since) = opts.since
                 && since.size == frontier.size()
@@ -290,8 +402,36 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
         if since.size == 0 && since.root != breakglass_core::hash::empty_root() {
             return Err(fail(None, "the saved checkpoint of size 0 has a non-empty root"));
         }
+        // A saved checkpoint older than the start was not met on the way.
+        if since.size > 0 && since.size < start_size {
+            let root = reader.tree_hash(since.size).await.map_err(|e| fail(None, e.to_string()))?;
+            if root != since.root {
+                return Err(fail(
+                    None,
+                    format!(
+                        "the saved checkpoint of size {} is not a prefix of this log: it was rewritten",
+                        since.size
+                    ),
+                ));
+            }
+        }
     }
-    let mut sink_lines = None;
+    let floor = plan.sink_floor;
+    let window_floor = if floor.window.is_some() { recent_cps.front().copied().unwrap_or(0) } else { 0 };
+    let sink_floor = floor.at_least.max(window_floor).min(size);
+    if let Some(path) = sink_missing
+        && sink_floor > 0
+    {
+        return Err(VerifyError::Failed(VerifyFailure {
+            index: Some(0),
+            problem: format!(
+                "the sink {} does not exist, but the log has {size} entries and the sink must hold at least {sink_floor}: the copy was deleted or moved",
+                path.display()
+            ),
+            sink_lacks: Some(size),
+        }));
+    }
+    let mut sink_lines = sink_missing.map(|_| 0);
     if let Some((path, mut file, lines)) = sink {
         line.clear();
         let extra = file
@@ -305,6 +445,26 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
                 format!("the sink {} has entries the database does not: entries were deleted", path.display()),
             ));
         }
+        if floor.enforce && lines < sink_floor {
+            let why = match floor.window {
+                Some(w) if window_floor >= floor.at_least => format!(
+                    "an entry is acknowledged only after it is written there, and a crash can leave out only the last {w} batches (the entries after {window_floor})"
+                ),
+                _ => format!(
+                    "it held at least {} entries when it was last checked (the checkpoint saved in the data directory)",
+                    floor.at_least
+                ),
+            };
+            let lacks = size - lines.min(size);
+            return Err(VerifyError::Failed(VerifyFailure {
+                index: Some(lines),
+                problem: format!(
+                    "the sink {} lacks {lacks} entries: it holds {lines} lines, the log has {size}, and {why}; the copy was truncated, emptied or replaced",
+                    path.display(),
+                ),
+                sink_lacks: Some(lacks),
+            }));
+        }
         sink_lines = Some(lines);
     }
     Ok(VerifyReport {
@@ -314,6 +474,8 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
         checkpoints: n_checkpoints,
         since: opts.since.map(|c| c.size),
         sink_lines,
+        sink_floor: opts.sink.map(|_| sink_floor),
+        from: start_size,
     })
 }
 
