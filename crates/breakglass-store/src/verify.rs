@@ -160,6 +160,87 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
     verify_log_planned(reader, opts, VerifyPlan::default()).await
 }
 
+/// Finds, reading backwards from the end of `file`, the line of entry
+/// `start` (by the index each line names): returns `start` and that line's
+/// offset. `None` when a line does not decode or the file holds no such
+/// line; the caller then counts lines from the front.
+fn tail_from(file: &mut std::fs::File, start: u64) -> Option<(u64, u64)> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let len = file.metadata().ok()?.len();
+    let mut pos = len;
+    // The bytes from `pos` to the end of the file, minus what was consumed.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut end = len;
+    loop {
+        let chunk = (64 * 1024).min(pos);
+        if chunk == 0 {
+            return None;
+        }
+        pos -= chunk;
+        let mut more = vec![0u8; chunk as usize];
+        file.seek(SeekFrom::Start(pos)).ok()?;
+        file.read_exact(&mut more).ok()?;
+        more.extend_from_slice(&buf);
+        buf = more;
+        // Complete lines wholly inside `buf`, last first: each lies between
+        // two newlines (or the file's start).
+        let upto = (end - pos) as usize;
+        let body = &buf[..upto];
+        // The last line may be unterminated (an interrupted write): skip it.
+        let mut stop = match body.iter().rposition(|b| *b == b'\n') {
+            Some(p) => p,
+            None => continue,
+        };
+        loop {
+            let line_start = match body[..stop].iter().rposition(|b| *b == b'\n') {
+                Some(p) => p + 1,
+                None if pos == 0 => 0,
+                None => break,
+            };
+            let index = Entry::decode(&body[line_start..stop]).ok()?.index;
+            if index == start {
+                return Some((start, pos + line_start as u64));
+            }
+            // The file ends with the entry before the start: nothing to compare.
+            if index + 1 == start {
+                return Some((start, pos + stop as u64 + 1));
+            }
+            if index < start || line_start == 0 {
+                return None;
+            }
+            stop = line_start - 1;
+        }
+        // Keep only the unscanned front; the scanned lines are done with.
+        end = pos + stop as u64 + 1;
+        buf.truncate(stop + 1);
+    }
+}
+
+/// Counts up to `n` lines from the start of `file` in large chunks; returns
+/// how many it found and the offset just past the last of them.
+fn skip_lines(file: &mut std::fs::File, n: u64) -> std::io::Result<(u64, u64)> {
+    use std::io::Read as _;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut lines, mut offset) = (0u64, 0u64);
+    while lines < n {
+        let got = file.read(&mut buf)?;
+        if got == 0 {
+            break;
+        }
+        for (i, b) in buf[..got].iter().enumerate() {
+            if *b == b'\n' {
+                lines += 1;
+                if lines == n {
+                    return Ok((lines, offset + i as u64 + 1));
+                }
+            }
+        }
+        offset += got as u64;
+    }
+    // Fewer than `n` lines: the comparison starts at the end (nothing is left to compare).
+    Ok((lines, offset))
+}
+
 fn sink_err(path: &Path, e: std::io::Error) -> VerifyError {
     VerifyError::Sink { path: path.display().to_string(), source: e }
 }
@@ -184,18 +265,20 @@ pub async fn verify_log_planned(
     let mut sink_missing = None;
     let mut sink = match opts.sink {
         Some(p) if p.exists() => {
-            let f = std::fs::File::open(p).map_err(|e| sink_err(p, e))?;
-            let mut file = std::io::BufReader::new(f);
-            // Lines before the start were compared when it was verified: count them only.
-            let mut lines = 0u64;
-            while lines < start_size {
-                line.clear();
-                if file.read_until(b'\n', &mut line).map_err(|e| sink_err(p, e))? == 0 {
-                    break;
+            let mut f = std::fs::File::open(p).map_err(|e| sink_err(p, e))?;
+            // Lines before the start were compared when it was verified: find
+            // the first line to compare from the end of the file (each line
+            // names its index), reading from the front only if that fails.
+            let found = if start_size == 0 { Some((0, 0)) } else { tail_from(&mut f, start_size) };
+            let (lines, offset) = match found {
+                Some(found) => found,
+                None => {
+                    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0)).map_err(|e| sink_err(p, e))?;
+                    skip_lines(&mut f, start_size).map_err(|e| sink_err(p, e))?
                 }
-                lines += 1;
-            }
-            Some((p, file, lines))
+            };
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset)).map_err(|e| sink_err(p, e))?;
+            Some((p, std::io::BufReader::new(f), lines))
         }
         Some(p) if plan.sink_floor.enforce => {
             sink_missing = Some(p);
@@ -317,7 +400,9 @@ pub async fn verify_log_planned(
                 let n = file
                     .read_until(b'\n', &mut line)
                     .map_err(|e| VerifyError::Sink { path: path.display().to_string(), source: e })?;
-                if n > 0 {
+                // A last line with no newline is a write a crash interrupted
+                // (never acknowledged; the next open cuts and rewrites it).
+                if n > 0 && line.ends_with(b"\n") {
                     if line.strip_suffix(b"\n") != Some(record.data.as_slice()) {
                         return Err(fail(index, format!("the sink {} holds a different entry", path.display())));
                     }
@@ -439,7 +524,7 @@ pub async fn verify_log_planned(
             .map_err(|e| VerifyError::Sink { path: path.display().to_string(), source: e })?;
         // Lines past the snapshot are fine if the log has grown to cover them
         // (the sink is written after the database commit, never before).
-        if extra > 0 && store.head_state().await?.size == head_row {
+        if extra > 0 && line.ends_with(b"\n") && store.head_state().await?.size == head_row {
             return Err(fail(
                 size,
                 format!("the sink {} has entries the database does not: entries were deleted", path.display()),

@@ -332,3 +332,30 @@ async fn an_edited_copy_stops_the_start() {
     assert_eq!(index, Some(5));
     assert!(problem.contains("holds a different entry"), "{problem}");
 }
+
+/// The start compares only the copy's lines after the saved checkpoint
+/// (found from the end of the file), and a half-written last line (a crash
+/// during a write, never acknowledged) is repaired, not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_checks_the_copy_after_the_saved_checkpoint() {
+    let log = log70().await;
+    start_server(&log, true).await.unwrap().shutdown().await;
+    let mut log = log.close().await.reopen().await;
+    log.append_n(5).await;
+    log.stop_ledger().await;
+    let original = sink_lines(&log.sink);
+    let mut edited = original.clone();
+    edited[72][12] ^= 1;
+    write_sink(&log.sink, &edited);
+    let (problem, index) = refused(start_server(&log, true).await);
+    assert_eq!(index, Some(72), "{problem}");
+    assert!(problem.contains("holds a different entry"), "{problem}");
+    write_sink(&log.sink, &original);
+    let bytes = std::fs::read(&log.sink).unwrap();
+    std::fs::write(&log.sink, &bytes[..bytes.len() - 20]).unwrap();
+    let ledger = start_server(&log, true).await.expect("a half-written line is a crash, not tampering");
+    let repair = ledger.open_report().sink_repair.clone().unwrap();
+    assert_eq!((repair.had, repair.beyond_window), (74, false));
+    ledger.shutdown().await;
+    log.assert_sink_matches_db().await;
+}
