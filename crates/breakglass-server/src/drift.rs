@@ -4,7 +4,8 @@
 //! host with the repositories, or an auditor with a saved checkpoint, can
 //! see). And the periodic drift check ([`run`], `POST /v1/drift/check`):
 //! the above, plus the repositories on the server's own host and the log
-//! against the last head the check saw, with each new finding recorded as a
+//! against the last head the check saw, and a JSON-lines copy the ledger
+//! found truncated at start (`log.sink_truncated`), with each new finding recorded as a
 //! `drift.found` log entry and a notification, each finding gone as
 //! `drift.cleared`, and the open ones counted in metrics.
 //!

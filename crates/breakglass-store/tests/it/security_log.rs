@@ -67,6 +67,8 @@ async fn roll_back(pool: &sqlx::SqlitePool, size: u64) {
 async fn issue14_verify_refuses_a_copy_with_ten_lines_cut() {
     let log = log70().await;
     log.cut_sink_to(60);
+    // The check as it was before issue 14 (no floor) accepts it.
+    assert_eq!(log.verify_with_sink().await.unwrap().sink_lines, Some(60));
     let f = failure(log.verify_as_auditor(0).await);
     assert_eq!((f.index, f.sink_lacks), (Some(60), Some(10)), "{f:?}");
     assert!(f.problem.contains("lacks 10 entries: it holds 60 lines, the log has 70"), "{f:?}");
@@ -77,6 +79,7 @@ async fn issue14_verify_refuses_a_copy_with_ten_lines_cut() {
 async fn issue14_verify_refuses_an_emptied_or_deleted_copy() {
     let log = log70().await;
     std::fs::write(&log.sink, b"").unwrap();
+    assert_eq!(log.verify_with_sink().await.unwrap().sink_lines, Some(0), "accepted before issue 14");
     let f = failure(log.verify_as_auditor(0).await);
     assert_eq!((f.index, f.sink_lacks), (Some(0), Some(70)), "{f:?}");
     assert!(f.problem.contains("lacks 70 entries"), "{f:?}");
