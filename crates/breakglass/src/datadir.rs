@@ -353,10 +353,13 @@ impl DataDir {
             ..LedgerConfig::new(self.config.log.origin.clone())
         };
         Ledger::open(store, self.signer()?, clock, config).await.map_err(|e| match e {
-            e @ breakglass_store::ledger::OpenError::Verify { .. } => crate::error::check_failed(format!(
+            e @ (breakglass_store::ledger::OpenError::Verify { .. }
+            | breakglass_store::ledger::OpenError::Anchor(breakglass_store::anchor::AnchorError::Invalid { .. })) => {
+                crate::error::check_failed(format!(
                 "{e}\nnext: run 'breakglass audit verify --data-dir {}' and keep the database and the sink as evidence; restore the log from a good copy before starting again",
                 self.root.display()
-            )),
+                ))
+            }
             e => internal(format!("cannot open the audit log: {e}")),
         })
     }

@@ -599,3 +599,24 @@ fn issue14_serve_refuses_a_log_edited_with_a_recomputed_leaf_hash() {
     s.fails(&["debug", "append", "--count", "1"], 1);
     assert!(s.fails(&["audit", "verify"], 1).contains(&format!("entry {idx}")));
 }
+
+/// Issue 14: the saved checkpoint replaced by one the log's key did not
+/// sign (to skip the check, or to lower the copy's floor) stops every
+/// writer, with the command that moves it away if the log was replaced on purpose.
+#[test]
+fn issue14_a_forged_saved_checkpoint_stops_the_start() {
+    let s = Scratch::new();
+    s.append(5, 1);
+    let saved = s.data().join("log-verified.checkpoint");
+    let note = std::fs::read_to_string(&saved).unwrap();
+    let other = breakglass_core::note::NoteSigner::from_seed("test.breakglass.local/log", &[42; 32]).unwrap();
+    std::fs::write(&saved, other.sign(&note[..note.rfind("\n\n").unwrap() + 1]).unwrap()).unwrap();
+    let err = s.fails(&["debug", "append", "--count", "1"], 1);
+    assert!(err.contains("is not a checkpoint signed by this log's key"), "{err}");
+    let mv = format!("mv {} {}.old", saved.display(), saved.display());
+    assert!(err.contains(&mv), "{err}");
+    assert!(std::process::Command::new("sh").arg("-c").arg(&mv).status().unwrap().success());
+    // Moved away: the next start verifies the whole log and saves a new one.
+    s.append(1, 1);
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), s.ok(&["audit", "checkpoint"]));
+}
