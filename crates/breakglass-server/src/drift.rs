@@ -4,7 +4,8 @@
 //! host with the repositories, or an auditor with a saved checkpoint, can
 //! see). And the periodic drift check ([`run`], `POST /v1/drift/check`):
 //! the above, plus the repositories on the server's own host and the log
-//! against the last head the check saw, with each new finding recorded as a
+//! against the last head the check saw, and a JSON-lines copy the ledger
+//! found truncated at start (`log.sink_truncated`), with each new finding recorded as a
 //! `drift.found` log entry and a notification, each finding gone as
 //! `drift.cleared`, and the open ones counted in metrics.
 //!
@@ -33,7 +34,7 @@ use crate::service::{Caller, GRANT_KIND, MAX_RETRIES, Service, ServiceError};
 pub const DRIFT_KIND: &str = "drift";
 
 /// Every kind of finding, for the per-kind gauge.
-pub const FINDING_KINDS: [&str; 9] = [
+pub const FINDING_KINDS: [&str; 10] = [
     "grant.past_expiry",
     "grant.state_mismatch",
     "policy.standing_backdoor",
@@ -43,6 +44,7 @@ pub const FINDING_KINDS: [&str; 9] = [
     "repo.spool_pending",
     "ref.unrecorded",
     "log.inconsistent",
+    "log.sink_truncated",
 ];
 
 /// A grant still stored active this long past its end has drifted (the
@@ -160,6 +162,7 @@ impl Service {
         let host = hostcheck::host_name();
         let mut findings = self.server_drift().await?;
         findings.extend(self.log_drift().await?);
+        findings.extend(self.sink_drift());
         for reg in self.repos(&Caller::system()).await? {
             if !hostcheck::is_local(&reg, &host) {
                 continue;
@@ -244,6 +247,27 @@ impl Service {
                 Ok(Some(DriftFinding { kind: "log.inconsistent".into(), subject: "log".into(), what, fix: fix.into() }))
             }
         }
+    }
+
+    /// Issue 14: a JSON-lines copy that lacked more at start than a crash
+    /// can leave out. The ledger repaired it and logged `log.sink_repaired`;
+    /// the finding stays open while this server runs, so that it is seen.
+    fn sink_drift(&self) -> Option<DriftFinding> {
+        let repair = self.ledger().open_report().sink_repair.as_ref().filter(|r| r.beyond_window)?;
+        Some(DriftFinding {
+            kind: "log.sink_truncated".into(),
+            subject: repair.path.display().to_string(),
+            what: format!(
+                "at start the JSON-lines copy {} held {} of the log's {} entries: it lacked {}, more than a crash can leave out (the last {} batches); they were copied back from the database{}",
+                repair.path.display(),
+                repair.had,
+                repair.size,
+                repair.size - repair.had,
+                breakglass_store::ledger::SINK_DEPTH,
+                repair.recorded_at.map(|i| format!(" (log entry {i})")).unwrap_or_default()
+            ),
+            fix: "treat it as an incident: the off-database copy was truncated, emptied or replaced (or log.sink was moved); compare it with your exported copies and keep the evidence; the finding clears when this server restarts".into(),
+        })
     }
 
     async fn record_drift(
@@ -341,7 +365,12 @@ fn drift_id(f: &DriftFinding) -> String {
 
 /// Findings about repositories are seen only from their host.
 fn observer(f: &DriftFinding, host: &str) -> String {
-    if f.kind.starts_with("repo.") || f.kind.starts_with("ref.") { host.to_owned() } else { String::new() }
+    // A sink is a file of one server's data directory: only its own check may clear it.
+    if f.kind.starts_with("repo.") || f.kind.starts_with("ref.") || f.kind == "log.sink_truncated" {
+        host.to_owned()
+    } else {
+        String::new()
+    }
 }
 
 /// Runs the drift check at start and then every `interval` until `stop`

@@ -29,7 +29,19 @@
 //!
 //! Durability is pipelined: once a batch is committed to the database, it is
 //! handed to the sink thread, which writes and fsyncs it and then
-//! acknowledges it, while the sequencer already commits the next batch.
+//! acknowledges it, while the sequencer already commits the next batch. The
+//! pipeline is [`SINK_DEPTH`] batches deep and no deeper (the sequencer
+//! reserves the sink's slot before it commits), so a crash leaves at most
+//! the last `SINK_DEPTH` batches of a process out of the sink.
+//!
+//! At open, when [`LedgerConfig::verified`] names the file of the checkpoint
+//! verified last ([`crate::anchor`]), the ledger first verifies the log from
+//! that checkpoint (the whole log when there is none) and refuses to open a
+//! log that fails, before it copies anything to the sink. It then repairs
+//! the sink; a repair larger than the crash window (the sink lacked entries
+//! it must have held) is written to the log as `log.sink_repaired`, reported
+//! at error level and kept in [`OpenReport`] for the drift check. Then it
+//! saves the verified checkpoint, and does the same at a clean shutdown.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,7 +57,16 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::reader::{LogReader, ReadError};
 use crate::sink::FileSink;
+use crate::verify::{SinkFloor, VerifyError, VerifyFailure, VerifyOptions, VerifyPlan, verify_log_planned};
 use crate::{EntryRecord, LogStore, Mutation, StoreError, StoredCheckpoint};
+
+/// How many committed batches of one process may be missing from the sink
+/// at a crash: the one being written and fsynced, and the next, committed
+/// meanwhile. A sink shorter than that lost acknowledged entries.
+pub const SINK_DEPTH: usize = 2;
+
+/// The kind of the entry that records a repair beyond the crash window.
+pub const SINK_REPAIRED_KIND: &str = "log.sink_repaired";
 
 /// Ledger settings.
 #[derive(Clone, Debug)]
@@ -59,12 +80,53 @@ pub struct LedgerConfig {
     /// How long a batch may wait to fill up when it is much smaller than the
     /// previous one (adaptive group commit; see the module comment).
     pub linger: std::time::Duration,
+    /// The file of the checkpoint this data directory verified last
+    /// ([`crate::anchor`]): when set, the log is verified from it at open
+    /// and it is advanced at open and at shutdown.
+    pub verified: Option<PathBuf>,
+    /// Every writer of this log writes this one sink (SQLite in one data
+    /// directory): then a sink lacking more than the last [`SINK_DEPTH`]
+    /// batches lost entries. False for PostgreSQL, where each server's sink
+    /// lags the other servers' appends (only the saved checkpoint bounds it).
+    pub sink_shared: bool,
 }
 
 impl LedgerConfig {
     pub fn new(origin: impl Into<String>) -> LedgerConfig {
-        LedgerConfig { origin: origin.into(), max_batch: 256, sink: None, linger: std::time::Duration::from_millis(1) }
+        LedgerConfig {
+            origin: origin.into(),
+            max_batch: 256,
+            sink: None,
+            linger: std::time::Duration::from_millis(1),
+            verified: None,
+            sink_shared: true,
+        }
     }
+}
+
+/// What [`Ledger::open`] checked and repaired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The entries verified at open, `from..to` (from the saved checkpoint,
+    /// or 0 on a first start), when [`LedgerConfig::verified`] is set.
+    pub verified: Option<(u64, u64)>,
+    /// Entries the sink lacked and that were copied back from the database.
+    pub sink_repair: Option<SinkRepair>,
+}
+
+/// A sink caught up at open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkRepair {
+    pub path: PathBuf,
+    /// Entries the sink held.
+    pub had: u64,
+    /// The log's size it was brought to.
+    pub size: u64,
+    /// It lacked more than a crash can explain: the copy was truncated,
+    /// emptied, replaced or lost.
+    pub beyond_window: bool,
+    /// The index of the `log.sink_repaired` entry that records it.
+    pub recorded_at: Option<u64>,
 }
 
 /// What an acknowledged append returns.
@@ -106,6 +168,11 @@ pub enum OpenError {
     Sink(#[from] crate::sink::SinkError),
     #[error("the audit log is inconsistent: {0}")]
     Fatal(String),
+    /// The log failed its verification at open: nothing was appended.
+    #[error("the audit log failed its check at open ({checked}): {failure}; nothing was appended or copied")]
+    Verify { checked: String, failure: VerifyFailure },
+    #[error(transparent)]
+    Anchor(#[from] crate::anchor::AnchorError),
 }
 
 type Reply = oneshot::Sender<Result<Receipt, AppendError>>;
@@ -134,12 +201,14 @@ fn sink_thread(
 ) {
     while let Some(job) = rx.blocking_recv() {
         let t = std::time::Instant::now();
-        let res = sink.sync(
-            &job.records,
-            job.end,
-            |a, b| handle.block_on(store.entries(a, b)),
-            || handle.block_on(store.head_size()),
-        );
+        let res = sink
+            .sync(
+                &job.records,
+                job.end,
+                |a, b| handle.block_on(store.entries(a, b)),
+                || handle.block_on(store.head_size()),
+            )
+            .map(|_| ());
         tracing::debug!(
             entries = job.records.len(),
             sink_us = t.elapsed().as_micros() as u64,
@@ -164,13 +233,18 @@ pub struct Ledger {
     tx: mpsc::Sender<Request>,
     reader: LogReader,
     stop: Arc<tokio::sync::watch::Sender<bool>>,
-    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// The sequencer task; it returns the reason it halted, if it did.
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<Option<String>>>>>,
+    report: Arc<OpenReport>,
+    config: Arc<LedgerConfig>,
 }
 
 impl Ledger {
-    /// Opens the ledger over a store: checks the latest checkpoint's
-    /// signature, rebuilds the frontier and checks it against that
-    /// checkpoint, catches the sink up, and starts the sequencer task.
+    /// Opens the ledger over a store: verifies the log from the saved
+    /// checkpoint when [`LedgerConfig::verified`] is set, checks the latest
+    /// checkpoint's signature, rebuilds the frontier and checks it against
+    /// that checkpoint, catches the sink up (recording a repair beyond the
+    /// crash window), saves the verified checkpoint, and starts the sequencer.
     pub async fn open(
         store: Arc<dyn LogStore>,
         signer: NoteSigner,
@@ -178,6 +252,37 @@ impl Ledger {
         config: LedgerConfig,
     ) -> Result<Ledger, OpenError> {
         let reader = LogReader::new(store.clone(), config.origin.clone(), signer.verifier());
+        // Verify before anything is written, to the sink or the database, so a
+        // tampered entry is never copied to the off-database copy nor extended.
+        let anchor = match &config.verified {
+            Some(path) => Some((path.clone(), crate::anchor::load(path, &config.origin, &signer.verifier())?)),
+            None => None,
+        };
+        let mut verified_size = None;
+        let mut report = OpenReport::default();
+        if let Some((path, saved)) = &anchor {
+            let start = saved.as_ref().map(|a| &a.checkpoint);
+            let checked = match start {
+                Some(cp) => format!("from the checkpoint of size {} saved in {}", cp.size, path.display()),
+                None => format!("the whole log: {} does not exist yet", path.display()),
+            };
+            let t = std::time::Instant::now();
+            let plan = VerifyPlan { start, sink_floor: SinkFloor::default() };
+            let opts = VerifyOptions { since: None, sink: config.sink.as_deref() };
+            let v = verify_log_planned(&reader, opts, plan).await.map_err(|e| match e {
+                VerifyError::Failed(failure) => OpenError::Verify { checked, failure },
+                VerifyError::Store(e) => OpenError::Store(e),
+                e => OpenError::Fatal(e.to_string()),
+            })?;
+            tracing::info!(
+                from = v.from,
+                to = v.size,
+                ms = t.elapsed().as_millis() as u64,
+                "audit log verified at open"
+            );
+            report.verified = Some((v.from, v.size));
+            verified_size = Some(v.size);
+        }
         let sink = config.sink.as_deref().map(FileSink::open).transpose()?;
         let handle = tokio::runtime::Handle::current();
         let mut seq = Sequencer {
@@ -185,7 +290,7 @@ impl Ledger {
             reader: reader.clone(),
             signer,
             clock,
-            origin: config.origin,
+            origin: config.origin.clone(),
             max_batch: config.max_batch.max(1),
             linger: config.linger,
             last_batch: 0,
@@ -201,18 +306,25 @@ impl Ledger {
             AppendError::Fatal(m) => OpenError::Fatal(m),
             other => OpenError::Fatal(other.to_string()),
         })?;
+        let size = seq.frontier.size();
         if let Some(mut sink) = sink {
             // Catch the sink up with entries committed before it was last written
             // (a crash between commit and sink, or another process's appends).
-            let size = seq.frontier.size();
             let (store, h) = (seq.store.clone(), handle.clone());
-            let sink = tokio::task::spawn_blocking(move || {
+            let (sink, had) = tokio::task::spawn_blocking(move || {
                 sink.sync(&[], size, |a, b| h.block_on(store.entries(a, b)), || h.block_on(store.head_size()))
-                    .map(|()| sink)
+                    .map(|had| (sink, had))
             })
             .await
             .expect("sink catch-up panicked")?;
-            let (tx, rx) = mpsc::channel(2);
+            if had < size {
+                let saved_size = anchor.as_ref().and_then(|(_, a)| a.as_ref()).map_or(0, |a| a.checkpoint.size);
+                let beyond_window = had < saved_size
+                    || (config.sink_shared && batches_after(&seq.store, had, size).await? > SINK_DEPTH);
+                report.sink_repair =
+                    Some(SinkRepair { path: sink.path().to_owned(), had, size, beyond_window, recorded_at: None });
+            }
+            let (tx, rx) = mpsc::channel(1);
             let store = seq.store.clone();
             let thread = std::thread::Builder::new()
                 .name("breakglass-sink".into())
@@ -221,10 +333,63 @@ impl Ledger {
             seq.sink_tx = Some(tx);
             seq.sink_thread = Some(thread);
         }
+        let store = seq.store.clone();
         let (tx, rx) = mpsc::channel(8192);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(seq.run(rx, stop_rx));
-        Ok(Ledger { tx, reader, stop: Arc::new(stop), task: Arc::new(Mutex::new(Some(task))) })
+        let mut ledger = Ledger {
+            tx,
+            reader,
+            stop: Arc::new(stop),
+            task: Arc::new(Mutex::new(Some(task))),
+            report: Arc::default(),
+            config: Arc::new(config),
+        };
+        if let Some(repair) = &mut report.sink_repair {
+            let lacked = repair.size - repair.had;
+            if repair.beyond_window {
+                tracing::error!(
+                    sink = %repair.path.display(),
+                    had = repair.had,
+                    size = repair.size,
+                    "THE AUDIT LOG'S JSON-LINES COPY LACKED {lacked} ENTRIES, more than a crash can leave out (the last {SINK_DEPTH} batches): it was truncated, emptied or replaced; they were copied back from the database and the repair is recorded in the log"
+                );
+                let draft = EntryDraft::new(
+                    "breakglass",
+                    SINK_REPAIRED_KIND,
+                    serde_json::json!({
+                        "sink": repair.path.display().to_string(),
+                        "had": repair.had,
+                        "size": repair.size,
+                        "lacked": lacked,
+                        "window_batches": SINK_DEPTH,
+                    }),
+                );
+                let receipt = ledger.append(draft).await.map_err(|e| {
+                    OpenError::Fatal(format!(
+                        "the sink repair of {lacked} entries could not be recorded in the log: {e}"
+                    ))
+                })?;
+                repair.recorded_at = Some(receipt.index);
+            } else {
+                tracing::info!(
+                    sink = %repair.path.display(),
+                    had = repair.had,
+                    size = repair.size,
+                    "copied {lacked} entries of the batches in flight at the last stop to the sink"
+                );
+            }
+        }
+        if let (Some((path, _)), Some(verified)) = (&anchor, verified_size) {
+            save_verified(&store, path, verified).await?;
+        }
+        ledger.report = Arc::new(report);
+        Ok(ledger)
+    }
+
+    /// What the open verified and repaired.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
     }
 
     /// Appends one entry and waits until it is durable and checkpointed.
@@ -261,12 +426,75 @@ impl Ledger {
     /// Stops accepting appends (from every clone of this handle: later
     /// appends fail with [`AppendError::Closed`]), finishes what is already
     /// queued, and waits for the sequencer and the sink to finish.
+    /// With [`LedgerConfig::verified`] set, it then verifies the entries
+    /// appended since the saved checkpoint (bringing the sink up to date
+    /// first) and saves the new head, so the next open has little to check.
     pub async fn shutdown(self) {
         self.stop.send_replace(true);
-        if let Some(t) = self.task.lock().await.take() {
-            let _ = t.await;
+        let Some(t) = self.task.lock().await.take() else { return };
+        let halted = t.await.unwrap_or_else(|e| Some(format!("the sequencer failed: {e}")));
+        if let Some(why) = halted {
+            tracing::error!(reason = %why, "the audit log halted; the saved checkpoint was not advanced");
+            return;
+        }
+        if let Err(e) = self.advance_verified().await {
+            tracing::error!(error = %e, "the checkpoint verified last was not advanced at shutdown; the next start verifies more");
         }
     }
+
+    /// Verifies from the saved checkpoint to the head, with the sink caught
+    /// up to the head, and saves the head as the new saved checkpoint.
+    async fn advance_verified(&self) -> Result<(), OpenError> {
+        let Some(path) = &self.config.verified else { return Ok(()) };
+        let store = self.reader.store().clone();
+        let saved = crate::anchor::load(path, &self.config.origin, self.reader.verifier())?;
+        let size = store.head_size().await?;
+        if let Some(sink_path) = self.config.sink.clone() {
+            let (store, h) = (store.clone(), tokio::runtime::Handle::current());
+            tokio::task::spawn_blocking(move || {
+                FileSink::open(&sink_path)?.sync(
+                    &[],
+                    size,
+                    |a, b| h.block_on(store.entries(a, b)),
+                    || h.block_on(store.head_size()),
+                )
+            })
+            .await
+            .expect("sink catch-up panicked")?;
+        }
+        let start = saved.as_ref().map(|a| &a.checkpoint);
+        let checked = format!("at shutdown, from {}", start.map_or(0, |c| c.size));
+        let plan = VerifyPlan { start, sink_floor: SinkFloor::default() };
+        let opts = VerifyOptions { since: None, sink: self.config.sink.as_deref() };
+        let v = verify_log_planned(&self.reader, opts, plan).await.map_err(|e| match e {
+            VerifyError::Failed(failure) => OpenError::Verify { checked, failure },
+            VerifyError::Store(e) => OpenError::Store(e),
+            e => OpenError::Fatal(e.to_string()),
+        })?;
+        // The sink holds `size` entries; later ones (another writer's) are
+        // verified but not yet copied, so the saved checkpoint stops at `size`.
+        save_verified(&store, path, v.size.min(size)).await
+    }
+}
+
+/// How many batches (checkpoints) of a log of `size` entries end after `had`,
+/// counting at most one more than the crash window.
+async fn batches_after(store: &Arc<dyn LogStore>, had: u64, size: u64) -> Result<usize, StoreError> {
+    let cps = store.checkpoints(had, SINK_DEPTH as u32 + 1).await?;
+    Ok(cps.iter().filter(|c| c.size <= size).count())
+}
+
+/// Saves the checkpoint of `size` (verified by the caller) as the anchor.
+async fn save_verified(store: &Arc<dyn LogStore>, path: &std::path::Path, size: u64) -> Result<(), OpenError> {
+    if size == 0 {
+        return Ok(());
+    }
+    let cp = store
+        .checkpoint(size)
+        .await?
+        .ok_or_else(|| OpenError::Fatal(format!("the verified checkpoint of size {size} is no longer stored")))?;
+    crate::anchor::save(path, &cp.note)?;
+    Ok(())
 }
 
 struct Sequencer {
@@ -292,7 +520,11 @@ struct Sequencer {
 const MAX_CAS_RETRIES: usize = 1000;
 
 impl Sequencer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Request>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Request>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<String> {
         loop {
             let next = if *stop.borrow() {
                 // The stop may have been seen here first, before the branch
@@ -337,6 +569,20 @@ impl Sequencer {
             self.last_batch = n;
             let mut work: Vec<(Vec<EntryDraft>, Vec<Mutation>)> =
                 batch.iter_mut().map(|r| (std::mem::take(&mut r.drafts), std::mem::take(&mut r.mutations))).collect();
+            // Reserve the sink's slot before committing, so no more than
+            // SINK_DEPTH committed batches are ever waiting for the sink.
+            let permit = match &self.sink_tx {
+                Some(tx) => match tx.clone().reserve_owned().await {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        for r in batch {
+                            let _ = r.reply.send(Err(AppendError::Closed));
+                        }
+                        continue;
+                    }
+                },
+                None => None,
+            };
             // A request whose mutation conflicts is refused alone; the rest
             // of the batch is committed without it.
             let res = loop {
@@ -356,13 +602,9 @@ impl Sequencer {
             match res {
                 Ok((receipts, records, end)) => {
                     let replies: Vec<(Reply, Receipt)> = batch.into_iter().map(|r| r.reply).zip(receipts).collect();
-                    match &self.sink_tx {
-                        Some(tx) => {
-                            if let Err(unsent) = tx.send(SinkJob { records, end, replies }).await {
-                                for (reply, _) in unsent.0.replies {
-                                    let _ = reply.send(Err(AppendError::Closed));
-                                }
-                            }
+                    match permit {
+                        Some(permit) => {
+                            permit.send(SinkJob { records, end, replies });
                         }
                         None => {
                             for (reply, receipt) in replies {
@@ -383,6 +625,7 @@ impl Sequencer {
         if let Some(t) = self.sink_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+        self.fatal.take()
     }
 
     fn halt(&mut self, why: String) -> AppendError {

@@ -7,7 +7,9 @@
 //!   signed checkpoint, commits them with a compare-and-swap on the head, copies
 //!   them to the JSON-lines [`sink`], and only then acknowledges.
 //! - [`reader::LogReader`] serves entries, checkpoints and proofs.
-//! - [`verify`] recomputes a whole log; [`export`] writes the tlog-tiles layout.
+//! - [`verify`] recomputes a whole log, or the part after a checkpoint
+//!   verified earlier ([`anchor`]: what a server checks at start);
+//!   [`export`] writes the tlog-tiles layout.
 //! - The service's state (grants, API tokens, sessions, used login
 //!   challenges) is a table of versioned [`StateObject`]s that changes only
 //!   through [`Mutation`]s committed in the same transaction as the log
@@ -16,6 +18,7 @@
 //!   change by the same compare-and-swap without a log entry
 //!   ([`LogStore::update_objects`]).
 
+pub mod anchor;
 pub mod export;
 pub mod ledger;
 pub mod postgres;

@@ -61,6 +61,8 @@ impl FileSink {
     /// `db_size()` gives the database's current size, to tell a file that is
     /// ahead of the database (tampering, a rollback) from one that another
     /// process has already brought past this batch (normal).
+    /// Returns how many entries the file held before (its complete lines),
+    /// so that a caller can tell a crash's gap from a truncated copy.
     /// Blocking: it takes a file lock that another process may hold.
     pub fn sync(
         &mut self,
@@ -68,7 +70,7 @@ impl FileSink {
         end: u64,
         mut fetch: impl FnMut(u64, u64) -> Result<Vec<EntryRecord>, StoreError>,
         mut db_size: impl FnMut() -> Result<u64, StoreError>,
-    ) -> Result<(), SinkError> {
+    ) -> Result<u64, SinkError> {
         let start = batch.first().map_or(end, |r| r.index);
         debug_assert_eq!(start + batch.len() as u64, end);
         let path = self.path.clone();
@@ -78,7 +80,9 @@ impl FileSink {
         if res.is_err() {
             self.cached = None;
         }
-        res.and(unlocked)
+        let had = res?;
+        unlocked?;
+        Ok(had)
     }
 
     fn sync_locked(
@@ -88,7 +92,7 @@ impl FileSink {
         end: u64,
         fetch: &mut impl FnMut(u64, u64) -> Result<Vec<EntryRecord>, StoreError>,
         db_size: &mut impl FnMut() -> Result<u64, StoreError>,
-    ) -> Result<(), SinkError> {
+    ) -> Result<u64, SinkError> {
         let path = self.path.clone();
         let len = self.file.metadata().map_err(|e| io_err(&path, e))?.len();
         let last = match self.cached {
@@ -103,7 +107,7 @@ impl FileSink {
                 return Err(SinkError::Ahead { path: path.display().to_string(), file_last: next - 1, log_size: size });
             }
             self.cached = Some((len, last));
-            return Ok(());
+            return Ok(next);
         }
         let mut missing = Vec::new();
         if next < start {
@@ -115,7 +119,7 @@ impl FileSink {
         let lines = missing.iter().chain(batch.iter().filter(|r| r.index >= next));
         let (len, last) = write_lines(&mut self.file, &path, lines, last)?;
         self.cached = Some((len, last));
-        Ok(())
+        Ok(next)
     }
 }
 

@@ -8,6 +8,17 @@
 //! database. It trusts nothing it reads: every entry is decoded strictly, every
 //! stored hash is recomputed, and every checkpoint's signature is checked.
 //! On failure it names the first bad index.
+//!
+//! Security: the JSON-lines sink is the off-database copy, so a sink with
+//! fewer lines than the log is itself evidence: every entry is acknowledged
+//! only after it was fsynced there, so only the batches still in flight at a
+//! crash may be missing ([`SinkFloor`]). A shorter copy means it was
+//! truncated, emptied or replaced, and verification says by how much.
+//!
+//! [`verify_log_planned`] can also start from a checkpoint verified earlier
+//! ([`VerifyPlan::start`]): the tree up to it is rebuilt from its stored
+//! peaks and checked against its signed root, and only the entries after it
+//! are recomputed. That is what a server runs at start.
 
 use std::io::BufRead as _;
 use std::path::Path;
@@ -31,8 +42,13 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     /// The size of the saved checkpoint the log was shown to extend, if one was given.
     pub since: Option<u64>,
-    /// Lines of the sink file compared byte for byte with the entries.
+    /// Lines of the sink file compared byte for byte with the entries
+    /// (with [`VerifyPlan::start`], the lines before it are counted, not compared).
     pub sink_lines: Option<u64>,
+    /// The fewest lines the sink may hold ([`SinkFloor`]); `None` without a sink.
+    pub sink_floor: Option<u64>,
+    /// Where verification started: 0, or the size of [`VerifyPlan::start`].
+    pub from: u64,
 }
 
 /// Why verification failed: the first bad index (when there is one) and what is wrong.
@@ -41,6 +57,9 @@ pub struct VerifyReport {
 pub struct VerifyFailure {
     pub index: Option<u64>,
     pub problem: String,
+    /// When the failure is a sink shorter than its floor: how many entries it lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink_lacks: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +73,7 @@ pub enum VerifyError {
 }
 
 fn fail(index: impl Into<Option<u64>>, problem: impl Into<String>) -> VerifyError {
-    VerifyError::Failed(VerifyFailure { index: index.into(), problem: problem.into() })
+    VerifyError::Failed(VerifyFailure { index: index.into(), problem: problem.into(), sink_lacks: None })
 }
 
 #[derive(Clone, Debug, Default)]
@@ -64,6 +83,34 @@ pub struct VerifyOptions<'a> {
     pub since: Option<&'a Checkpoint>,
     /// The JSON-lines sink to compare with the entries.
     pub sink: Option<&'a Path>,
+}
+
+/// How few lines the sink may hold. An entry is acknowledged only after
+/// the sink is fsynced, so a sink may lack only entries nobody was told were
+/// durable: those of the batches in flight when a process stopped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SinkFloor {
+    /// The sink held at least this many entries when it was last known good
+    /// (the size of the checkpoint a server saved after catching it up).
+    pub at_least: u64,
+    /// Set when every writer of this log writes this one sink (SQLite: one
+    /// data directory, one file): then only the last `window` batches (one
+    /// signed checkpoint each) may be missing. On PostgreSQL each server has
+    /// its own sink, which lags the others' appends until it next writes,
+    /// so only `at_least` holds there.
+    pub window: Option<usize>,
+    /// Fail when the sink holds fewer lines than the floor (and a missing
+    /// sink file counts as empty). Without it the shortfall is only reported.
+    pub enforce: bool,
+}
+
+/// What else a verification checks, beyond [`VerifyOptions`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VerifyPlan<'a> {
+    /// A checkpoint verified earlier (signature already checked): verify
+    /// only the entries after it.
+    pub start: Option<&'a Checkpoint>,
+    pub sink_floor: SinkFloor,
 }
 
 const PAGE: u64 = 4096;
@@ -110,6 +157,101 @@ fn check_page(
 
 /// Verifies the whole log behind `reader`.
 pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<VerifyReport, VerifyError> {
+    verify_log_planned(reader, opts, VerifyPlan::default()).await
+}
+
+/// Finds, reading backwards from the end of `file`, the line of entry
+/// `start` (by the index each line names): returns `start` and that line's
+/// offset. `None` when a line does not decode or the file holds no such
+/// line; the caller then counts lines from the front.
+fn tail_from(file: &mut std::fs::File, start: u64) -> Option<(u64, u64)> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let len = file.metadata().ok()?.len();
+    let mut pos = len;
+    // The bytes from `pos` to the end of the file, minus what was consumed.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut end = len;
+    loop {
+        let chunk = (64 * 1024).min(pos);
+        if chunk == 0 {
+            return None;
+        }
+        pos -= chunk;
+        let mut more = vec![0u8; chunk as usize];
+        file.seek(SeekFrom::Start(pos)).ok()?;
+        file.read_exact(&mut more).ok()?;
+        more.extend_from_slice(&buf);
+        buf = more;
+        // Complete lines wholly inside `buf`, last first: each lies between
+        // two newlines (or the file's start).
+        let upto = (end - pos) as usize;
+        let body = &buf[..upto];
+        // The last line may be unterminated (an interrupted write): skip it.
+        let mut stop = match body.iter().rposition(|b| *b == b'\n') {
+            Some(p) => p,
+            None => continue,
+        };
+        loop {
+            let line_start = match body[..stop].iter().rposition(|b| *b == b'\n') {
+                Some(p) => p + 1,
+                None if pos == 0 => 0,
+                None => break,
+            };
+            let index = Entry::decode(&body[line_start..stop]).ok()?.index;
+            if index == start {
+                return Some((start, pos + line_start as u64));
+            }
+            // The file ends with the entry before the start: nothing to compare.
+            if index + 1 == start {
+                return Some((start, pos + stop as u64 + 1));
+            }
+            if index < start || line_start == 0 {
+                return None;
+            }
+            stop = line_start - 1;
+        }
+        // Keep only the unscanned front; the scanned lines are done with.
+        end = pos + stop as u64 + 1;
+        buf.truncate(stop + 1);
+    }
+}
+
+/// Counts up to `n` lines from the start of `file` in large chunks; returns
+/// how many it found and the offset just past the last of them.
+fn skip_lines(file: &mut std::fs::File, n: u64) -> std::io::Result<(u64, u64)> {
+    use std::io::Read as _;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut lines, mut offset) = (0u64, 0u64);
+    while lines < n {
+        let got = file.read(&mut buf)?;
+        if got == 0 {
+            break;
+        }
+        for (i, b) in buf[..got].iter().enumerate() {
+            if *b == b'\n' {
+                lines += 1;
+                if lines == n {
+                    return Ok((lines, offset + i as u64 + 1));
+                }
+            }
+        }
+        offset += got as u64;
+    }
+    // Fewer than `n` lines: the comparison starts at the end (nothing is left to compare).
+    Ok((lines, offset))
+}
+
+fn sink_err(path: &Path, e: std::io::Error) -> VerifyError {
+    VerifyError::Sink { path: path.display().to_string(), source: e }
+}
+
+/// Verifies the log behind `reader` from `plan.start` (or from the first
+/// entry), and holds the sink to `plan.sink_floor`.
+pub async fn verify_log_planned(
+    reader: &LogReader,
+    opts: VerifyOptions<'_>,
+    plan: VerifyPlan<'_>,
+) -> Result<VerifyReport, VerifyError> {
     let store = reader.store().clone();
     let trusted = vec![reader.verifier().clone()];
     let origin = reader.origin().to_owned();
@@ -117,24 +259,73 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
     // at or below it never change, so appends that land while verification
     // runs (a live server) cannot make a sound log look broken.
     let head_row = store.head_state().await?.size;
+    let mut line = Vec::new();
+    let start_size = plan.start.map_or(0, |c| c.size);
+    // A sink that does not exist is an empty one when its length matters.
+    let mut sink_missing = None;
     let mut sink = match opts.sink {
         Some(p) if p.exists() => {
-            let f =
-                std::fs::File::open(p).map_err(|e| VerifyError::Sink { path: p.display().to_string(), source: e })?;
-            Some((p, std::io::BufReader::new(f), 0u64))
+            let mut f = std::fs::File::open(p).map_err(|e| sink_err(p, e))?;
+            // Lines before the start were compared when it was verified: find
+            // the first line to compare from the end of the file (each line
+            // names its index), reading from the front only if that fails.
+            let found = if start_size == 0 { Some((0, 0)) } else { tail_from(&mut f, start_size) };
+            let (lines, offset) = match found {
+                Some(found) => found,
+                None => {
+                    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0)).map_err(|e| sink_err(p, e))?;
+                    skip_lines(&mut f, start_size).map_err(|e| sink_err(p, e))?
+                }
+            };
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset)).map_err(|e| sink_err(p, e))?;
+            Some((p, std::io::BufReader::new(f), lines))
+        }
+        Some(p) if plan.sink_floor.enforce => {
+            sink_missing = Some(p);
+            None
         }
         _ => None,
     };
-    let mut frontier = Frontier::default();
+    let mut frontier = match plan.start {
+        None => Frontier::default(),
+        Some(cp) => {
+            if cp.size > head_row {
+                return Err(fail(
+                    head_row,
+                    format!(
+                        "the log has {head_row} entries but the checkpoint verified earlier has {}: entries were removed or the log rolled back",
+                        cp.size
+                    ),
+                ));
+            }
+            let f = reader.frontier(cp.size).await.map_err(|e| {
+                fail(
+                    None,
+                    format!("cannot rebuild the tree of the checkpoint verified earlier (size {}): {e}", cp.size),
+                )
+            })?;
+            if f.root() != cp.root {
+                return Err(fail(
+                    None,
+                    format!(
+                        "the stored tree of size {} is not the one in the checkpoint verified earlier: the log was rewritten",
+                        cp.size
+                    ),
+                ));
+            }
+            f
+        }
+    };
     let mut pending_cps: std::collections::VecDeque<crate::StoredCheckpoint> = Default::default();
     let mut cps_exhausted = false;
     let mut n_checkpoints = 0u64;
-    let mut last_cp_size = 0u64;
-    let mut line = Vec::new();
+    let mut last_cp_size = start_size;
+    // The sizes of the last checkpoints, for the sink's crash window.
+    let mut recent_cps = std::collections::VecDeque::from([start_size]);
     let fetch = move |store: std::sync::Arc<dyn crate::LogStore>, start: u64| {
         tokio::spawn(async move { store.entries(start, (start + PAGE).min(head_row.max(start))).await })
     };
-    let mut next_page = fetch(store.clone(), 0);
+    let mut next_page = fetch(store.clone(), start_size);
     // A record that cannot be read at all fails the page fetch; the entries
     // before it are verified first, so that the first bad index is reported.
     let mut unreadable: Option<VerifyError> = None;
@@ -209,7 +400,9 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
                 let n = file
                     .read_until(b'\n', &mut line)
                     .map_err(|e| VerifyError::Sink { path: path.display().to_string(), source: e })?;
-                if n > 0 {
+                // A last line with no newline is a write a crash interrupted
+                // (never acknowledged; the next open cuts and rewrites it).
+                if n > 0 && line.ends_with(b"\n") {
                     if line.strip_suffix(b"\n") != Some(record.data.as_slice()) {
                         return Err(fail(index, format!("the sink {} holds a different entry", path.display())));
                     }
@@ -225,6 +418,10 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
                 check_checkpoint(&cp, signed, &frontier)?;
                 n_checkpoints += 1;
                 last_cp_size = cp.size;
+                recent_cps.push_back(cp.size);
+                if recent_cps.len() > plan.sink_floor.window.unwrap_or(0) + 1 {
+                    recent_cps.pop_front();
+                }
             }
             if let Some(since) = opts.since
                 && since.size == frontier.size()
@@ -290,8 +487,36 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
         if since.size == 0 && since.root != breakglass_core::hash::empty_root() {
             return Err(fail(None, "the saved checkpoint of size 0 has a non-empty root"));
         }
+        // A saved checkpoint older than the start was not met on the way.
+        if since.size > 0 && since.size < start_size {
+            let root = reader.tree_hash(since.size).await.map_err(|e| fail(None, e.to_string()))?;
+            if root != since.root {
+                return Err(fail(
+                    None,
+                    format!(
+                        "the saved checkpoint of size {} is not a prefix of this log: it was rewritten",
+                        since.size
+                    ),
+                ));
+            }
+        }
     }
-    let mut sink_lines = None;
+    let floor = plan.sink_floor;
+    let window_floor = if floor.window.is_some() { recent_cps.front().copied().unwrap_or(0) } else { 0 };
+    let sink_floor = floor.at_least.max(window_floor).min(size);
+    if let Some(path) = sink_missing
+        && sink_floor > 0
+    {
+        return Err(VerifyError::Failed(VerifyFailure {
+            index: Some(0),
+            problem: format!(
+                "the sink {} does not exist, but the log has {size} entries and the sink must hold at least {sink_floor}: the copy was deleted or moved",
+                path.display()
+            ),
+            sink_lacks: Some(size),
+        }));
+    }
+    let mut sink_lines = sink_missing.map(|_| 0);
     if let Some((path, mut file, lines)) = sink {
         line.clear();
         let extra = file
@@ -299,11 +524,31 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
             .map_err(|e| VerifyError::Sink { path: path.display().to_string(), source: e })?;
         // Lines past the snapshot are fine if the log has grown to cover them
         // (the sink is written after the database commit, never before).
-        if extra > 0 && store.head_state().await?.size == head_row {
+        if extra > 0 && line.ends_with(b"\n") && store.head_state().await?.size == head_row {
             return Err(fail(
                 size,
                 format!("the sink {} has entries the database does not: entries were deleted", path.display()),
             ));
+        }
+        if floor.enforce && lines < sink_floor {
+            let why = match floor.window {
+                Some(w) if window_floor >= floor.at_least => format!(
+                    "an entry is acknowledged only after it is written there, and a crash can leave out only the last {w} batches (the entries after {window_floor})"
+                ),
+                _ => format!(
+                    "it held at least {} entries when it was last checked (the checkpoint saved in the data directory)",
+                    floor.at_least
+                ),
+            };
+            let lacks = size - lines.min(size);
+            return Err(VerifyError::Failed(VerifyFailure {
+                index: Some(lines),
+                problem: format!(
+                    "the sink {} lacks {lacks} entries: it holds {lines} lines, the log has {size}, and {why}; the copy was truncated, emptied or replaced",
+                    path.display(),
+                ),
+                sink_lacks: Some(lacks),
+            }));
         }
         sink_lines = Some(lines);
     }
@@ -314,6 +559,8 @@ pub async fn verify_log(reader: &LogReader, opts: VerifyOptions<'_>) -> Result<V
         checkpoints: n_checkpoints,
         since: opts.since.map(|c| c.size),
         sink_lines,
+        sink_floor: opts.sink.map(|_| sink_floor),
+        from: start_size,
     })
 }
 

@@ -8,7 +8,8 @@ use breakglass_core::entry::Entry;
 use breakglass_core::note::NoteVerifier;
 use breakglass_core::time::Timestamp;
 use breakglass_core::tlog_proof::TlogProof;
-use breakglass_store::verify::{VerifyError, VerifyOptions, verify_log};
+use breakglass_store::ledger::SINK_DEPTH;
+use breakglass_store::verify::{SinkFloor, VerifyError, VerifyOptions, VerifyPlan, verify_log_planned};
 use serde_json::json;
 
 use crate::cli::AuditCommand;
@@ -122,7 +123,26 @@ pub async fn run(loc: &Location, cmd: AuditCommand) -> CliResult {
                 .transpose()?;
             let sink = data.sink_path();
             let opts = VerifyOptions { since: saved.as_ref(), sink: Some(&sink) };
-            match verify_log(&reader, opts).await {
+            // Issue 14: the sink may lack only what a crash can leave out
+            // (the batches in flight; on SQLite every writer writes this one
+            // sink), and never entries the checkpoint the server saved after
+            // catching it up covers.
+            let anchor_path = data.path(breakglass_store::anchor::VERIFIED_CHECKPOINT_FILE);
+            let anchor = match breakglass_store::anchor::load(&anchor_path, &data.config.log.origin, reader.verifier())
+            {
+                Ok(a) => a,
+                // The file is signed by the data directory's key; an auditor
+                // who pins another key does not trust it, and only loses its floor.
+                Err(_) if key.is_some() => None,
+                Err(e) => return Err(check_failed(e.to_string())),
+            };
+            let sink_floor = SinkFloor {
+                at_least: anchor.map_or(0, |a| a.checkpoint.size),
+                window: data.config.database.url.is_empty().then_some(SINK_DEPTH),
+                enforce: true,
+            };
+            let plan = VerifyPlan { start: None, sink_floor };
+            match verify_log_planned(&reader, opts, plan).await {
                 Ok(report) => {
                     if json {
                         print_json(&json!({ "ok": true, "report": report }));
@@ -136,15 +156,34 @@ pub async fn run(loc: &Location, cmd: AuditCommand) -> CliResult {
                                 .since
                                 .map(|s| format!(", consistent with the saved checkpoint of size {s}"))
                                 .unwrap_or_default(),
-                            report.sink_lines.map(|n| format!(", sink matches ({n} lines)")).unwrap_or_default(),
+                            report
+                                .sink_lines
+                                .map(|n| match report.size - n.min(report.size) {
+                                    0 => format!(", sink matches ({n} lines)"),
+                                    k => format!(
+                                        ", sink matches ({n} lines; it lacks the last {k} entries, of the batches in flight at the last stop, which the next append copies)"
+                                    ),
+                                })
+                                .unwrap_or_default(),
                         );
                     }
                 }
                 Err(VerifyError::Failed(f)) => {
                     if json {
-                        print_json(&json!({ "ok": false, "first_bad_index": f.index, "problem": f.problem }));
+                        print_json(&json!({
+                            "ok": false, "first_bad_index": f.index, "problem": f.problem, "sink_lacks": f.sink_lacks,
+                        }));
                     }
-                    return Err(check_failed(format!("audit log verification failed: {f}")));
+                    let next = match f.sink_lacks {
+                        Some(_) => format!(
+                            "\nnext: keep the copy as evidence (cp {} {}.evidence) and compare it with your exported copies; the next 'breakglass serve --data-dir {}' copies the missing entries back from the database and records the repair in the log",
+                            sink.display(),
+                            sink.display(),
+                            data.root.display()
+                        ),
+                        None => String::new(),
+                    };
+                    return Err(check_failed(format!("audit log verification failed: {f}{next}")));
                 }
                 Err(VerifyError::Store(e)) => return Err(e.into()),
                 Err(e) => return Err(internal(e.to_string())),

@@ -359,11 +359,22 @@ impl DataDir {
             origin: self.config.log.origin.clone(),
             max_batch: self.config.log.max_batch,
             sink: sink.then(|| self.sink_path()),
+            // Issue 14: verify the log at open from the checkpoint this data
+            // directory verified last, and hold the sink to its crash window.
+            verified: Some(self.path(breakglass_store::anchor::VERIFIED_CHECKPOINT_FILE)),
+            sink_shared: self.config.database.url.is_empty(),
             ..LedgerConfig::new(self.config.log.origin.clone())
         };
-        Ledger::open(store, self.signer()?, clock, config)
-            .await
-            .map_err(|e| internal(format!("cannot open the audit log: {e}")))
+        Ledger::open(store, self.signer()?, clock, config).await.map_err(|e| match e {
+            e @ (breakglass_store::ledger::OpenError::Verify { .. }
+            | breakglass_store::ledger::OpenError::Anchor(breakglass_store::anchor::AnchorError::Invalid { .. })) => {
+                crate::error::check_failed(format!(
+                "{e}\nnext: run 'breakglass audit verify --data-dir {}' and keep the database and the sink as evidence; restore the log from a good copy before starting again",
+                self.root.display()
+                ))
+            }
+            e => internal(format!("cannot open the audit log: {e}")),
+        })
     }
 }
 

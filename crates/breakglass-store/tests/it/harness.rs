@@ -11,10 +11,12 @@ use breakglass_core::entry::{Entry, EntryDraft};
 use breakglass_core::hash::{empty_root, node_hash};
 use breakglass_core::note::NoteSigner;
 use breakglass_core::time::{Clock, Timestamp};
-use breakglass_store::ledger::{Ledger, LedgerConfig, OpenError, Receipt};
+use breakglass_store::ledger::{Ledger, LedgerConfig, OpenError, Receipt, SINK_DEPTH};
 use breakglass_store::reader::LogReader;
 use breakglass_store::sqlite::{OpenOptions, SqliteStore};
-use breakglass_store::verify::{VerifyError, VerifyFailure, VerifyOptions, VerifyReport, verify_log};
+use breakglass_store::verify::{
+    SinkFloor, VerifyError, VerifyFailure, VerifyOptions, VerifyPlan, VerifyReport, verify_log, verify_log_planned,
+};
 use breakglass_store::{EntryRecord, LogStore};
 use serde_json::json;
 use tempfile::TempDir;
@@ -361,4 +363,49 @@ impl LogCopy {
         let sink = with_sink.then_some(self.sink.as_path());
         verify_log(&self.reader(), VerifyOptions { since: None, sink }).await
     }
+}
+
+/// Issue 14: opens a ledger as a server does: verifying the log from the
+/// checkpoint saved in `verified` (the whole log when it does not exist),
+/// holding the sink to its crash window when `shared`.
+pub async fn try_open_guarded(
+    store: &Arc<SqliteStore>,
+    sink: &Path,
+    verified: &Path,
+    shared: bool,
+    clock: &Arc<ManualClock>,
+) -> Result<Ledger, OpenError> {
+    let mut config = LedgerConfig::new(ORIGIN);
+    config.sink = Some(sink.to_owned());
+    config.verified = Some(verified.to_owned());
+    config.sink_shared = shared;
+    Ledger::open(store.clone() as Arc<dyn LogStore>, signer(), clock.clone() as Arc<dyn Clock>, config).await
+}
+
+impl TestLog {
+    /// Where a guarded ledger keeps its saved checkpoint for this log.
+    pub fn verified_path(&self) -> PathBuf {
+        self.dir.path().join(breakglass_store::anchor::VERIFIED_CHECKPOINT_FILE)
+    }
+
+    /// Verifies as `audit verify` does on SQLite: the sink held to its crash
+    /// window and to `at_least` (the saved checkpoint's size).
+    pub async fn verify_as_auditor(&self, at_least: u64) -> Result<VerifyReport, VerifyError> {
+        let floor = SinkFloor { at_least, window: Some(SINK_DEPTH), enforce: true };
+        let opts = VerifyOptions { since: None, sink: Some(&self.sink) };
+        verify_log_planned(&self.reader(), opts, VerifyPlan { start: None, sink_floor: floor }).await
+    }
+
+    /// Keeps only the first `n` lines of the sink.
+    pub fn cut_sink_to(&self, n: usize) {
+        let mut lines = sink_lines(&self.sink);
+        lines.truncate(n);
+        write_sink(&self.sink, &lines);
+    }
+}
+
+/// Writes `lines` as a sink file.
+pub fn write_sink(path: &Path, lines: &[Vec<u8>]) {
+    let bytes: Vec<u8> = lines.iter().flat_map(|l| l.iter().copied().chain([b'\n'])).collect();
+    std::fs::write(path, bytes).expect("write sink");
 }

@@ -406,3 +406,217 @@ fn the_benchmarks_run_and_report_their_figures() {
     assert!(v["large_push_events_each"][0].as_u64().unwrap() >= 2, "{v}");
     assert!(v["breakglass_version"]["ms_p50"].as_f64().unwrap() > 0.0, "{v}");
 }
+
+// Issue 14: log tampering, end to end with the real binary.
+
+/// Keeps the first `n` lines of the data directory's JSON-lines copy.
+fn cut_sink(s: &Scratch, n: usize) -> std::path::PathBuf {
+    let sink = s.data().join("audit.jsonl");
+    let text = std::fs::read_to_string(&sink).unwrap();
+    let kept: String = text.split_inclusive('\n').take(n).collect();
+    std::fs::write(&sink, kept).unwrap();
+    sink
+}
+
+/// Issue 14, finding 4: `audit verify` said "sink matches" and exited 0
+/// with ten lines cut from the copy, or the copy emptied.
+#[test]
+fn issue14_verify_fails_on_a_copy_with_ten_lines_cut_or_emptied() {
+    let s = Scratch::new();
+    s.append(30, 2);
+    let size = INIT_ENTRIES + 60;
+    let sink = cut_sink(&s, size as usize - 10);
+    let err = s.fails(&["audit", "verify"], 1);
+    assert!(err.contains(&format!("lacks 10 entries: it holds {} lines, the log has {size}", size - 10)), "{err}");
+    assert!(err.contains(&sink.display().to_string()), "names the file: {err}");
+    // The next step it prints is a command that runs as printed.
+    let cp = format!("cp {} {}.evidence", sink.display(), sink.display());
+    assert!(err.contains(&cp), "{err}");
+    let status = std::process::Command::new("sh").arg("-c").arg(&cp).status().unwrap();
+    assert!(status.success());
+    assert!(err.contains(&format!("breakglass serve --data-dir {}", s.data().display())), "{err}");
+    let out = s.run(&["audit", "verify", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["ok"].as_bool(), v["sink_lacks"].as_u64()), (Some(false), Some(10)), "{v}");
+    cut_sink(&s, 0);
+    let err = s.fails(&["audit", "verify"], 1);
+    assert!(err.contains(&format!("lacks {size} entries")), "{err}");
+}
+
+/// A `breakglass serve` on a data directory, its stdout and stderr lines
+/// handed over as they come.
+struct Server {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(s: &Scratch) -> Server {
+        let mut child = s
+            .cmd(&["serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        for stream in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead as _;
+                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Server { child, lines }
+    }
+
+    /// Waits for a line containing `needle` (an event; the bound only turns
+    /// a hang into a failure) and returns every line seen until then.
+    fn wait_for(&self, needle: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match self.lines.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(line) => {
+                    let done = line.contains(needle);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!("the server never printed {needle:?} ({e}); it printed:\n{}", seen.join("\n")),
+            }
+        }
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 14, finding 4: `serve` silently refilled a copy with ten lines
+/// cut. Now it says so on stderr, records `log.sink_repaired` and a
+/// `log.sink_truncated` drift finding, and the copy verifies again.
+#[test]
+fn issue14_serve_repairs_a_truncated_copy_loudly_and_records_it() {
+    let s = Scratch::new();
+    s.append(20, 1);
+    let size = INIT_ENTRIES + 20;
+    cut_sink(&s, size as usize - 10);
+    let server = Server::start(&s);
+    let seen = server.wait_for("drift check:");
+    let all = seen.join("\n");
+    assert!(all.contains("LACKED 10 ENTRIES"), "no loud line about the copy:\n{all}");
+    assert!(seen.last().unwrap().contains("1 new"), "{all}");
+    server.stop();
+    let tail: Value = serde_json::from_str(&s.ok(&["audit", "tail", "-n", "50", "--json"])).unwrap();
+    let entries = tail.as_array().unwrap();
+    let repaired = entries.iter().find(|e| e["kind"] == "log.sink_repaired").expect("a log.sink_repaired entry");
+    assert_eq!((repaired["data"]["had"].as_u64(), repaired["data"]["lacked"].as_u64()), (Some(size - 10), Some(10)));
+    assert!(
+        entries.iter().any(|e| e["kind"] == "drift.found" && e["data"]["kind"] == "log.sink_truncated"),
+        "no drift finding: {tail}"
+    );
+    let v: Value = serde_json::from_str(&s.ok(&["audit", "verify", "--json"])).unwrap();
+    assert_eq!(v["report"]["sink_lines"], v["report"]["size"]);
+    // The clean stop saved the head as the checkpoint this data directory verified.
+    let saved = std::fs::read_to_string(s.data().join("log-verified.checkpoint")).unwrap();
+    assert_eq!(saved, s.ok(&["audit", "checkpoint"]));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(s.data().join("log-verified.checkpoint")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+    }
+}
+
+/// Issue 14's weak spot: after a crash, an entry is edited in the database
+/// with its leaf hash recomputed. The server was started on it and
+/// appended; now it refuses to start, names the entry and the next step,
+/// and nothing is appended.
+#[test]
+fn issue14_serve_refuses_a_log_edited_with_a_recomputed_leaf_hash() {
+    use sha2::Digest as _;
+    let s = Scratch::new();
+    s.append(5, 1);
+    // A writer killed mid-run: its appends come after the checkpoint saved at its start.
+    let mut child = s
+        .cmd(&["debug", "append", "--count", "100000", "--writers", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead as _;
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        for _ in 0..30 {
+            lines.next().expect("the appender exited early").unwrap();
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let idx = INIT_ENTRIES + 5 + 11;
+    let db = s.db();
+    crate::support::run_async(async move {
+        use breakglass_store::LogStore as _;
+        let store = breakglass_store::sqlite::SqliteStore::open(&db, Default::default()).await.unwrap();
+        let rec = store.entries(idx, idx + 1).await.unwrap().remove(0);
+        let data = String::from_utf8(rec.data).unwrap().replace("\"debug\"", "\"mallory\"");
+        let mut leaf = sha2::Sha256::new();
+        leaf.update([0u8]);
+        leaf.update(data.as_bytes());
+        let mut hashes: Vec<u8> = rec.hashes.iter().flat_map(|h| h.0).collect();
+        hashes[..32].copy_from_slice(&leaf.finalize());
+        sqlx::query("UPDATE log_entries SET data = ?, hashes = ? WHERE idx = ?")
+            .bind(data.into_bytes())
+            .bind(hashes)
+            .bind(idx as i64)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    let before = s.entries().len();
+    let err = s.fails(&["serve", "--listen", "127.0.0.1:0"], 1);
+    assert!(err.contains("the audit log failed its check at open"), "{err}");
+    assert!(err.contains(&format!("entry {idx}")), "{err}");
+    let next = format!("breakglass audit verify --data-dir {}", s.data().display());
+    assert!(err.contains(&next), "{err}");
+    assert_eq!(s.entries().len(), before, "nothing was appended");
+    // Every writer refuses, not only the server; the auditor's check names the same entry.
+    s.fails(&["debug", "append", "--count", "1"], 1);
+    assert!(s.fails(&["audit", "verify"], 1).contains(&format!("entry {idx}")));
+}
+
+/// Issue 14: the saved checkpoint replaced by one the log's key did not
+/// sign (to skip the check, or to lower the copy's floor) stops every
+/// writer, with the command that moves it away if the log was replaced on purpose.
+#[test]
+fn issue14_a_forged_saved_checkpoint_stops_the_start() {
+    let s = Scratch::new();
+    s.append(5, 1);
+    let saved = s.data().join("log-verified.checkpoint");
+    let note = std::fs::read_to_string(&saved).unwrap();
+    let other = breakglass_core::note::NoteSigner::from_seed("test.breakglass.local/log", &[42; 32]).unwrap();
+    std::fs::write(&saved, other.sign(&note[..note.rfind("\n\n").unwrap() + 1]).unwrap()).unwrap();
+    let err = s.fails(&["debug", "append", "--count", "1"], 1);
+    assert!(err.contains("is not a checkpoint signed by this log's key"), "{err}");
+    let mv = format!("mv {} {}.old", saved.display(), saved.display());
+    assert!(err.contains(&mv), "{err}");
+    assert!(std::process::Command::new("sh").arg("-c").arg(&mv).status().unwrap().success());
+    // Moved away: the next start verifies the whole log and saves a new one.
+    s.append(1, 1);
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), s.ok(&["audit", "checkpoint"]));
+}
