@@ -46,7 +46,7 @@ fn review_error(e: ReviewError) -> ServiceError {
     match e {
         ReviewError::OwnGrant { .. } => ServiceError::Forbidden(e.to_string()),
         ReviewError::Decided { .. } => ServiceError::Conflict(e.to_string()),
-        ReviewError::MissingNotes => ServiceError::BadRequest(e.to_string()),
+        ReviewError::MissingNotes | ReviewError::BadText(_) => ServiceError::BadRequest(e.to_string()),
     }
 }
 

@@ -13,4 +13,5 @@ mod login;
 mod multi;
 mod receiver;
 mod reviews;
+mod security_input;
 mod tls;
