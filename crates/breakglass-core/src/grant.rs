@@ -11,11 +11,19 @@
 //! their own request or approves twice; extensions need a reason and never
 //! take the total past the policy maximum; pending requests lapse; there are
 //! no permanent grants.
+//!
+//! Security: the reasons here are written by one person and read by another
+//! (the approver, the reviewer), so every constructor refuses control and
+//! invisible format characters in them ([`crate::text`]; newlines allowed), a
+//! scope or capability named twice, and an incident that is not
+//! `<source>:<provider id>`. The server calls these constructors for every
+//! request, denial, revocation and extension, so the check holds on every path.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::entry::EntryDraft;
+use crate::text::{self, Lines, TextError};
 use crate::time::Timestamp;
 
 /// Where a grant is in its life.
@@ -147,6 +155,13 @@ pub enum GrantError {
     AlreadyExpired { id: String, at: Timestamp },
     #[error("extending grant {id} by {by} would make it {total} in total, over the policy maximum of {max}")]
     ExtensionOverMaximum { id: String, by: String, total: String, max: String },
+    /// A reason with a control or invisible character (see [`crate::text`]).
+    #[error("{0}")]
+    BadText(#[from] TextError),
+    #[error("{what} {item:?} is listed twice; name each {what} once")]
+    Duplicate { what: &'static str, item: String },
+    #[error("incident {given:?} is not an incident id: {problem}")]
+    BadIncident { given: String, problem: String },
 }
 
 /// `90m`, `1h30m`, `45s`: for messages.
@@ -167,21 +182,39 @@ pub fn human_duration(ms: i64) -> String {
 }
 
 /// Parses `30m`, `1h`, `1h30m`, `90s`, `2h15m30s`: positive, at most a week.
+/// Strict: each of `h`, `m` and `s` at most once and in that order, so that
+/// `30m30m` (which a lenient reader would add up to an hour) or `30s1h` is
+/// refused rather than guessed at.
 pub fn parse_duration(input: &str) -> Result<i64, String> {
     let bad = || format!("invalid duration {input:?}: expected a number followed by s, m or h, like 30m or 1h30m");
     let mut total: i64 = 0;
     let mut digits = String::new();
+    // The units already written, largest first: h = 0, m = 1, s = 2.
+    let mut last_unit: Option<usize> = None;
     for c in input.trim().chars() {
         if c.is_ascii_digit() {
             digits.push(c);
             continue;
         }
-        let unit = match c {
-            's' => 1_000,
-            'm' => 60_000,
-            'h' => 3_600_000,
+        let (rank, unit) = match c {
+            'h' => (0, 3_600_000),
+            'm' => (1, 60_000),
+            's' => (2, 1_000),
             _ => return Err(bad()),
         };
+        if let Some(last) = last_unit
+            && rank <= last
+        {
+            let problem = if rank == last {
+                format!("the unit {c} is written twice")
+            } else {
+                format!("{c} comes after a smaller unit")
+            };
+            return Err(format!(
+                "invalid duration {input:?}: {problem}; write each of h, m and s at most once, in that order, like 1h30m"
+            ));
+        }
+        last_unit = Some(rank);
         let n: i64 = digits.parse().map_err(|_| bad())?;
         digits.clear();
         total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
@@ -195,6 +228,46 @@ pub fn parse_duration(input: &str) -> Result<i64, String> {
     Ok(total)
 }
 
+/// Refuses a list that names an item twice (`what` names the kind of item).
+fn refuse_duplicates(what: &'static str, items: &[String]) -> Result<(), GrantError> {
+    for (idx, item) in items.iter().enumerate() {
+        if items[..idx].contains(item) {
+            return Err(GrantError::Duplicate { what, item: item.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// A reason: not blank, printable text. A reason may span lines (an
+/// incident write-up; CI outputs carry it in the heredoc form), so newlines
+/// and tabs are allowed; carriage returns and every other control character
+/// are not, and displays show the newlines escaped on one line.
+fn check_reason(field: &str, reason: &str) -> Result<(), GrantError> {
+    if reason.trim().is_empty() {
+        return Err(GrantError::MissingReason);
+    }
+    text::check(field, reason, Lines::Multi)?;
+    Ok(())
+}
+
+/// The checks of [`Grant::request`] that need no policy: the reason (not
+/// blank, one line of printable text) and no scope or capability named
+/// twice. The server runs them before it asks policy, so that a request
+/// policy refuses (whose refusal is logged with its reason) is held to them too.
+pub fn check_request_fields(reason: &str, scopes: &[String], capabilities: &[String]) -> Result<(), GrantError> {
+    check_reason("reason", reason)?;
+    refuse_duplicates("scope", scopes)?;
+    refuse_duplicates("capability", capabilities)
+}
+
+/// Checks an approval's optional comment: printable text, newlines and tabs
+/// allowed, as in a reason (see [`crate::text`]). The server records the comment beside the approval
+/// entry, so it calls this before [`Grant::approve`].
+pub fn check_comment(comment: &str) -> Result<(), GrantError> {
+    text::check("comment", comment, Lines::Multi)?;
+    Ok(())
+}
+
 fn entry(grant: &Grant, actor: &str, kind: &str, data: serde_json::Value) -> EntryDraft {
     EntryDraft::new(actor, kind, data).with_grant(grant.id.clone())
 }
@@ -204,11 +277,14 @@ impl Grant {
     /// required it activates at once (the activation entry follows the
     /// request entry, in the same batch).
     pub fn request(req: Request, terms: &Terms, now: Timestamp) -> Result<(Grant, Vec<EntryDraft>), GrantError> {
-        if req.reason.trim().is_empty() {
-            return Err(GrantError::MissingReason);
-        }
         if req.scopes.is_empty() || req.capabilities.is_empty() {
+            check_reason("reason", &req.reason)?;
             return Err(GrantError::NothingRequested);
+        }
+        check_request_fields(&req.reason, &req.scopes, &req.capabilities)?;
+        if let Some(incident) = &req.incident {
+            crate::incident::check_incident_id(incident)
+                .map_err(|problem| GrantError::BadIncident { given: text::escape(incident).into_owned(), problem })?;
         }
         if req.duration_ms <= 0 {
             return Err(GrantError::BadDuration { asked_ms: req.duration_ms });
@@ -316,18 +392,14 @@ impl Grant {
         if by == self.principal {
             return Err(GrantError::SelfApproval { id: self.id.clone(), who: by.to_owned() });
         }
-        if reason.trim().is_empty() {
-            return Err(GrantError::MissingReason);
-        }
+        check_reason("reason", reason)?;
         self.end(GrantState::Denied, by, reason, now);
         Ok(vec![entry(self, by, "grant.denied", json!({ "reason": reason }))])
     }
 
     /// Ends an active grant early (or withdraws a pending request).
     pub fn revoke(&mut self, by: &str, reason: &str, now: Timestamp) -> Result<Vec<EntryDraft>, GrantError> {
-        if reason.trim().is_empty() {
-            return Err(GrantError::MissingReason);
-        }
+        check_reason("reason", reason)?;
         // An active grant whose time is up has expired, whatever the column
         // says: that is recorded as expiry, at its exact time.
         if let Some(expired) = self.expire(now) {
@@ -355,9 +427,7 @@ impl Grant {
         reason: &str,
         now: Timestamp,
     ) -> Result<Vec<EntryDraft>, GrantError> {
-        if reason.trim().is_empty() {
-            return Err(GrantError::MissingReason);
-        }
+        check_reason("reason", reason)?;
         if added_ms <= 0 {
             return Err(GrantError::BadDuration { asked_ms: added_ms });
         }
@@ -498,7 +568,7 @@ mod tests {
             capabilities: vec!["push".into()],
             duration_ms: duration_min * MIN,
             reason: "INC-42: hotfix".into(),
-            incident: Some("INC-42".into()),
+            incident: Some("generic:INC-42".into()),
         }
     }
 
@@ -523,6 +593,73 @@ mod tests {
         }
         assert_eq!(human_duration(90 * MIN + 5_000), "1h30m5s");
         assert_eq!(human_duration(0), "0s");
+    }
+
+    #[test]
+    fn issue14_durations_are_strict() {
+        // A lenient reader added these up (30m30m was an hour).
+        for bad in ["30m30m", "1h1h", "30s1h", "1m1h", "5s5s", "1h30m30m"] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")) && err.contains("in that order"), "{bad}: {err}");
+        }
+        for (ok, want) in
+            [("1h30m", 90 * MIN), ("2h15m30s", 135 * MIN + 30_000), ("90m", 90 * MIN), ("1h5s", 60 * MIN + 5_000)]
+        {
+            assert_eq!(parse_duration(ok), Ok(want), "{ok}");
+        }
+    }
+
+    #[test]
+    fn issue14_hostile_reasons_duplicates_and_made_up_incidents_are_refused() {
+        let hostile = [
+            ("\u{1b}[2J\u{1b}[Happroved by security", 1, 0x1B),
+            ("fix\rAPPROVED BY CAROL", 4, 0x0D),
+            ("fix\u{8}\u{8}\u{8}ok", 4, 0x08),
+            ("fix\u{0}", 4, 0x00),
+            ("fix \u{1b}]8;;https://evil.example\u{7}link", 5, 0x1B),
+            ("fix\u{202E}", 4, 0x202E),
+        ];
+        for (reason, position, code) in hostile {
+            let mut r = request(30);
+            r.reason = reason.into();
+            let err = Grant::request(r, &terms(1), at(0)).unwrap_err();
+            let GrantError::BadText(t) = &err else { panic!("{reason:?}: {err}") };
+            assert_eq!((t.field.as_str(), t.position, t.code_point), ("reason", position, code), "{reason:?}");
+            // Deny, revoke and extend reasons get the same check.
+            let (mut g, _) = Grant::request(request(30), &terms(1), at(0)).unwrap();
+            assert!(matches!(g.deny("bob", reason, at(1)), Err(GrantError::BadText(_))));
+            assert!(matches!(g.revoke("bob", reason, at(1)), Err(GrantError::BadText(_))));
+            assert_eq!(g.state, GrantState::Pending, "a refused change changes nothing");
+            let (mut g, _) = Grant::request(request(30), &terms(0), at(0)).unwrap();
+            assert!(matches!(g.extend("alice", MIN, reason, at(1)), Err(GrantError::BadText(_))));
+            assert_eq!(g.expires_at, Some(at(30)));
+            assert!(matches!(check_comment(reason), Err(GrantError::BadText(_))));
+        }
+        assert!(check_comment("looks right to me").is_ok());
+
+        let mut r = request(30);
+        r.scopes.push(r.scopes[0].clone());
+        let err = Grant::request(r, &terms(1), at(0)).unwrap_err();
+        assert_eq!(err.to_string(), "scope \"git:payments/api@refs/heads/main\" is listed twice; name each scope once");
+        let mut r = request(30);
+        r.capabilities = vec!["push".into(), "force-push".into(), "push".into()];
+        let err = Grant::request(r, &terms(1), at(0)).unwrap_err();
+        assert!(matches!(&err, GrantError::Duplicate { what: "capability", item } if item == "push"), "{err}");
+
+        for bad in ["none", "INC-42", "jira:INC-42", "pagerduty:", "pagerduty: ", "generic:a\u{1b}b"] {
+            let mut r = request(30);
+            r.incident = Some(bad.into());
+            let err = Grant::request(r, &terms(1), at(0)).unwrap_err();
+            assert!(matches!(err, GrantError::BadIncident { .. }), "{bad:?}: {err}");
+            assert!(err.to_string().starts_with("incident \""), "{err}");
+        }
+        for ok in
+            ["pagerduty:PABC123", "opsgenie:8418d193-2dab-4490-b331-8c02cdd196b7", "alertmanager:{}:{alertname=\"x\"}"]
+        {
+            let mut r = request(30);
+            r.incident = Some(ok.into());
+            Grant::request(r, &terms(1), at(0)).unwrap();
+        }
     }
 
     #[test]

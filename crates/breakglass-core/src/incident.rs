@@ -181,7 +181,8 @@
 //! # Limits
 //!
 //! Bodies over [`MAX_BODY_BYTES`] are refused before parsing; JSON nesting is
-//! bounded by `serde_json` (128 levels). Ids longer than [`MAX_ID_CHARS`],
+//! bounded by `serde_json` (128 levels); an object that names a member twice,
+//! at any depth, is refused ([`crate::json`]), as the API refuses it. Ids longer than [`MAX_ID_CHARS`],
 //! names (services, responders) longer than [`MAX_NAME_CHARS`], URLs longer
 //! than [`MAX_URL_CHARS`] or not http(s), and more than [`MAX_LIST_ITEMS`]
 //! services or responders in one update are errors, as are control
@@ -286,6 +287,35 @@ impl FromStr for Source {
             format!("unknown incident source {:?}: expected pagerduty, opsgenie, alertmanager or generic", echo(s))
         })
     }
+}
+
+/// Checks an incident id as a grant names it: `<source>:<provider id>`, the
+/// source one of [`Source::ALL`] and the provider's id not blank, without
+/// control characters, at most [`MAX_ID_CHARS`]. Anything else (`none`,
+/// `INC-1` alone, `jira:INC-1`) is refused, so that a grant never records an
+/// incident that no receiver could have recorded. The problem, for a
+/// message that names the input.
+pub fn check_incident_id(id: &str) -> Result<(), String> {
+    let sources = "pagerduty, opsgenie, alertmanager or generic";
+    let Some((source, external)) = id.split_once(':') else {
+        return Err(format!(
+            "expected <source>:<provider id>, where the source is {sources} (e.g. pagerduty:PABC123), \
+             and no recorded incident has that provider id; a request that rides on no incident names none"
+        ));
+    };
+    if Source::from_str(source).is_err() {
+        return Err(format!("the source {:?} is not {sources}", echo(source)));
+    }
+    if external.trim().is_empty() {
+        return Err("the provider id after the source is empty".into());
+    }
+    if has_control(external) {
+        return Err("the provider id contains control characters".into());
+    }
+    if external.chars().count() > MAX_ID_CHARS {
+        return Err(format!("the provider id is longer than {MAX_ID_CHARS} characters"));
+    }
+    Ok(())
 }
 
 /// An incident's state, the same three words everywhere (policy's
@@ -845,7 +875,20 @@ fn parse_json(provider: Source, body: &[u8]) -> Result<Value, ParseError> {
     }
     // serde_json's syntax errors do not quote the input: they say what was
     // expected and where (including "recursion limit exceeded" for nesting).
-    serde_json::from_slice(body).map_err(|e| ParseError::NotJson { provider, detail: echo(&e.to_string()) })
+    // A member named twice in one object is refused at any depth, as the API
+    // refuses it: which of the two a reader takes is not defined, and the
+    // signature covers both.
+    crate::json::from_slice(body).map_err(|e| ParseError::NotJson {
+        provider,
+        detail: match crate::json::duplicate_member(&e) {
+            Some(name) => format!(
+                "member {name} appears twice in one object (line {}, column {}); which one counts would be ambiguous",
+                e.line(),
+                e.column()
+            ),
+            None => echo(&e.to_string()),
+        },
+    })
 }
 
 fn sha256_hex(body: &[u8]) -> String {
@@ -854,11 +897,8 @@ fn sha256_hex(body: &[u8]) -> String {
 
 /// Control characters, and the invisible format characters (zero-width
 /// spaces and joiners, bidirectional overrides, the BOM) that can make one
-/// name look like another.
-fn is_unsafe_char(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-}
+/// name look like another: the one definition in [`crate::text`].
+use crate::text::is_unsafe_char;
 
 fn has_control(s: &str) -> bool {
     s.chars().any(is_unsafe_char)

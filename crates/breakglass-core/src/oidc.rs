@@ -72,7 +72,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use ring::signature::{ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::time::Timestamp;
@@ -102,8 +101,6 @@ const MAX_ECHO_CHARS: usize = 128;
 const MAX_ECHO_AUDIENCES: usize = 8;
 /// The largest RSA public exponent the RSA implementation accepts.
 const MAX_RSA_EXPONENT: u64 = (1 << 33) - 1;
-/// How [`StrictObject`] starts its error for a repeated member.
-const DUPLICATE_MEMBER: &str = "duplicate member ";
 /// The P-256 coordinate size in bytes.
 const P256_COORDINATE_BYTES: usize = 32;
 
@@ -518,53 +515,21 @@ impl OidcClaims {
     }
 }
 
-/// A JSON object that refuses duplicate members (a parser differential:
-/// one reader would see the first `iss`, another the last).
-struct StrictObject(Map<String, Value>);
-
-impl<'de> Deserialize<'de> for StrictObject {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<StrictObject, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = StrictObject;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<StrictObject, A::Error> {
-                let mut out = Map::new();
-                while let Some(name) = access.next_key::<String>()? {
-                    if out.contains_key(&name) {
-                        return Err(de::Error::custom(format_args!("{DUPLICATE_MEMBER}{:?}", echo(&name))));
-                    }
-                    let value: Value = access.next_value()?;
-                    out.insert(name, value);
-                }
-                Ok(StrictObject(out))
-            }
-        }
-        deserializer.deserialize_map(ObjectVisitor)
-    }
-}
-
 /// Decodes one base64url part and parses it as a JSON object without
-/// duplicate members. Error messages name the position, never the content.
+/// duplicate members at any depth ([`crate::json`]: a parser differential,
+/// one reader seeing the first `iss` and another the last, is refused).
+/// Error messages name the position, never the content.
 fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, OidcError> {
     let bytes = B64URL.decode(part).map_err(|_| malformed(format!("{what} is not unpadded base64url")))?;
-    let e = match serde_json::from_slice::<StrictObject>(&bytes) {
-        Ok(StrictObject(map)) => return Ok(map),
-        Err(e) => e,
-    };
-    // serde_json's own messages may quote the content; only ours is repeated.
-    let text = e.to_string();
-    Err(match text.strip_prefix(DUPLICATE_MEMBER) {
-        Some(name) if e.is_data() => {
-            let name = name.rsplit_once(" at line ").map_or(name, |(name, _)| name);
-            malformed(format!("{what} has a {DUPLICATE_MEMBER}{name}"))
-        }
-        _ => malformed(format!("{what} is not a JSON object (line {}, column {})", e.line(), e.column())),
-    })
+    match crate::json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(malformed(format!("{what} is not a JSON object"))),
+        // serde_json's own messages may quote the content; only ours is repeated.
+        Err(e) => Err(match crate::json::duplicate_member(&e) {
+            Some(name) => malformed(format!("{what} has a {}{name}", crate::json::DUPLICATE_MEMBER)),
+            None => malformed(format!("{what} is not a JSON object (line {}, column {})", e.line(), e.column())),
+        }),
+    }
 }
 
 /// Size check and the three parts.

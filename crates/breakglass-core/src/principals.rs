@@ -51,10 +51,18 @@ pub const EXAMPLE_PRINCIPALS: &str = r#"# breakglass principals: the identities 
 #           Matched ignoring case; each may belong to one principal only.
 # kind      "human" (the default) or "service": a CI job, server or hook
 #           rather than a person.
-# accounts  Optional. "<issuer>:<login>" for the CI systems whose OIDC tokens
-#           the server accepts (the issuer's name in breakglass.toml), e.g.
-#           "github:alice-gh" or "gitlab:alice": the person who triggers a
-#           pipeline is this principal. Each account may belong to one principal.
+# accounts  Optional. Accounts in other systems that are this principal, each
+#           by an id that system never gives to anyone else. Each account may
+#           belong to one principal.
+#           CI (the issuer's name in breakglass.toml): "<issuer>:id:<user id>",
+#           e.g. "github:id:4242" (the actor_id claim; `gh api users/LOGIN
+#           --jq .id` prints it) or "gitlab:id:17" (user_id). The person who
+#           triggers a pipeline is then this principal. A login ("github:alice")
+#           identifies nobody: a login can be renamed and then registered by
+#           someone else, who would inherit the grants.
+#           Incidents: "<source>:<provider user id>", e.g. "pagerduty:PABC123"
+#           or "opsgenie:<user id>": this principal responds when the incident
+#           tool names that user.
 
 [[principal]]
 name = "alice"
@@ -97,7 +105,8 @@ pub struct Principal {
     /// Lowercased (ASCII only, see [`Principals::by_email`]).
     pub emails: Vec<String>,
     pub kind: PrincipalKind,
-    /// `<issuer>:<login>` accounts in CI systems (exact, case-sensitive).
+    /// Accounts in other systems (exact, case-sensitive): `<issuer>:id:<id>`
+    /// for CI issuers, `<source>:<user id>` for incident tools.
     pub accounts: Vec<String>,
 }
 
@@ -124,7 +133,7 @@ pub struct Principals {
     by_name: HashMap<String, usize>,
     /// Lowercased e-mail address to index in `list`.
     by_email: HashMap<String, usize>,
-    /// CI account (`github:login`) to index in `list`.
+    /// Account (`github:id:4242`, `pagerduty:PABC123`) to index in `list`.
     by_account: HashMap<String, usize>,
 }
 
@@ -263,8 +272,12 @@ impl Principals {
                         && account.len() <= 128
                         && account.chars().all(|c| c.is_ascii_graphic())
                 });
-                if !well_formed {
-                    problem(format!("accounts[{i}]: {account:?} is not <issuer>:<login>, e.g. github:alice"));
+                // `<issuer>:id:` with nothing after it is a CI account without its id.
+                let empty_id = account.split_once(':').is_some_and(|(_, rest)| rest == "id:");
+                if !well_formed || empty_id {
+                    problem(format!(
+                        "accounts[{i}]: {account:?} is not <issuer>:id:<user id> (CI, e.g. github:id:4242) or <source>:<user id> (incidents, e.g. pagerduty:PABC123)"
+                    ));
                 } else if accounts.contains(account) {
                     problem(format!("accounts[{i}]: {account:?} is listed twice"));
                 } else if let Some(&other) = principals.by_account.get(account) {
@@ -302,7 +315,7 @@ impl Principals {
         self.by_email.get(&email.to_ascii_lowercase()).map(|&i| &self.list[i])
     }
 
-    /// The principal a CI account (`<issuer>:<login>`) belongs to.
+    /// The principal an account (`github:id:4242`, `pagerduty:PABC123`) belongs to.
     pub fn by_account(&self, account: &str) -> Option<&Principal> {
         self.by_account.get(account).map(|&i| &self.list[i])
     }
@@ -620,11 +633,13 @@ mod tests {
 
     #[test]
     fn ci_accounts_identify_one_principal() {
-        let text = "[[principal]]\nname = \"alice\"\naccounts = [\"github:alice-gh\", \"gitlab:alice\"]\n";
+        let text = "[[principal]]\nname = \"alice\"\naccounts = [\"github:id:4242\", \"gitlab:id:17\", \"pagerduty:PALICE1\"]\n";
         let p = Principals::parse(text, "principals.toml").unwrap();
-        assert_eq!(p.by_account("github:alice-gh").map(|p| p.name.as_str()), Some("alice"));
+        assert_eq!(p.by_account("github:id:4242").map(|p| p.name.as_str()), Some("alice"));
+        assert_eq!(p.by_account("pagerduty:PALICE1").map(|p| p.name.as_str()), Some("alice"));
         assert!(p.by_account("github:alice").is_none());
-        for bad in ["alice", ":x", "github:", "github:a b"] {
+        assert!(p.by_account("github:id:42").is_none());
+        for bad in ["alice", ":x", "github:", "github:a b", "github:id:"] {
             let text = format!("[[principal]]\nname = \"a\"\naccounts = [{bad:?}]\n");
             assert!(problems(&text)[0].contains("accounts[0]"), "{bad}");
         }

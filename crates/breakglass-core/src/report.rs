@@ -14,7 +14,10 @@
 //!   when verified, so an edit to the readable text is caught too.
 //!
 //! Security-sensitive: [`verify`] is what `breakglass audit verify --report`
-//! relies on. No IO; rendering is deterministic.
+//! relies on. No IO; rendering is deterministic. Security: the readable
+//! forms show text people wrote (reasons, notes, summaries), so every value
+//! is escaped for its format, and control characters are made visible first
+//! (an escape sequence must not reach a terminal that `cat`s the Markdown).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -199,12 +202,22 @@ pub fn verify(report: &Report, pinned: Option<&NoteVerifier>) -> Result<Verified
     Ok(Verified { review: r.id.clone(), grant: r.grant.clone(), events: report.events.len(), checkpoint: cp })
 }
 
+/// Text for HTML: control and invisible characters made visible first
+/// ([`crate::text`]; newlines and tabs kept, the browser folds them), then
+/// the HTML metacharacters.
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    crate::text::escape_multiline(s)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
+/// Text for one Markdown line or table cell: newlines become spaces, every
+/// other control or invisible character a visible escape ([`crate::text`]),
+/// then the Markdown metacharacters.
 fn md_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('|', "\\|").replace('\n', " ")
+    crate::text::escape(&s.replace('\n', " ")).replace('\\', "\\\\").replace('|', "\\|")
 }
 
 /// The report as Markdown: readable text, then the JSON it was made from.
@@ -326,4 +339,62 @@ pub fn read(text: &str) -> Result<Report, ReportError> {
         return Err(ReportError::TextEdited);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ReviewView, TimelineEntry};
+    use crate::time::Timestamp;
+
+    // Issue 14: text stored before control characters were refused (a
+    // reason, notes, a summary) must not reach a terminal or a page raw.
+    #[test]
+    fn issue14_stored_control_characters_are_escaped_in_markdown_and_html() {
+        let hostile = "fix\u{1b}]0;owned\u{7}\r\u{1b}[2K<b>APPROVED</b>";
+        let entry = ProvenEntry { index: 3, entry: "{}".into(), proof: Vec::new() };
+        let report = Report {
+            format: "breakglass-review-report/v1".into(),
+            review: ReviewView {
+                id: "rv_1".into(),
+                grant: "gr_1".into(),
+                principal: "alice".into(),
+                scopes: vec!["git:a/b@refs/heads/main".into()],
+                status: "approved".into(),
+                overdue: false,
+                grant_end: format!("revoked: {hostile}"),
+                opened_at: Timestamp(0),
+                deadline: Timestamp(0),
+                escalated_at: None,
+                reviewer: Some("bob".into()),
+                decided_at: Some(Timestamp(0)),
+                notes: format!("line one\n{hostile}"),
+                lessons: vec![hostile.into()],
+                follow_ups: Vec::new(),
+                timeline: vec![TimelineEntry {
+                    index: 3,
+                    time: "2026-12-02T00:00:00Z".into(),
+                    kind: "grant.requested".into(),
+                    actor: "alice".into(),
+                    summary: format!("alice requested push: {hostile}"),
+                    data: serde_json::Value::Null,
+                }],
+            },
+            origin: "o".into(),
+            log_key: "k".into(),
+            checkpoint: "o\n4\nx\n".into(),
+            manifest: entry.clone(),
+            events: vec![entry],
+        };
+        for (what, text) in [("markdown", to_markdown(&report)), ("html", to_html(&report))] {
+            // The readable part, before the embedded JSON (which escapes in its own way).
+            let readable = text.split(MD_MARK).next().unwrap().split(HTML_MARK).next().unwrap();
+            assert!(!readable.contains('\u{1b}') && !readable.contains('\u{7}'), "{what}: {readable:?}");
+            assert!(!readable.contains('\r'), "{what}: {readable:?}");
+            assert!(readable.contains("u{1b}]0;owned") && readable.contains("u{7}"), "{what}: {readable}");
+            if what == "html" {
+                assert!(!readable.contains("<b>"), "{what}: markup is escaped too");
+            }
+        }
+    }
 }

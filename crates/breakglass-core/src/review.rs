@@ -3,12 +3,19 @@
 //! the grantee, whom policy allows to review, signs it off or flags it, with
 //! notes, lessons learned and follow-up actions. Each step returns its log
 //! entry, like the grant state machine. No IO; time is a parameter.
+//!
+//! Security: notes, lessons and follow-ups are read by others in terminals
+//! and reports, so a decision with a control or invisible character in them
+//! is refused ([`crate::text`]): notes are prose (newlines and tabs
+//! allowed), each lesson and follow-up is one line (a newline would fake a
+//! list item of its own).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::entry::EntryDraft;
 use crate::grant::{Grant, GrantState};
+use crate::text::{self, Lines, TextError};
 use crate::time::Timestamp;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +76,8 @@ pub enum ReviewError {
     Decided { id: String, status: &'static str },
     #[error("notes are required: say what was checked and what was found")]
     MissingNotes,
+    #[error("{0}")]
+    BadText(#[from] TextError),
 }
 
 /// The review id of a grant.
@@ -140,6 +149,9 @@ impl Review {
         if notes.trim().is_empty() {
             return Err(ReviewError::MissingNotes);
         }
+        text::check("notes", notes, Lines::Multi)?;
+        text::check_each("lessons", lessons, Lines::Single)?;
+        text::check_each("follow_ups", follow_ups, Lines::Single)?;
         let late_ms = (now.0 - self.deadline.0).max(0);
         self.status = if approve { ReviewStatus::Approved } else { ReviewStatus::Flagged };
         self.reviewer = Some(reviewer.to_owned());
@@ -280,6 +292,32 @@ mod tests {
         assert!(matches!(r.decide("carol", true, "ok", &[], &[], now), Err(ReviewError::Decided { .. })));
         let (r, _) = Review::open(&ended("revoked"), MIN, now).unwrap();
         assert_eq!(r.grant_end, "revoked: fixed");
+    }
+
+    #[test]
+    fn issue14_control_characters_in_a_decision_are_refused_and_nothing_changes() {
+        let now = Timestamp(T.0 + 31 * MIN);
+        let (mut r, _) = Review::open(&ended("expired"), 72 * 60 * MIN, now).unwrap();
+        let esc = "\u{1b}]0;pwned\u{7}".to_owned();
+        for (notes, lessons, follow_ups, field) in [
+            (format!("fine{esc}"), vec![], vec![], "notes: character 5 is U+001B"),
+            ("fine\r\u{1b}[2K".to_owned(), vec![], vec![], "notes: character 5 is U+000D"),
+            (
+                "fine".to_owned(),
+                vec!["ok".to_owned(), "two\nlines".to_owned()],
+                vec![],
+                "lessons[1]: character 4 is U+000A",
+            ),
+            ("fine".to_owned(), vec![], vec![format!("JIRA-1{esc}")], "follow_ups[0]: character 7 is U+001B"),
+        ] {
+            let err = r.decide("bob", true, &notes, &lessons, &follow_ups, now).unwrap_err();
+            assert!(matches!(err, ReviewError::BadText(_)), "{err}");
+            assert!(err.to_string().starts_with(field), "{err}");
+            assert_eq!(r.status, ReviewStatus::Open, "a refused decision changes nothing");
+        }
+        // Notes are prose: newlines and tabs are fine there.
+        r.decide("bob", true, "checked:\n\t- the push\n\t- the deploy", &[], &[], now).unwrap();
+        assert_eq!(r.status, ReviewStatus::Approved);
     }
 
     #[test]

@@ -10,7 +10,12 @@
 //! audience must be ours; RS256/ES256 only (see `breakglass_core::oidc`);
 //! a project matches only if both its id and its name claims match the
 //! configuration; the triggering person is a principal only through an
-//! `accounts` entry in the principals file.
+//! `accounts` entry in the principals file, and only by their account's
+//! immutable id (`actor_id` on GitHub, `user_id` on GitLab), written
+//! `<issuer>:id:<id>` (`github:id:4242`). A login (`actor`, `user_login`) can
+//! be renamed and then registered by someone else, who would inherit the
+//! grants; it is kept for display only, and an `accounts` entry naming a
+//! login maps nobody.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,9 +35,11 @@ pub struct OidcIssuer {
     pub audience: String,
     /// Where the issuer's keys are.
     pub jwks_url: String,
-    /// The claims that name the triggering person, the repository (name and
-    /// immutable id) and the deployment environment.
+    /// The claims that name the triggering person (the login, for display,
+    /// and the account's immutable id, which maps it to a principal), the
+    /// repository (name and immutable id) and the deployment environment.
     pub actor_claim: String,
+    pub actor_id_claim: String,
     pub repository_claim: String,
     pub repository_id_claim: String,
     pub environment_claim: String,
@@ -48,6 +55,7 @@ impl OidcIssuer {
             issuer,
             audience: audience.into(),
             actor_claim: "actor".into(),
+            actor_id_claim: "actor_id".into(),
             repository_claim: "repository".into(),
             repository_id_claim: "repository_id".into(),
             environment_claim: "environment".into(),
@@ -63,6 +71,7 @@ impl OidcIssuer {
             issuer,
             audience: audience.into(),
             actor_claim: "user_login".into(),
+            actor_id_claim: "user_id".into(),
             repository_claim: "project_path".into(),
             repository_id_claim: "project_id".into(),
             environment_claim: "environment".into(),
@@ -98,8 +107,12 @@ pub struct CiIdentity {
     pub project: String,
     /// The environment the job runs in, if the token says.
     pub environment: Option<String>,
-    /// `<issuer>:<actor>`.
+    /// `<issuer>:id:<the actor's immutable id>`, as principals' `accounts`
+    /// write it.
     pub account: String,
+    /// The actor's login as the token names it, for display only: it never
+    /// identifies anyone.
+    pub login: Option<String>,
     pub subject: String,
 }
 
@@ -206,17 +219,47 @@ impl CiConfig {
                 issuer.name
             ));
         };
-        let Some(actor) = claims.str_claim(&issuer.actor_claim) else {
-            return Err(format!("the token has no {} claim naming who triggered the job", issuer.actor_claim));
+        // The person by the id of their account, never by the login: a login
+        // can be renamed and then registered by someone else.
+        let Some(actor_id) = actor_id(claims, &issuer.actor_id_claim) else {
+            return Err(format!(
+                "the token has no usable {} claim (the immutable id of the account that triggered the job)",
+                issuer.actor_id_claim
+            ));
         };
+        let login = claims.str_claim(&issuer.actor_claim).map(str::to_owned);
+        let account = account_of(&issuer.name, &actor_id);
+        tracing::debug!(issuer = %issuer.name, %account, login = ?login, "CI job identified");
         Ok(CiIdentity {
             issuer: issuer.name.clone(),
             project: project.project.clone(),
             environment: claims.str_claim(&issuer.environment_claim).map(str::to_owned),
-            account: format!("{}:{actor}", issuer.name),
+            account,
+            login,
             subject: claims.subject.clone(),
         })
     }
+}
+
+/// The principals-file account of an issuer's user id: `github:id:4242`.
+pub fn account_of(issuer: &str, id: &str) -> String {
+    format!("{issuer}:id:{id}")
+}
+
+/// The actor's immutable id: a canonical decimal id (what GitHub and GitLab
+/// send, as a string of digits), or for other issuers a plain string id of
+/// at most 128 letters, digits, `-`, `_` and `.`. Anything else is no id.
+fn actor_id(claims: &OidcClaims, name: &str) -> Option<String> {
+    claims.id_claim(name).or_else(|| {
+        claims
+            .str_claim(name)
+            .filter(|s| {
+                !s.is_empty()
+                    && s.len() <= 128
+                    && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            })
+            .map(str::to_owned)
+    })
 }
 
 /// Whether a bearer token looks like a JWT (three base64url parts).

@@ -9,10 +9,14 @@
 //! is authenticated before anything in it is read (401, nothing stored);
 //! signed bodies that carry their own time must be fresh (replays refused);
 //! a delivery is recorded at most once (by the provider's event id); a
-//! responder is a principal only through the principals file (an account
-//! `<source>:<id>` or `<source>:<name>`, an e-mail, or the principal's own
-//! name); which incident a request rides on is decided by policy, never by
-//! the request alone.
+//! responder is a principal only through the principals file, by what the
+//! provider vouches for: an account `<source>:<provider user id>` or an
+//! e-mail address. A display name is chosen by the user (a PagerDuty user
+//! may call themselves "dave"), so names (an account `<source>:<name>`, or
+//! the principal's own name) count only when the operator turns
+//! `incidents.match_responder_names` on. Which incident a request rides on
+//! is decided by policy, never by the request alone. Bodies are parsed
+//! strictly (a member named twice is refused, see `breakglass_core::json`).
 
 use breakglass_core::api::{IncidentReceipt, IncidentResponder, IncidentView};
 use breakglass_core::entry::EntryDraft;
@@ -48,6 +52,10 @@ pub struct IncidentConfig {
     /// Active grants tied to an incident end when it resolves, after the grace.
     pub end_grants_on_resolve: bool,
     pub resolve_grace_ms: i64,
+    /// Whether a responder's display name may identify a principal (through
+    /// an account `<source>:<name>` or the principal's own name). Off by
+    /// default: anyone can name themselves anything at most providers.
+    pub match_responder_names: bool,
 }
 
 impl Default for IncidentConfig {
@@ -62,6 +70,7 @@ impl Default for IncidentConfig {
             services: Vec::new(),
             end_grants_on_resolve: true,
             resolve_grace_ms: 15 * 60_000,
+            match_responder_names: false,
         }
     }
 }
@@ -85,6 +94,11 @@ pub struct Incident {
     pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<Timestamp>,
+    /// The responder-matching rule in force (configuration, not state): set
+    /// by the service whenever it loads an incident, so a configuration
+    /// change applies at once, like a principals reload.
+    #[serde(skip)]
+    match_names: bool,
 }
 
 impl Incident {
@@ -112,7 +126,9 @@ impl Incident {
     /// Whether `principal` is one of its responders, by the principals file
     /// in force now (it may have been reloaded since the incident arrived).
     pub fn has_responder(&self, principal: &str, principals: &Principals) -> bool {
-        self.responders.iter().any(|r| map_responder(self.source, r, principals).as_deref() == Some(principal))
+        self.responders
+            .iter()
+            .any(|r| map_responder(self.source, r, principals, self.match_names).as_deref() == Some(principal))
     }
 
     /// What policy sees of it for a request by `requester`.
@@ -127,16 +143,24 @@ impl Incident {
     }
 }
 
-/// The principal a provider's responder is, if the principals file says:
-/// an account `<source>:<id>`, an account `<source>:<name>`, an e-mail, or a
-/// principal with exactly that name.
-fn map_responder<R: ResponderFields>(source: Source, r: &R, principals: &Principals) -> Option<String> {
+/// The principal a provider's responder is, if the principals file says: an
+/// account `<source>:<provider user id>`, else an e-mail address the provider
+/// gives (PagerDuty user ids and Opsgenie logins are the provider's own; a
+/// display name is not). Only with `match_names`: an account
+/// `<source>:<name>`, else a principal with exactly that name.
+fn map_responder<R: ResponderFields>(
+    source: Source,
+    r: &R,
+    principals: &Principals,
+    match_names: bool,
+) -> Option<String> {
     let by_account = |v: &str| principals.by_account(&format!("{}:{v}", source.as_str())).map(|p| p.name.clone());
-    r.id()
-        .and_then(by_account)
-        .or_else(|| r.name().and_then(by_account))
-        .or_else(|| r.email().and_then(|e| principals.by_email(e).map(|p| p.name.clone())))
-        .or_else(|| r.name().and_then(|n| principals.get(n).map(|p| p.name.clone())))
+    let vouched =
+        r.id().and_then(by_account).or_else(|| r.email().and_then(|e| principals.by_email(e).map(|p| p.name.clone())));
+    if vouched.is_some() || !match_names {
+        return vouched;
+    }
+    r.name().and_then(by_account).or_else(|| r.name().and_then(|n| principals.get(n).map(|p| p.name.clone())))
 }
 
 trait ResponderFields {
@@ -276,13 +300,7 @@ impl Service {
             let loaded = self.loaded();
             let existing = self.store().object(INCIDENT_KIND, &id).await?;
             let (previous, version) = match &existing {
-                Some(obj) => (
-                    Some(
-                        serde_json::from_str::<Incident>(&obj.body)
-                            .map_err(|e| internal("a stored incident is unreadable", e))?,
-                    ),
-                    obj.version,
-                ),
+                Some(obj) => (Some(self.read_incident(&obj.body)?), obj.version),
                 None => (None, 0),
             };
             let responders: Vec<IncidentResponder> = u
@@ -292,7 +310,12 @@ impl Service {
                     id: r.id.clone(),
                     email: r.email.clone(),
                     name: r.name.clone(),
-                    principal: map_responder(u.source, r, &loaded.principals),
+                    principal: map_responder(
+                        u.source,
+                        r,
+                        &loaded.principals,
+                        self.config().incidents.match_responder_names,
+                    ),
                 })
                 .collect();
             let incident = match &previous {
@@ -309,6 +332,7 @@ impl Service {
                     opened_at: now,
                     updated_at: now,
                     resolved_at: (u.status == IncidentStatus::Resolved).then_some(now),
+                    match_names: self.config().incidents.match_responder_names,
                 },
                 Some(prev) => {
                     let mut next = prev.clone();
@@ -398,8 +422,7 @@ impl Service {
     /// (resolved): its resolution time plus the grace. The grants' ids.
     async fn end_grants_of(&self, id: &str) -> Result<Vec<String>, ServiceError> {
         let Some(obj) = self.store().object(INCIDENT_KIND, id).await? else { return Ok(Vec::new()) };
-        let incident: Incident =
-            serde_json::from_str(&obj.body).map_err(|e| internal("a stored incident is unreadable", e))?;
+        let incident: Incident = self.read_incident(&obj.body)?;
         let Some(resolved_at) = incident.resolved_at.filter(|_| !incident.is_open()) else { return Ok(Vec::new()) };
         let grace = self.config().incidents.resolve_grace_ms;
         let at = Timestamp(resolved_at.0.saturating_add(grace));
@@ -419,13 +442,21 @@ impl Service {
         Ok(ending)
     }
 
+    /// A stored incident, with the responder-matching rule in force now.
+    fn read_incident(&self, body: &str) -> Result<Incident, ServiceError> {
+        let mut incident: Incident =
+            serde_json::from_str(body).map_err(|e| internal("a stored incident is unreadable", e))?;
+        incident.match_names = self.config().incidents.match_responder_names;
+        Ok(incident)
+    }
+
     /// Incidents, newest first; `open` only those not resolved.
     pub async fn incidents(&self, _caller: &Caller, open: bool, limit: u32) -> Result<Vec<Incident>, ServiceError> {
         let statuses = if open { vec!["triggered".into(), "acknowledged".into()] } else { Vec::new() };
         let filter = ObjectFilter { statuses, owner: None, limit };
         let mut out = Vec::new();
         for o in self.store().objects(INCIDENT_KIND, &filter).await? {
-            out.push(serde_json::from_str(&o.body).map_err(|e| internal("a stored incident is unreadable", e))?);
+            out.push(self.read_incident(&o.body)?);
         }
         Ok(out)
     }
@@ -437,9 +468,7 @@ impl Service {
 
     pub(crate) async fn find_incident(&self, id: &str) -> Result<Option<Incident>, ServiceError> {
         if let Some(obj) = self.store().object(INCIDENT_KIND, id).await? {
-            return Ok(Some(
-                serde_json::from_str(&obj.body).map_err(|e| internal("a stored incident is unreadable", e))?,
-            ));
+            return Ok(Some(self.read_incident(&obj.body)?));
         }
         if id.contains(':') {
             return Ok(None);
@@ -452,9 +481,7 @@ impl Service {
             }
         }
         match found.len() {
-            1 => Ok(Some(
-                serde_json::from_str(&found[0].body).map_err(|e| internal("a stored incident is unreadable", e))?,
-            )),
+            1 => Ok(Some(self.read_incident(&found[0].body)?)),
             0 => Ok(None),
             _ => Err(ServiceError::BadRequest(format!(
                 "incident {id:?} exists in several sources; name it as <source>:{id}"
@@ -468,7 +495,7 @@ impl Service {
             ObjectFilter { statuses: vec!["triggered".into(), "acknowledged".into()], owner: None, limit: 200 };
         let mut out: Vec<Incident> = Vec::new();
         for o in self.store().objects(INCIDENT_KIND, &filter).await? {
-            out.push(serde_json::from_str(&o.body).map_err(|e| internal("a stored incident is unreadable", e))?);
+            out.push(self.read_incident(&o.body)?);
         }
         out.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| b.opened_at.cmp(&a.opened_at)));
         Ok(out)

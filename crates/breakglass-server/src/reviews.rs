@@ -46,7 +46,7 @@ fn review_error(e: ReviewError) -> ServiceError {
     match e {
         ReviewError::OwnGrant { .. } => ServiceError::Forbidden(e.to_string()),
         ReviewError::Decided { .. } => ServiceError::Conflict(e.to_string()),
-        ReviewError::MissingNotes => ServiceError::BadRequest(e.to_string()),
+        ReviewError::MissingNotes | ReviewError::BadText(_) => ServiceError::BadRequest(e.to_string()),
     }
 }
 
@@ -309,7 +309,7 @@ impl Service {
             }
             let draft =
                 review.decide(&caller.name, approve, &d.notes, &d.lessons, &d.follow_ups, now).map_err(review_error)?;
-            match self.append_with(vec![draft], vec![review_mutation(&review, version)?]).await {
+            match self.append_by(caller, vec![draft], vec![review_mutation(&review, version)?]).await {
                 Ok(_) => return Ok(view(&review, now, Vec::new())),
                 Err(AppendError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),

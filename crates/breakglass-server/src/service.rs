@@ -123,7 +123,10 @@ fn grant_error(e: GrantError) -> ServiceError {
         | GrantError::NothingRequested
         | GrantError::BadDuration { .. }
         | GrantError::OverMaximum { .. }
-        | GrantError::ExtensionOverMaximum { .. } => ServiceError::BadRequest(e.to_string()),
+        | GrantError::ExtensionOverMaximum { .. }
+        | GrantError::BadText(_)
+        | GrantError::Duplicate { .. }
+        | GrantError::BadIncident { .. } => ServiceError::BadRequest(e.to_string()),
         GrantError::SelfApproval { .. } => ServiceError::Forbidden(e.to_string()),
         GrantError::WrongState { .. }
         | GrantError::DuplicateApproval { .. }
@@ -965,6 +968,8 @@ impl Service {
         if req.reason.len() > 2000 {
             return Err(ServiceError::BadRequest("the reason is longer than 2000 characters".into()));
         }
+        breakglass_core::grant::check_request_fields(&req.reason, &req.scopes, &req.capabilities)
+            .map_err(grant_error)?;
         let scopes = req
             .scopes
             .iter()
@@ -1182,6 +1187,7 @@ impl Service {
 
     pub async fn approve(&self, caller: &Caller, id: &str, comment: Option<&str>) -> Result<GrantView> {
         caller.require_user("approve a grant")?;
+        comment.map(breakglass_core::grant::check_comment).transpose().map_err(grant_error)?;
         self.change_grant_by(caller, id, |grant, now, loaded| {
             if grant.principal == caller.name {
                 return Err(ServiceError::Forbidden(format!(

@@ -156,8 +156,12 @@ fn opt_time(ts: Option<Timestamp>) -> String {
     ts.map_or_else(|| "-".to_owned(), short_time)
 }
 
-/// Prints left-aligned columns, two spaces apart.
+/// Prints left-aligned columns, two spaces apart. Every cell is escaped
+/// for the terminal ([`crate::display::line`]): cells hold stored text.
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> =
+        rows.iter().map(|row| row.iter().map(|cell| crate::display::line(cell).into_owned()).collect()).collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -209,7 +213,8 @@ fn print_summary(view: &GrantView, now: Timestamp) {
         }
         _ => {
             if let Some(ended) = view.ended_at {
-                let by = view.ended_by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
+                let by =
+                    view.ended_by.as_deref().map(|b| format!(" by {}", crate::display::line(b))).unwrap_or_default();
                 println!("ended    {}{by}", when(ended, now));
             }
         }
@@ -627,7 +632,7 @@ pub async fn incidents(args: crate::cli::IncidentsArgs) -> CliResult {
             print_json(&i);
             return Ok(());
         }
-        let field = |name: &str, value: String| println!("{name:<12}{value}");
+        let field = |name: &str, value: String| println!("{name:<12}{}", crate::display::line(&value));
         field("id", i.id.clone());
         field("title", i.title.clone());
         field("severity", i.severity.to_string());
@@ -808,7 +813,7 @@ async fn decide(a: crate::cli::ReviewDecisionArgs, approve: bool) -> CliResult {
 }
 
 fn print_review(r: &breakglass_core::api::ReviewView) {
-    let field = |name: &str, value: String| println!("{name:<12}{value}");
+    let field = |name: &str, value: String| println!("{name:<12}{}", crate::display::line(&value));
     field("review", r.id.clone());
     field("grant", format!("{} of {} ({})", r.grant, r.principal, r.grant_end));
     field("scopes", r.scopes.join(", "));
@@ -816,7 +821,8 @@ fn print_review(r: &breakglass_core::api::ReviewView) {
     field("due", short_time(r.deadline));
     if let Some(who) = &r.reviewer {
         field("reviewer", format!("{who} at {}", opt_time(r.decided_at)));
-        field("notes", r.notes.clone());
+        // Notes are prose: their lines are kept, indented under the label.
+        println!("{:<12}{}", "notes", crate::display::prose(&r.notes).replace('\n', &format!("\n{:12}", "")));
         for l in &r.lessons {
             field("lesson", l.clone());
         }
@@ -827,7 +833,13 @@ fn print_review(r: &breakglass_core::api::ReviewView) {
     println!();
     println!("timeline ({} entries):", r.timeline.len());
     for e in &r.timeline {
-        println!("  #{:<8} {}  {:<18} {}", e.index, e.time, e.kind, e.summary);
+        println!(
+            "  #{:<8} {}  {:<18} {}",
+            e.index,
+            crate::display::line(&e.time),
+            crate::display::line(&e.kind),
+            crate::display::line(&e.summary)
+        );
     }
 }
 
@@ -883,7 +895,9 @@ pub async fn show(args: ShowArgs) -> CliResult {
         return Ok(());
     }
     let now = now();
-    let field = |name: &str, value: String| println!("{name:<14}{value}");
+    // Every value is escaped: the reason, extension reasons and end reason
+    // were written by the requester or an approver.
+    let field = |name: &str, value: String| println!("{name:<14}{}", crate::display::line(&value));
     field("id", view.id.clone());
     field("principal", view.principal.clone());
     field("state", format!("{}{}", state_phrase(&view), if view.effective { ", effective now" } else { "" }));

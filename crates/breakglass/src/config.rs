@@ -71,15 +71,18 @@
 //! [[ci.issuer]]
 //! # github (GitHub Actions), gitlab (a GitLab instance; set issuer) or custom (set every claim).
 //! kind = "github"
-//! # The name used in projects below and in principals' accounts ("github:alice-gh"). Default: kind.
+//! # The name used in projects below and in principals' accounts ("github:id:4242"). Default: kind.
 //! name = "github"
 //! # The exact iss claim. Default for github: https://token.actions.githubusercontent.com
 //! issuer = ""
 //! # Where the issuer's keys are. Default: github <issuer>/.well-known/jwks, gitlab <issuer>/oauth/discovery/keys
 //! jwks_url = ""
-//! # Claims (defaults: github actor, repository, repository_id, environment;
-//! # gitlab user_login, project_path, project_id, environment).
+//! # Claims (defaults: github actor, actor_id, repository, repository_id, environment;
+//! # gitlab user_login, user_id, project_path, project_id, environment). The
+//! # person who triggered a job is a principal by actor_id_claim, the immutable
+//! # id of their account (accounts = ["github:id:4242"]); the login is for display.
 //! actor_claim = ""
+//! actor_id_claim = ""
 //! repository_claim = ""
 //! repository_id_claim = ""
 //! environment_claim = ""
@@ -117,6 +120,9 @@
 //! # Active grants tied to an incident end when it resolves, this long after.
 //! end_grants_on_resolve = true
 //! resolve_grace = "15m"
+//! # Responders are principals by provider user id (accounts = ["pagerduty:P..."])
+//! # or e-mail. true also matches display names, which users choose themselves.
+//! match_responder_names = false
 //!
 //! [review]
 //! # How long after a grant ends its review is due; then it is overdue,
@@ -248,6 +254,7 @@ pub struct IncidentsSection {
     pub services: Vec<String>,
     pub end_grants_on_resolve: bool,
     pub resolve_grace: String,
+    pub match_responder_names: bool,
 }
 
 impl Default for IncidentsSection {
@@ -267,6 +274,7 @@ impl Default for IncidentsSection {
             services: Vec::new(),
             end_grants_on_resolve: true,
             resolve_grace: "15m".into(),
+            match_responder_names: false,
         }
     }
 }
@@ -309,6 +317,7 @@ impl IncidentsSection {
             services: self.services.clone(),
             end_grants_on_resolve: self.end_grants_on_resolve,
             resolve_grace_ms: duration_or_zero("incidents.resolve_grace", &self.resolve_grace)?,
+            match_responder_names: self.match_responder_names,
         })
     }
 }
@@ -418,6 +427,7 @@ pub struct CiIssuerSection {
     pub jwks_url: String,
     pub audience: String,
     pub actor_claim: String,
+    pub actor_id_claim: String,
     pub repository_claim: String,
     pub repository_id_claim: String,
     pub environment_claim: String,
@@ -452,6 +462,7 @@ impl CiSection {
                     audience: audience.clone(),
                     jwks_url: i.jwks_url.clone(),
                     actor_claim: i.actor_claim.clone(),
+                    actor_id_claim: i.actor_id_claim.clone(),
                     repository_claim: i.repository_claim.clone(),
                     repository_id_claim: i.repository_id_claim.clone(),
                     environment_claim: i.environment_claim.clone(),
@@ -463,6 +474,7 @@ impl CiSection {
                 (&mut o.issuer, &i.issuer),
                 (&mut o.jwks_url, &i.jwks_url),
                 (&mut o.actor_claim, &i.actor_claim),
+                (&mut o.actor_id_claim, &i.actor_id_claim),
                 (&mut o.repository_claim, &i.repository_claim),
                 (&mut o.repository_id_claim, &i.repository_id_claim),
                 (&mut o.environment_claim, &i.environment_claim),
@@ -473,7 +485,7 @@ impl CiSection {
             }
             if o.issuer.is_empty()
                 || o.jwks_url.is_empty()
-                || o.actor_claim.is_empty()
+                || o.actor_id_claim.is_empty()
                 || o.repository_id_claim.is_empty()
             {
                 return Err(bad(format!("ci.issuer[{k}] ({}): issuer, jwks_url and the claims must be set", o.name)));
@@ -997,6 +1009,17 @@ impl Config {
                 _ => {
                     return Err(bad_input(format!(
                         "invalid BREAKGLASS_INCIDENTS_END_GRANTS_ON_RESOLVE {v:?}: expected true or false"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = get("BREAKGLASS_INCIDENTS_MATCH_RESPONDER_NAMES") {
+            self.incidents.match_responder_names = match v.trim() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(bad_input(format!(
+                        "invalid BREAKGLASS_INCIDENTS_MATCH_RESPONDER_NAMES {v:?}: expected true or false"
                     )));
                 }
             };

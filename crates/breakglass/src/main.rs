@@ -11,6 +11,7 @@ mod config;
 mod credentials;
 mod datadir;
 mod debug;
+mod display;
 mod drift;
 mod drill;
 mod error;

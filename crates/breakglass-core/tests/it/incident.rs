@@ -1068,3 +1068,38 @@ fn list_sizes_are_bounded() {
     let body = format!(r#"{{{GEN_OK}, "services": [{same}]}}"#);
     assert_eq!(parse_generic(body.as_bytes()).unwrap().services, strings(&["svc"]));
 }
+
+// Issue 14: a signed body that names a member twice was read last-wins; the
+// API refuses such bodies, and so does every receiver now, at any depth.
+#[test]
+fn issue14_a_member_named_twice_is_refused_by_every_parser() {
+    let twice = |name: &str, member: &str, decoy: &str| {
+        let body = String::from_utf8(fixture(name)).unwrap();
+        assert!(body.contains(member), "{name} has {member}");
+        (body.clone(), body.replacen(member, &format!("{decoy}{member}"), 1))
+    };
+    let refused = |what: &str, r: Result<(), ParseError>| match r {
+        Err(e @ ParseError::NotJson { .. }) => {
+            assert!(e.to_string().contains("appears twice in one object"), "{what}: {e}");
+        }
+        other => panic!("{what}: expected a refusal, got {other:?}"),
+    };
+    // PagerDuty: the status inside event.data, resolved first, triggered last.
+    let (ok, bad) =
+        twice("pagerduty-incident-triggered.json", "\"status\": \"triggered\",", "\"status\": \"resolved\", ");
+    parse_pagerduty(ok.as_bytes()).unwrap().unwrap();
+    refused("pagerduty", parse_pagerduty(bad.as_bytes()).map(|_| ()));
+    // Opsgenie: the action at the top level.
+    let (ok, bad) = twice("opsgenie-create.json", "\"action\": \"Create\"", "\"action\": \"Close\", ");
+    parse_opsgenie(ok.as_bytes()).unwrap().unwrap();
+    refused("opsgenie", parse_opsgenie(bad.as_bytes()).map(|_| ()));
+    // Alertmanager: a label deep inside an alert.
+    let opts = AlertmanagerOptions::default();
+    let (ok, bad) = twice("alertmanager-firing.json", "\"severity\": \"critical\"", "\"severity\": \"info\", ");
+    parse_alertmanager(ok.as_bytes(), &opts).unwrap();
+    refused("alertmanager", parse_alertmanager(bad.as_bytes(), &opts).map(|_| ()));
+    // Generic: the severity.
+    let (ok, bad) = twice("generic-triggered.json", "\"severity\": 1", "\"severity\": 5, ");
+    parse_generic(ok.as_bytes()).unwrap();
+    refused("generic", parse_generic(bad.as_bytes()).map(|_| ()));
+}

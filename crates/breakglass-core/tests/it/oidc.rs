@@ -624,6 +624,15 @@ fn header_members_are_checked() {
         format!("{input}.{sig}"),
         OidcError::Malformed("claims has a duplicate member \"iss\"".into()),
     );
+    // Issue 14: nested objects too (one strict reader for tokens and webhooks).
+    let payload = format!(r#"{{"extra":{{"actor_id":"1","actor_id":"2"}},{}"#, &claims.to_string()[1..]);
+    let input = format!("{}.{}", b64(rs_header().to_string()), b64(&payload));
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &signers().rsa.encoding, Algorithm::RS256).unwrap();
+    check(
+        "duplicate nested member",
+        format!("{input}.{sig}"),
+        OidcError::Malformed("claims has a duplicate member \"actor_id\"".into()),
+    );
 }
 
 #[test]

@@ -14,4 +14,5 @@ mod multi;
 mod receiver;
 mod reviews;
 mod security_api;
+mod security_input;
 mod tls;

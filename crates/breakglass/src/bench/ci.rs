@@ -101,13 +101,15 @@ fn tokens(keys: &IssuerKeys, now: i64) -> CliResult<(String, String)> {
     let github = json!({
         "iss": "https://token.actions.githubusercontent.com", "aud": AUDIENCE,
         "sub": format!("repo:{GH_REPO}:environment:production"), "jti": "bench-github",
-        "repository": GH_REPO, "repository_id": GH_REPO_ID, "actor": "alice-gh", "environment": "production",
+        "repository": GH_REPO, "repository_id": GH_REPO_ID, "actor": "alice-gh", "actor_id": "1001",
+        "environment": "production",
         "ref": "refs/heads/main", "iat": now - 5, "nbf": now - 5, "exp": now + 3600,
     });
     let gitlab = json!({
         "iss": GITLAB_ISSUER, "aud": AUDIENCE,
         "sub": format!("project_path:{GL_PROJECT}:ref_type:branch:ref:main"), "jti": "bench-gitlab",
-        "project_path": GL_PROJECT, "project_id": GL_PROJECT_ID, "user_login": "alice", "environment": "production",
+        "project_path": GL_PROJECT, "project_id": GL_PROJECT_ID, "user_login": "alice", "user_id": "31",
+        "environment": "production",
         "ref": "main", "iat": now - 5, "nbf": now - 5, "exp": now + 3600,
     });
     Ok((
@@ -284,7 +286,7 @@ pub async fn ci(args: BenchCiArgs) -> CliResult {
     std::fs::write(
         data.join("principals.toml"),
         format!(
-            "[[principal]]\nname = \"alice\"\ngroups = [\"sre\"]\nssh_keys = [\"{}\"]\naccounts = [\"github:alice-gh\", \"gitlab:alice\"]\n",
+            "[[principal]]\nname = \"alice\"\ngroups = [\"sre\"]\nssh_keys = [\"{}\"]\naccounts = [\"github:id:1001\", \"gitlab:id:31\"]\n",
             public_key.trim()
         ),
     )

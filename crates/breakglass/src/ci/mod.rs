@@ -113,6 +113,29 @@ fn unreachable(e: &ClientError) -> bool {
     matches!(e, ClientError::Unreachable { .. } | ClientError::TimedOut { .. }) || e.status().is_some_and(|s| s >= 500)
 }
 
+/// When the server says the person who triggered the job is no principal
+/// (`ci:<issuer>:id:<id>`), what to tell the operator: the exact accounts
+/// entry that would make them one. People are known by their account's
+/// immutable id, never by a login, which can be renamed and then registered
+/// by someone else.
+fn unmapped_note(principal: &str) -> Option<String> {
+    let account = principal.strip_prefix("ci:")?;
+    let (issuer, id) = account.split_once(":id:")?;
+    let login = ["GITHUB_ACTOR", "GITLAB_USER_LOGIN"]
+        .iter()
+        .find_map(|v| env(v))
+        .map(|l| format!(" (login {})", crate::display::line(&l)))
+        .unwrap_or_default();
+    Some(format!(
+        "breakglass: the person who triggered this job, {issuer} account id {}{login}, is no principal, so none of \
+         their grants applies. If they are one, add this line to their [[principal]] table in principals.toml: \
+         accounts = [\"{}\"] (a login entry such as \"{issuer}:<login>\" identifies nobody: a login can be renamed \
+         and then registered by someone else)",
+        crate::display::line(id),
+        crate::display::line(account)
+    ))
+}
+
 /// Decides break-glass mode for `scope` (and `gate`): the server when it
 /// answers, else the grant token offline, else normal mode.
 async fn resolve(args: &CiArgs, scope: &str, gate: Option<&str>) -> CliResult<Resolved> {
@@ -127,6 +150,9 @@ async fn resolve(args: &CiArgs, scope: &str, gate: Option<&str>) -> CliResult<Re
         let client = Client::with_timeout(&url, Some(token), Duration::from_millis(args.timeout_ms))?;
         match client.ci_status(scope, gate, args.principal.as_deref()).await {
             Ok(status) => {
+                if let Some(note) = unmapped_note(&status.principal) {
+                    eprintln!("{note}");
+                }
                 flush_spool(args, &client).await;
                 return Ok(Resolved { status, source: "server", online: Some(client) });
             }
@@ -424,9 +450,9 @@ fn print_status(r: &Resolved) {
         Some(g) if s.active => {
             println!("break-glass mode is ACTIVE for {} ({})", s.scope, r.source);
             println!("grant       {}", g.id);
-            println!("grantee     {}", g.principal);
+            println!("grantee     {}", crate::display::line(&g.principal));
             if !g.reason.is_empty() {
-                println!("reason      {}", g.reason);
+                println!("reason      {}", crate::display::line(&g.reason));
             }
             println!("expires     {}", g.expires_at.to_rfc3339());
             println!("relaxations {}", s.relaxations.join(", "));

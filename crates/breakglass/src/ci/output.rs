@@ -52,7 +52,10 @@ pub fn gitlab_dotenv(outputs: &Outputs, prefix: &str) -> String {
 
 /// Escapes text for a Markdown table cell.
 pub fn md_cell(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ").replace('<', "&lt;")
+    // Newlines become spaces (a cell is one line); every other control or
+    // invisible character becomes a visible escape.
+    let s = s.replace(['\n', '\r'], " ");
+    crate::display::line(&s).replace('\\', "\\\\").replace('|', "\\|").replace('<', "&lt;")
 }
 
 #[cfg(test)]

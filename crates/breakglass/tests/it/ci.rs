@@ -139,6 +139,17 @@ fn mint(alg: Algorithm, kid: &str, key: &EncodingKey, claims: &Value) -> String 
     jsonwebtoken::encode(&header, claims, key).unwrap()
 }
 
+/// The immutable GitHub account id of each login in these tests: what
+/// principals' accounts name (`github:id:1001`); the login is for display.
+fn github_id(actor: &str) -> &'static str {
+    match actor {
+        "alice-gh" => "1001",
+        "bob-gh" => "1002",
+        "mallory-gh" => "1666",
+        _ => "1999",
+    }
+}
+
 /// The claims of a GitHub Actions job of acme/payments-api triggered by `actor`.
 fn github_claims(actor: &str, environment: &str) -> Value {
     let t = now();
@@ -153,7 +164,7 @@ fn github_claims(actor: &str, environment: &str) -> Value {
         "repository_owner_id": "5551",
         "repository_visibility": "private",
         "actor": actor,
-        "actor_id": "1001",
+        "actor_id": github_id(actor),
         "environment": environment,
         "ref": "refs/heads/main",
         "ref_type": "branch",
@@ -183,7 +194,7 @@ fn gitlab_claims(user: &str, environment: &str) -> Value {
         "namespace_path": "acme",
         "project_id": GL_PROJECT_ID,
         "project_path": GL_PROJECT,
-        "user_id": "31",
+        "user_id": if user == "alice" { "31" } else { "39" },
         "user_login": user,
         "user_email": format!("{user}@example.com"),
         "pipeline_id": "1234",
@@ -390,9 +401,9 @@ repository_id = "{GL_PROJECT_ID}"
             srv.data.join("principals.toml"),
             format!(
                 "[[principal]]\nname = \"alice\"\ngroups = [\"oncall\", \"sre\"]\nssh_keys = [\"{alice_pub}\"]\n\
-                 accounts = [\"github:alice-gh\", \"gitlab:alice\"]\n\n\
+                 accounts = [\"github:id:1001\", \"gitlab:id:31\"]\n\n\
                  [[principal]]\nname = \"bob\"\ngroups = [\"approvers\"]\nssh_keys = [\"{bob_pub}\"]\n\
-                 accounts = [\"github:bob-gh\"]\n"
+                 accounts = [\"github:id:1002\"]\n"
             ),
         )
         .unwrap();
@@ -587,7 +598,7 @@ fn ci_oidc_tokens_are_verified_against_the_issuers_and_mapped_to_a_project_and_a
     // A person with no account in the principals file: the job is known, but holds nothing.
     let (code, body) = ci.status(&github_token(&github_claims("mallory-gh", "production")), SCOPE);
     assert_eq!(code, 200, "{body}");
-    assert_eq!((body["principal"].as_str(), body["active"].as_bool()), (Some("ci:github:mallory-gh"), Some(false)));
+    assert_eq!((body["principal"].as_str(), body["active"].as_bool()), (Some("ci:github:id:1666"), Some(false)));
 
     let gh = || github_claims("alice-gh", "production");
     let t = now();
@@ -664,7 +675,8 @@ fn ci_oidc_tokens_are_verified_against_the_issuers_and_mapped_to_a_project_and_a
             WEB_SCOPE,
             "not a configured pipeline project",
         ),
-        ("no actor", github_token(&without(gh(), "actor")), SCOPE, "actor"),
+        // Issue 14: the person is the account's immutable id; the login alone is nobody.
+        ("no actor id", github_token(&without(gh(), "actor_id")), SCOPE, "actor_id"),
     ];
     for (what, token, scope, needle) in &refused {
         let (code, body) = ci.status(token, scope);
@@ -1323,4 +1335,41 @@ fn ci_docs_examples_match_the_cli_and_the_configuration() {
             }
         }
     }
+}
+
+// Issue 14: a GitHub login can be renamed and then registered by someone
+// else. Their token says `actor: alice-gh` but carries their own `actor_id`:
+// it must not act as alice, whose account id is 1001.
+#[test]
+fn issue14_a_token_whose_actor_is_alices_login_but_whose_actor_id_is_not_hers_does_not_act_as_alice() {
+    let ci = Ci::new();
+    ci.grant(&[SCOPE], &["skip-gate:tests"], "INC-14: flaky tests block the fix");
+    let alice = github_token(&github_claims("alice-gh", "production"));
+    let (code, body) = ci.status(&alice, SCOPE);
+    assert_eq!(
+        (code, body["principal"].as_str(), body["active"].as_bool()),
+        (200, Some("alice"), Some(true)),
+        "{body}"
+    );
+
+    let hijack = github_token(&with(github_claims("alice-gh", "production"), "actor_id", json!("7777")));
+    let (code, body) = ci.status(&hijack, SCOPE);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        (body["principal"].as_str(), body["active"].as_bool()),
+        (Some("ci:github:id:7777"), Some(false)),
+        "{body}"
+    );
+    // The job runs in normal mode, and the operator is told the exact line.
+    let tests = ci.script("tests", 0);
+    let out = ci.gate(&[("BREAKGLASS_ID_TOKEN", hijack.as_str()), ("GITHUB_ACTOR", "alice-gh")], "tests", &[], &tests);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ci.runs("tests"), 1, "the gate ran: nothing was relaxed");
+    let err = stderr(&out);
+    assert!(err.contains("account id 7777 (login alice-gh), is no principal"), "{err}");
+    assert!(err.contains("accounts = [\"github:id:7777\"]"), "{err}");
+    // Without the id claim, the job is refused and told which claim is missing.
+    let (code, body) = ci.status(&github_token(&without(github_claims("alice-gh", "production"), "actor_id")), SCOPE);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.to_string().contains("actor_id"), "{body}");
 }
