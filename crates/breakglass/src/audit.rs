@@ -233,13 +233,18 @@ pub async fn run(loc: &Location, cmd: AuditCommand) -> CliResult {
     Ok(())
 }
 
+/// An entry for a terminal. Its text was written by whoever caused it (a
+/// requester's reason, a webhook's title), so every character a terminal
+/// would obey is shown escaped (JSON escapes only those below U+0020).
 fn print_entry(e: &Entry, full: bool) {
-    let grant = e.grant.as_deref().unwrap_or("-");
+    use crate::display::{line, prose};
+    let grant = line(e.grant.as_deref().unwrap_or("-")).into_owned();
+    let (actor, kind) = (line(&e.actor), line(&e.kind));
     if full {
-        println!("index  {}\ntime   {}\nactor  {}\nkind   {}\ngrant  {grant}", e.index, e.time, e.actor, e.kind);
-        println!("data   {}", serde_json::to_string_pretty(&e.data).unwrap_or_default());
+        println!("index  {}\ntime   {}\nactor  {actor}\nkind   {kind}\ngrant  {grant}", e.index, e.time);
+        println!("data   {}", prose(&serde_json::to_string_pretty(&e.data).unwrap_or_default()));
     } else {
-        println!("{:>8}  {}  {:<24}  {:<16}  {grant}", e.index, e.time, e.kind, e.actor);
+        println!("{:>8}  {}  {:<24}  {:<16}  {grant}", e.index, e.time, kind, actor);
     }
 }
 

@@ -620,3 +620,22 @@ fn issue14_a_forged_saved_checkpoint_stops_the_start() {
     s.append(1, 1);
     assert_eq!(std::fs::read_to_string(&saved).unwrap(), s.ok(&["audit", "checkpoint"]));
 }
+
+// Issue 14, finding 6: `audit show` printed entry text raw; JSON escapes
+// only characters below U+0020, so a C1 control (U+009B, CSI) or a bidi
+// override written into an entry reached the auditor's terminal.
+#[test]
+fn issue14_audit_show_escapes_what_a_terminal_would_obey() {
+    let s = Scratch::new();
+    let hostile = "fix\u{9b}2J\u{202e}txt.exe\u{1b}]8;;x\u{7}";
+    let out = s.ok(&["debug", "append", "--count", "1", "--label", hostile]);
+    let index = out.lines().find_map(|l| l.strip_prefix("ack ")).unwrap().split(' ').next().unwrap().to_owned();
+    for args in [vec!["audit", "show", index.as_str()], vec!["audit", "tail", "--lines", "1"]] {
+        let shown = s.ok(&args);
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\n' || ('\u{202a}'..='\u{202e}').contains(&c)),
+            "{args:?}: {shown:?}"
+        );
+    }
+    assert!(s.ok(&["audit", "show", &index]).contains("\\u{9b}"), "the character is shown, escaped");
+}
