@@ -116,6 +116,16 @@ fn sshsig_allowed() -> &'static [ssh_key::PublicKey] {
     })
 }
 
+/// The armor of an accepted signature with its base64 in 70-column lines.
+/// OpenSSH (like [`sshsig::verify`]) reads lines of any width; ssh-key's PEM
+/// reader insists on 70, which is no part of the format.
+fn rewrap_armor(text: &str) -> String {
+    let body: String = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("-----")).collect();
+    let lines: Vec<&str> =
+        body.as_bytes().chunks(70).map(|c| std::str::from_utf8(c).expect("base64 is ASCII")).collect();
+    format!("-----BEGIN SSH SIGNATURE-----\n{}\n-----END SSH SIGNATURE-----\n", lines.join("\n"))
+}
+
 /// Target `sshsig`: `data` is an armored SSH signature, verified over
 /// [`SSHSIG_MESSAGE`] in the login namespace against [`SSHSIG_ALLOWED_KEYS`];
 /// each of its first lines is also parsed as a public key line.
@@ -132,7 +142,7 @@ pub fn sshsig(data: &[u8]) {
         let key = &allowed[v.key_index];
         assert_eq!(v.algorithm, key.algorithm());
         assert_eq!(v.fingerprint, key.fingerprint(ssh_key::HashAlg::Sha256));
-        let sig = ssh_key::SshSig::from_pem(text.trim()).expect("an accepted signature parses in ssh-key");
+        let sig = ssh_key::SshSig::from_pem(rewrap_armor(text)).expect("an accepted signature parses in ssh-key");
         key.verify(sshsig::LOGIN_NAMESPACE, SSHSIG_MESSAGE, &sig).expect("an accepted signature verifies in ssh-key");
         if let Some(sk) = v.security_key {
             assert!(sk.user_present(), "a security-key signature without user presence was accepted");
