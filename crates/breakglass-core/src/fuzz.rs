@@ -18,6 +18,10 @@
 //! this crate, not in `fuzz/`, so that the replay needs no nightly and the
 //! harness code exists once.
 //!
+//! Each returns whether the input was accepted (it verified, parsed or
+//! decoded), so that the replay can insist that every corpus reaches past
+//! the first refusal; libFuzzer ignores the result.
+//!
 //! Inputs that need several parts (a header and a body, a mode and a token)
 //! are split by a leading mode byte or by the first newline, as each function
 //! says. The corpora in `fuzz/corpus/` are written in these shapes.
@@ -135,10 +139,11 @@ fn rewrap_armor(text: &str) -> String {
 /// names, and not for another message or namespace; a security-key
 /// signature is accepted only with the user-presence flag. A public key line
 /// that parses re-serialises to a line that parses to the same key.
-pub fn sshsig(data: &[u8]) {
-    let Some(text) = utf8(data) else { return };
+pub fn sshsig(data: &[u8]) -> bool {
+    let Some(text) = utf8(data) else { return false };
     let allowed = sshsig_allowed();
-    if let Ok(v) = sshsig::verify(text, SSHSIG_MESSAGE, sshsig::LOGIN_NAMESPACE, allowed) {
+    let verified = sshsig::verify(text, SSHSIG_MESSAGE, sshsig::LOGIN_NAMESPACE, allowed);
+    if let Ok(v) = &verified {
         let key = &allowed[v.key_index];
         assert_eq!(v.algorithm, key.algorithm());
         assert_eq!(v.fingerprint, key.fingerprint(ssh_key::HashAlg::Sha256));
@@ -158,6 +163,7 @@ pub fn sshsig(data: &[u8]) {
             assert_eq!(reparsed.key_data(), key.key_data());
         }
     }
+    verified.is_ok()
 }
 
 // ---------------------------------------------------------------------------
@@ -206,13 +212,13 @@ fn sign_ed25519_jws(header: &[u8], claims: &[u8]) -> String {
 /// audience, principal, a covering scope, the capability, `nbf <= now < exp`
 /// (with the leeway at `nbf` only) and a lifetime within the maximum. A key
 /// set that parses survives its own JWKS form.
-pub fn grant_token(data: &[u8]) {
-    let Some((&mode, rest)) = data.split_first() else { return };
+pub fn grant_token(data: &[u8]) -> bool {
+    let Some((&mode, rest)) = data.split_first() else { return false };
     let expect = token_expect();
     let token = match mode % 4 {
         0 => match utf8(rest) {
             Some(t) => t.to_owned(),
-            None => return,
+            None => return false,
         },
         1 => {
             let kid = token_keys().keys()[0].key_id().to_owned();
@@ -229,11 +235,12 @@ pub fn grant_token(data: &[u8]) {
             {
                 let again = token::KeySet::from_jwks(&set.to_jwks()).expect("a key set's own JWKS parses");
                 assert_eq!(again.keys(), set.keys());
+                return true;
             }
-            return;
+            return false;
         }
     };
-    let Ok(claims) = token::verify(&token, token_keys(), &expect, NOW) else { return };
+    let Ok(claims) = token::verify(&token, token_keys(), &expect, NOW) else { return false };
 
     // The signature, checked again without jsonwebtoken.
     use ed25519_dalek::Verifier as _;
@@ -255,6 +262,7 @@ pub fn grant_token(data: &[u8]) {
     assert!(NOW < claims.expires_at, "accepted at or after exp");
     let lifetime = i128::from(claims.expires_at.millis()) - i128::from(claims.not_before.millis());
     assert!(lifetime > 0 && lifetime <= i128::try_from(expect.max_lifetime.as_millis()).unwrap_or(i128::MAX));
+    true
 }
 
 // ---------------------------------------------------------------------------
@@ -305,8 +313,8 @@ fn sign_es256_jws(header: &[u8], claims: &[u8]) -> String {
 /// RSA test key; the claims meet the expectation: issuer, audience among
 /// `aud`, `iat < exp`, a lifetime within the maximum, and `now` inside
 /// `[iat, exp)` widened by the leeway.
-pub fn oidc(data: &[u8]) {
-    let Some((&mode, rest)) = data.split_first() else { return };
+pub fn oidc(data: &[u8]) -> bool {
+    let Some((&mode, rest)) = data.split_first() else { return false };
     let expect = oidc_expect();
     let token = match mode % 4 {
         0 => match utf8(rest) {
@@ -314,7 +322,7 @@ pub fn oidc(data: &[u8]) {
                 let _ = oidc::peek_issuer_and_kid(t);
                 t.to_owned()
             }
-            None => return,
+            None => return false,
         },
         1 => {
             let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "kid": OIDC_EC_KID});
@@ -333,11 +341,12 @@ pub fn oidc(data: &[u8]) {
                 kids.sort_unstable();
                 kids.dedup();
                 assert_eq!(kids.len(), keys.keys().len(), "two usable keys share a kid");
+                return true;
             }
-            return;
+            return false;
         }
     };
-    let Ok(claims) = oidc::verify(&token, oidc_keys(), &expect, NOW) else { return };
+    let Ok(claims) = oidc::verify(&token, oidc_keys(), &expect, NOW) else { return false };
 
     if claims.key_id == OIDC_EC_KID {
         use p256::ecdsa::signature::Verifier as _;
@@ -363,6 +372,7 @@ pub fn oidc(data: &[u8]) {
     if let Some(nbf) = claims.not_before {
         assert!(i128::from(nbf.millis()) <= i128::from(NOW.millis()) + leeway, "accepted before nbf");
     }
+    true
 }
 
 // ---------------------------------------------------------------------------
@@ -417,15 +427,15 @@ fn check_update(u: &IncidentUpdate) {
 /// header, the rest the body. Checks: the signature is accepted only if the
 /// header holds the body's HMAC under [`WEBHOOK_SECRET`]; a parsed update
 /// keeps every promise of [`check_update`].
-pub fn webhook_pagerduty(data: &[u8]) {
+pub fn webhook_pagerduty(data: &[u8]) -> bool {
     let (header, body) = split_line(data);
     let header = utf8(header);
     if incident::verify_pagerduty(header, body, &[WEBHOOK_SECRET.to_vec()]).is_ok() {
         assert!(holds_hmac(header, &[body]), "accepted a bad signature");
     }
-    if let Ok(Some(update)) = incident::parse_pagerduty(body) {
-        check_update(&update);
-    }
+    let Ok(Some(update)) = incident::parse_pagerduty(body) else { return false };
+    check_update(&update);
+    true
 }
 
 /// Checks the `Authorization` header rule shared by Opsgenie and
@@ -447,15 +457,15 @@ fn check_authorization(header: Option<&str>, basic_allowed: bool) {
 /// Target `webhook_opsgenie`: the first line is the `Authorization` header,
 /// the rest the body. Checks: only [`WEBHOOK_TOKEN`] is accepted; a parsed
 /// update keeps every promise of [`check_update`].
-pub fn webhook_opsgenie(data: &[u8]) {
+pub fn webhook_opsgenie(data: &[u8]) -> bool {
     let (header, body) = split_line(data);
     let header = utf8(header);
     if incident::verify_opsgenie(header, &[WEBHOOK_TOKEN.to_owned()]).is_ok() {
         check_authorization(header, true);
     }
-    if let Ok(Some(update)) = incident::parse_opsgenie(body) {
-        check_update(&update);
-    }
+    let Ok(Some(update)) = incident::parse_opsgenie(body) else { return false };
+    check_update(&update);
+    true
 }
 
 /// Target `webhook_alertmanager`: the first line is the `Authorization`
@@ -463,12 +473,13 @@ pub fn webhook_opsgenie(data: &[u8]) {
 /// alert. Checks: only the bearer [`WEBHOOK_TOKEN`] is accepted; every
 /// update keeps every promise of [`check_update`]; both ways give updates
 /// with distinct event ids.
-pub fn webhook_alertmanager(data: &[u8]) {
+pub fn webhook_alertmanager(data: &[u8]) -> bool {
     let (header, body) = split_line(data);
     let header = utf8(header);
     if incident::verify_bearer(header, &[WEBHOOK_TOKEN.to_owned()]).is_ok() {
         check_authorization(header, false);
     }
+    let mut parsed = false;
     for per_alert in [false, true] {
         let opts = AlertmanagerOptions { one_incident_per_alert: per_alert, ..AlertmanagerOptions::default() };
         if let Ok(updates) = incident::parse_alertmanager(body, &opts) {
@@ -479,8 +490,10 @@ pub fn webhook_alertmanager(data: &[u8]) {
             ids.sort_unstable();
             ids.dedup();
             assert_eq!(ids.len(), updates.len(), "two updates of one delivery share an event id");
+            parsed |= !updates.is_empty();
         }
     }
+    parsed
 }
 
 /// Target `webhook_generic`: the first line is `X-Breakglass-Timestamp`, the
@@ -488,7 +501,7 @@ pub fn webhook_alertmanager(data: &[u8]) {
 /// with the HMAC of `<timestamp>.<body>` under [`WEBHOOK_SECRET`] and a
 /// timestamp within [`WEBHOOK_TOLERANCE_MS`] of [`NOW`]; a parsed update
 /// keeps every promise of [`check_update`].
-pub fn webhook_generic(data: &[u8]) {
+pub fn webhook_generic(data: &[u8]) -> bool {
     let (ts, rest) = split_line(data);
     let (sig, body) = split_line(rest);
     let (ts, sig) = (utf8(ts), utf8(sig));
@@ -499,9 +512,9 @@ pub fn webhook_generic(data: &[u8]) {
         let secs: i64 = digits.parse().expect("an accepted timestamp is a number");
         assert!((secs * 1000 - NOW.millis()).abs() <= WEBHOOK_TOLERANCE_MS, "accepted a stale timestamp");
     }
-    if let Ok(update) = incident::parse_generic(body) {
-        check_update(&update);
-    }
+    let Ok(update) = incident::parse_generic(body) else { return false };
+    check_update(&update);
+    true
 }
 
 // ---------------------------------------------------------------------------
@@ -524,8 +537,8 @@ fn note_verifier() -> NoteVerifier {
 /// under the test key contains the test key's own (deterministic Ed25519)
 /// signature of its text, so nothing unsigned is accepted, and its body is
 /// the checkpoint returned.
-pub fn checkpoint(data: &[u8]) {
-    let Some(text) = utf8(data) else { return };
+pub fn checkpoint(data: &[u8]) -> bool {
+    let Some(text) = utf8(data) else { return false };
     if let Ok(cp) = Checkpoint::parse_text(text) {
         let again = cp.to_text();
         assert!(text.starts_with(&again), "a parsed checkpoint does not re-serialise to its own prefix");
@@ -538,11 +551,11 @@ pub fn checkpoint(data: &[u8]) {
         assert!(text.lines().any(|l| l == sig_line), "a note opened without the test key's signature");
         assert!(!opened.verified_by.is_empty() && opened.verified_by.iter().all(|n| n == LOG_ORIGIN));
     }
-    if let Ok(cp) = Checkpoint::open(text, LOG_ORIGIN, std::slice::from_ref(&verifier)) {
-        assert_eq!(cp.origin, LOG_ORIGIN);
-        let (body, _) = note::split(text).expect("an opened note splits");
-        assert_eq!(Checkpoint::parse_text(body).as_ref(), Ok(&cp));
-    }
+    let Ok(cp) = Checkpoint::open(text, LOG_ORIGIN, std::slice::from_ref(&verifier)) else { return false };
+    assert_eq!(cp.origin, LOG_ORIGIN);
+    let (body, _) = note::split(text).expect("an opened note splits");
+    assert_eq!(Checkpoint::parse_text(body).as_ref(), Ok(&cp));
+    true
 }
 
 /// The tree of `n` leaves `leaf-0`, `leaf-1`, … that the proof harness proves against.
@@ -578,22 +591,21 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 /// verifies proves an index below its checkpoint's size; in the real trees a
 /// proof verifies if and only if it is the one the tree makes (the tree's own
 /// proof always verifies, and no other is accepted).
-pub fn proof(data: &[u8]) {
+pub fn proof(data: &[u8]) -> bool {
     if data.starts_with(tlog_proof::HEADER.as_bytes()) {
-        let Some(text) = utf8(data) else { return };
-        let Ok(p) = TlogProof::parse(text) else { return };
+        let Some(text) = utf8(data) else { return false };
+        let Ok(p) = TlogProof::parse(text) else { return false };
         assert_eq!(TlogProof::parse(&p.to_text()).as_ref(), Ok(&p), "a parsed tlog-proof does not round-trip");
         let entry = format!("leaf-{}", p.index);
-        if let Ok(cp) = p.verify(entry.as_bytes(), LOG_ORIGIN, &note_verifier()) {
-            assert!(p.index < cp.size);
-            assert!(p.verify(b"another entry", LOG_ORIGIN, &note_verifier()).is_err());
-        }
-        return;
+        let Ok(cp) = p.verify(entry.as_bytes(), LOG_ORIGIN, &note_verifier()) else { return false };
+        assert!(p.index < cp.size);
+        assert!(p.verify(b"another entry", LOG_ORIGIN, &note_verifier()).is_err());
+        return true;
     }
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else { return false };
     match mode % 3 {
         0 => {
-            let [size, index, proof @ ..] = rest else { return };
+            let [size, index, proof @ ..] = rest else { return false };
             let size = 1 + u64::from(*size % PROOF_TREE_MAX);
             let index = u64::from(*index) % size;
             let tree = proof_tree(size);
@@ -602,12 +614,14 @@ pub fn proof(data: &[u8]) {
             let genuine = prove_inclusion(size, index, &tree).expect("the tree proves its own leaves");
             assert_eq!(verify_inclusion(index, size, &leaf.0, &genuine, &root.0), Ok(()));
             let given = hashes(proof);
-            if verify_inclusion(index, size, &leaf.0, &given, &root.0).is_ok() {
+            let ok = verify_inclusion(index, size, &leaf.0, &given, &root.0).is_ok();
+            if ok {
                 assert_eq!(given, genuine, "accepted an inclusion proof the tree did not make");
             }
+            ok
         }
         1 => {
-            let [new, old, proof @ ..] = rest else { return };
+            let [new, old, proof @ ..] = rest else { return false };
             let new = 1 + u64::from(*new % PROOF_TREE_MAX);
             let old = 1 + u64::from(*old) % new;
             let new_tree = proof_tree(new);
@@ -615,20 +629,23 @@ pub fn proof(data: &[u8]) {
             let genuine = prove_consistency(new, old, &new_tree).expect("the tree proves its own prefixes");
             assert_eq!(verify_consistency(old, new, &old_root.0, &new_tree.root().0, &genuine), Ok(()));
             let given = hashes(proof);
-            if verify_consistency(old, new, &old_root.0, &new_tree.root().0, &given).is_ok() {
+            let ok = verify_consistency(old, new, &old_root.0, &new_tree.root().0, &given).is_ok();
+            if ok {
                 assert_eq!(given, genuine, "accepted a consistency proof the tree did not make");
             }
+            ok
         }
         _ => {
             let (index, size) = (u64_at(rest, 0), u64_at(rest, 8));
             let leaf = rest.get(16..48).unwrap_or_default();
             let root = rest.get(48..80).unwrap_or_default();
             let given = hashes(rest.get(80..).unwrap_or_default());
-            let _ = verify_inclusion(index, size, leaf, &given, root);
-            let _ = verify_consistency(index, size, leaf, root, &given);
+            let included = verify_inclusion(index, size, leaf, &given, root).is_ok();
+            let consistent = verify_consistency(index, size, leaf, root, &given).is_ok();
             if let Some(leaf) = Hash::from_slice(leaf) {
                 let _ = root_from_inclusion(index, size, &leaf, &given);
             }
+            included || consistent
         }
     }
 }
@@ -638,13 +655,14 @@ pub fn proof(data: &[u8]) {
 /// Checks: a decoded entry re-encodes to exactly the same bytes and decodes
 /// again to itself (one entry, one encoding); the canonical JSON writer is
 /// idempotent and keeps the value.
-pub fn entry(data: &[u8]) {
-    if let Ok(e) = Entry::decode(data) {
+pub fn entry(data: &[u8]) -> bool {
+    let decoded = Entry::decode(data);
+    if let Ok(e) = &decoded {
         let bytes = e.encode().expect("a decoded entry encodes");
         assert_eq!(bytes, data, "a decoded entry re-encodes to other bytes");
-        assert_eq!(Entry::decode(&bytes).as_ref(), Ok(&e));
+        assert_eq!(Entry::decode(&bytes).as_ref(), Ok(e));
     }
-    let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
+    let Ok(value) = serde_json::from_slice::<Value>(data) else { return decoded.is_ok() };
     let mut out = Vec::new();
     if write_canonical(&value, &mut out).is_ok() {
         let back: Value = serde_json::from_slice(&out).expect("canonical JSON is JSON");
@@ -653,6 +671,7 @@ pub fn entry(data: &[u8]) {
         write_canonical(&back, &mut again).expect("canonical JSON writes again");
         assert_eq!(again, out, "canonical JSON is not idempotent");
     }
+    decoded.is_ok()
 }
 
 // ---------------------------------------------------------------------------
@@ -670,21 +689,22 @@ fn example_policy() -> &'static Policy {
 /// against the example policy. Checks: every case result is consistent
 /// (`passed` exactly when the decision is the expected one), one result per
 /// case.
-pub fn policy_tests(data: &[u8]) {
-    let Some(text) = utf8(data) else { return };
-    let Ok(results) = run_tests(example_policy(), text) else { return };
+pub fn policy_tests(data: &[u8]) -> bool {
+    let Some(text) = utf8(data) else { return false };
+    let Ok(results) = run_tests(example_policy(), text) else { return false };
     assert!(!results.is_empty(), "a table that ran has a case");
     for r in &results {
         assert_eq!(r.passed, r.allowed == r.expected_allow, "case {:?} is inconsistent", r.name);
     }
+    true
 }
 
 /// Target `principals`: `data` is a principals file. Checks: every principal
 /// of a file that parses is found by its name, each of its e-mails (in any
 /// ASCII case) and each of its accounts, and by nothing else's.
-pub fn principals(data: &[u8]) {
-    let Some(text) = utf8(data) else { return };
-    let Ok(all) = Principals::parse(text, "principals.toml") else { return };
+pub fn principals(data: &[u8]) -> bool {
+    let Some(text) = utf8(data) else { return false };
+    let Ok(all) = Principals::parse(text, "principals.toml") else { return false };
     assert_eq!(all.iter().count(), all.len());
     for p in &all {
         assert_eq!(all.get(&p.name), Some(p), "principal {:?} not found by name", p.name);
@@ -696,10 +716,12 @@ pub fn principals(data: &[u8]) {
             assert_eq!(all.by_account(a).map(|q| &q.name), Some(&p.name));
         }
     }
+    true
 }
 
-/// A harness: one input, no result; a panic is a finding.
-pub type Harness = fn(&[u8]);
+/// A harness: one input; `true` when it was accepted (verified, parsed or
+/// decoded: it went past every refusal). A panic is a finding.
+pub type Harness = fn(&[u8]) -> bool;
 
 /// Every target, by the name of its directory under `fuzz/corpus/`, for the
 /// stable replay test.
