@@ -117,3 +117,15 @@ fn the_fixed_instant_is_an_input_an_hour_later_no_oidc_token_verifies() {
     assert!(n_now > 0, "no OIDC token in the corpus verifies at fuzz::NOW");
     assert!(tokens.iter().all(|t| oidc::verify(t, &keys, &fuzz::oidc_expect(), later).is_err()));
 }
+
+/// Issue 14, found by the `webhook_opsgenie` target
+/// (`fuzz/artifacts/webhook_opsgenie/crash-321c…`): an Opsgenie alert without
+/// a message got the title "Opsgenie alert <tinyId>" with the `tinyId` as
+/// sent, so a sender's terminal escapes reached every CLI that prints titles.
+#[test]
+fn issue14_an_opsgenie_tiny_id_cannot_put_control_characters_in_a_title() {
+    let body = br#"{"action":"Create","alert":{"alertId":"a-1","tinyId":"\u001b]0;pwned\u0007\u001b[31m42\u007f"}}"#;
+    let update = breakglass_core::incident::parse_opsgenie(body).unwrap().unwrap();
+    assert!(!update.title.chars().any(char::is_control), "title {:?} holds control characters", update.title);
+    assert!(update.title.contains("42"), "title {:?} lost the tiny id", update.title);
+}
