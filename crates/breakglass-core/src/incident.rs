@@ -1258,11 +1258,13 @@ pub fn parse_opsgenie(body: &[u8]) -> Result<Option<IncidentUpdate>, ParseError>
         Some(t) => Some(epoch_to_timestamp(t)),
         None => alert.int_opt("createdAt")?.map(epoch_to_timestamp),
     };
-    let tiny_id = alert.str_opt("tinyId")?.filter(|t| !t.trim().is_empty());
+    // The tiny id is only displayed, in the placeholder title, so it is
+    // cleaned as a title is (issue 14: it carried terminal escapes).
+    let tiny_id = alert.str_opt("tinyId")?.and_then(clean_title);
     let title = alert
         .str_opt("message")?
         .and_then(clean_title)
-        .unwrap_or_else(|| format!("Opsgenie alert {}", echo(tiny_id.unwrap_or(&external_id))));
+        .unwrap_or_else(|| format!("Opsgenie alert {}", echo(tiny_id.as_deref().unwrap_or(&external_id))));
     Ok(Some(IncidentUpdate {
         source: p,
         external_id,

@@ -13,6 +13,8 @@ pub mod api;
 pub mod bundle;
 pub mod checkpoint;
 pub mod entry;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod grant;
 pub mod hash;
 pub mod incident;
