@@ -723,9 +723,58 @@ pub fn principals(data: &[u8]) -> bool {
 /// decoded: it went past every refusal). A panic is a finding.
 pub type Harness = fn(&[u8]) -> bool;
 
+/// `push_input`: the Git hook's standard input and push options, as a pusher
+/// writes them. The first byte chooses: 0, the update lines; 1, push options
+/// (one a line) for the grant token; 2, `GIT_PUSH_OPTION_COUNT`; anything
+/// else, a ref name checked and matched against protected patterns. An
+/// accepted update is always well-formed, and an accepted token holds only
+/// token characters.
+pub fn push_input(data: &[u8]) -> bool {
+    use crate::push_input::{self as pi};
+    let Some((&mode, rest)) = data.split_first() else { return false };
+    match mode {
+        0 => match pi::parse_updates(rest) {
+            Ok(updates) => {
+                for u in &updates {
+                    assert!(pi::is_oid(&u.old) && pi::is_oid(&u.new) && u.old.len() == u.new.len(), "{u:?}");
+                    assert!(pi::check_refname(&u.refname).is_ok(), "{u:?}");
+                    assert!(!u.refname.contains("..") && !u.refname.chars().any(char::is_control), "{u:?}");
+                }
+                !updates.is_empty()
+            }
+            Err(_) => false,
+        },
+        1 => {
+            let text = String::from_utf8_lossy(rest);
+            match pi::grant_token(text.lines()) {
+                Ok(Some(token)) => {
+                    assert!(!token.is_empty() && token.len() <= pi::MAX_TOKEN);
+                    assert!(token.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=')));
+                    true
+                }
+                Ok(None) | Err(_) => false,
+            }
+        }
+        2 => {
+            std::str::from_utf8(rest).is_ok_and(|s| pi::option_count(Some(s)).is_ok_and(|n| n <= pi::MAX_PUSH_OPTIONS))
+        }
+        _ => {
+            let Ok(name) = std::str::from_utf8(rest) else { return false };
+            let patterns = ["refs/heads/main".to_owned(), "refs/heads/release/*".to_owned()];
+            let _ = pi::case_variant_of(&patterns, name);
+            let _ = pi::normalization_variant_of(&patterns, name);
+            let ok = pi::check_refname(name).is_ok();
+            if ok {
+                assert!(name.starts_with("refs/") && !name.contains("..") && !name.contains("//"), "{name:?}");
+            }
+            ok && patterns.iter().any(|p| pi::matches(p, name))
+        }
+    }
+}
+
 /// Every target, by the name of its directory under `fuzz/corpus/`, for the
 /// stable replay test.
-pub const TARGETS: [(&str, Harness); 12] = [
+pub const TARGETS: [(&str, Harness); 13] = [
     ("sshsig", sshsig),
     ("grant_token", grant_token),
     ("oidc", oidc),
@@ -738,4 +787,5 @@ pub const TARGETS: [(&str, Harness); 12] = [
     ("entry", entry),
     ("policy_tests", policy_tests),
     ("principals", principals),
+    ("push_input", push_input),
 ];
