@@ -10,22 +10,19 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::harness::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_server_speaks_tls_with_a_configured_certificate() {
-    let setup = Setup::new();
-    let srv = Server::sqlite(&setup).await;
+/// A throwaway self-signed certificate for `localhost`, written into the
+/// setup's directory, and the server configuration made from its files.
+fn throwaway_tls(setup: &Setup) -> (rcgen::CertifiedKey<rcgen::KeyPair>, Arc<rustls::ServerConfig>) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let (cert_path, key_path) = (setup.dir.path().join("tls.crt"), setup.dir.path().join("tls.key"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let tls = tls_config(&cert_path, &key_path).unwrap();
-    assert!(tls_config(&key_path, &cert_path).is_err(), "swapped files are refused with an error");
+    (cert, tls)
+}
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(serve(listener, srv.app.clone(), Some(tls), ConnectionLimits::default(), stop_rx));
-
+/// A TLS client that trusts only `cert`.
+fn client_for(cert: &rcgen::CertifiedKey<rcgen::KeyPair>) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -34,7 +31,23 @@ async fn the_server_speaks_tls_with_a_configured_certificate() {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_speaks_tls_with_a_configured_certificate() {
+    let setup = Setup::new();
+    let srv = Server::sqlite(&setup).await;
+    let (cert, tls) = throwaway_tls(&setup);
+    let (cert_path, key_path) = (setup.dir.path().join("tls.crt"), setup.dir.path().join("tls.key"));
+    assert!(tls_config(&key_path, &cert_path).is_err(), "swapped files are refused with an error");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(serve(listener, srv.app.clone(), Some(tls), ConnectionLimits::default(), stop_rx));
+
+    let connector = client_for(&cert);
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
     tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
@@ -75,11 +88,7 @@ async fn closed_by_server<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Vec<u8>
 async fn issue14_slow_tls_clients_are_cut_off_by_the_header_read_timeout() {
     let setup = Setup::new();
     let srv = Server::sqlite(&setup).await;
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_path, key_path) = (setup.dir.path().join("tls.crt"), setup.dir.path().join("tls.key"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let tls = tls_config(&cert_path, &key_path).unwrap();
+    let (cert, tls) = throwaway_tls(&setup);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits =
@@ -90,15 +99,7 @@ async fn issue14_slow_tls_clients_are_cut_off_by_the_header_read_timeout() {
     let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
     assert!(closed_by_server(&mut silent).await.is_empty(), "no handshake, no answer");
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = client_for(&cert);
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut slow = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
@@ -125,26 +126,14 @@ async fn issue14_slow_tls_clients_are_cut_off_by_the_header_read_timeout() {
 async fn issue14_a_tls_connection_over_the_limit_is_refused_at_once() {
     let setup = Setup::new();
     let srv = Server::sqlite(&setup).await;
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_path, key_path) = (setup.dir.path().join("tls.crt"), setup.dir.path().join("tls.key"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let tls = tls_config(&cert_path, &key_path).unwrap();
+    let (cert, tls) = throwaway_tls(&setup);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits = ConnectionLimits { max_connections: 1, ..ConnectionLimits::default() };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(serve(listener, srv.app.clone(), Some(tls), limits, stop_rx));
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = client_for(&cert);
     let get = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut held = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();

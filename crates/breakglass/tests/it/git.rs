@@ -140,19 +140,7 @@ impl GitSetup {
 
     /// `git push` as `who` (the identity the Git server passes to the hooks).
     pub fn push_as(&self, who: Option<&str>, args: &[&str], options: &[&str]) -> Output {
-        let mut c = Command::new("git");
-        c.arg("-C").arg(&self.work).arg("push");
-        for o in options {
-            c.arg("-o").arg(o);
-        }
-        c.args(args);
-        for v in IDENTITY_VARS {
-            c.env_remove(v);
-        }
-        if let Some(w) = who {
-            c.env("BREAKGLASS_USER", w);
-        }
-        c.output().unwrap()
+        push_from(&self.work, who, args, options)
     }
 
     pub fn remote_ref(&self, r: &str) -> Option<String> {
@@ -429,4 +417,22 @@ fn install_is_idempotent_chains_existing_hooks_and_uninstall_restores_them() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("not a bare repository"));
+}
+
+/// `git push` from the clone `work` as `who` (the identity the Git server
+/// passes to the hooks), with push options.
+pub(crate) fn push_from(work: &Path, who: Option<&str>, args: &[&str], options: &[&str]) -> Output {
+    let mut c = Command::new("git");
+    c.arg("-C").arg(work).arg("push");
+    for o in options {
+        c.arg("-o").arg(o);
+    }
+    c.args(args);
+    for v in IDENTITY_VARS {
+        c.env_remove(v);
+    }
+    if let Some(w) = who {
+        c.env("BREAKGLASS_USER", w);
+    }
+    c.output().unwrap()
 }

@@ -8,12 +8,12 @@
 //! they keep holding.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
 use crate::drift::{drift, kinds};
-use crate::git::{EXTRA_POLICY, GitSetup, IDENTITY_VARS, MAIN, git, git_ok, stderr};
+use crate::git::{EXTRA_POLICY, GitSetup, MAIN, git, git_ok, push_from, stderr};
 use crate::support::BIN;
 
 /// Lets oncall ask for a push to one release branch (besides main).
@@ -83,23 +83,6 @@ fn second_repo(s: &GitSetup, dir: &str, init: &[&str]) -> (PathBuf, PathBuf) {
     let out = push_from(&work, Some("merge-bot"), &["origin", "main"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     (bare, work)
-}
-
-/// `git push` from another clone, as `who`.
-fn push_from(work: &Path, who: Option<&str>, args: &[&str], options: &[&str]) -> Output {
-    let mut c = Command::new("git");
-    c.arg("-C").arg(work).arg("push");
-    for o in options {
-        c.arg("-o").arg(o);
-    }
-    c.args(args);
-    for v in IDENTITY_VARS {
-        c.env_remove(v);
-    }
-    if let Some(w) = who {
-        c.env("BREAKGLASS_USER", w);
-    }
-    c.output().unwrap()
 }
 
 fn value_of(repo: &Path, r: &str) -> Option<String> {
