@@ -573,32 +573,29 @@ impl Service {
             // A principal removed from the principals file loses its sessions at once.
             let loaded = self.loaded();
             let why = match loaded.principals.get(&cred.name) {
-                None => Some("the principal is no longer in the principals file"),
+                None => "the principal is no longer in the principals file",
                 Some(_) if !loaded.holds_key(&cred.name, cred.key_fingerprint.as_deref()) => {
-                    Some("the SSH key that made this session is no longer the principal's in the principals file")
+                    "the SSH key that made this session is no longer the principal's in the principals file"
                 }
-                Some(_) => None,
+                Some(p) => {
+                    let groups = p.groups.clone();
+                    return Ok(Caller {
+                        name: cred.name,
+                        role: Role::User,
+                        kind: CredentialKind::Session,
+                        groups,
+                        credential: cred.id,
+                        ci: None,
+                        grant: None,
+                    });
+                }
             };
-            if let Some(why) = why {
-                // Ended for good, with an entry, so that putting the name or
-                // the key back never revives it.
-                if let Err(e) = self.end_session(&cred, why, &Caller::system()).await {
-                    tracing::warn!(error = %e, session = %cred.id, "could not record the end of an orphaned session");
-                }
-                return Err(unauthorized(&format!("{why}; log in again")));
+            // Ended for good, with an entry, so that putting the name or the
+            // key back never revives it.
+            if let Err(e) = self.end_session(&cred, why, &Caller::system()).await {
+                tracing::warn!(error = %e, session = %cred.id, "could not record the end of an orphaned session");
             }
-            let Some(p) = loaded.principals.get(&cred.name) else {
-                return Err(unauthorized("the principal is no longer in the principals file"));
-            };
-            return Ok(Caller {
-                name: cred.name,
-                role: Role::User,
-                kind: CredentialKind::Session,
-                groups: p.groups.clone(),
-                credential: cred.id,
-                ci: None,
-                grant: None,
-            });
+            return Err(unauthorized(&format!("{why}; log in again")));
         }
         Ok(Caller {
             name: cred.name,

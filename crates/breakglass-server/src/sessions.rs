@@ -107,8 +107,12 @@ impl Service {
         Err(ServiceError::Conflict(format!("session {} kept changing; try again", cred.id)))
     }
 
-    async fn stored_sessions(&self, principal: Option<&str>) -> Result<Vec<StoredCredential>> {
-        let filter = ObjectFilter { statuses: Vec::new(), owner: principal.map(str::to_owned), limit: 10_000 };
+    /// Stored sessions, of one principal or everyone's; with `live_only`,
+    /// only those not ended (the store's status), which is what the
+    /// scans that end sessions need, so ended ones never crowd them out.
+    async fn stored_sessions(&self, principal: Option<&str>, live_only: bool) -> Result<Vec<StoredCredential>> {
+        let statuses = if live_only { vec!["active".to_owned()] } else { Vec::new() };
+        let filter = ObjectFilter { statuses, owner: principal.map(str::to_owned), limit: 10_000 };
         self.store().objects(SESSION_KIND, &filter).await?.iter().map(parse_credential).collect()
     }
 
@@ -131,7 +135,7 @@ impl Service {
         let now = self.now();
         let current = (caller.kind == CredentialKind::Session).then_some(caller.credential.as_str());
         let mut out: Vec<SessionView> = self
-            .stored_sessions(whose)
+            .stored_sessions(whose, !all)
             .await?
             .iter()
             .map(|c| view(c, now, current))
@@ -186,7 +190,7 @@ impl Service {
         }
         let now = self.now();
         let mut ended = Vec::new();
-        for cred in self.stored_sessions(Some(principal)).await? {
+        for cred in self.stored_sessions(Some(principal), true).await? {
             if view(&cred, now, None).state == "active" {
                 ended.push(self.end_session(&cred, "all sessions of the principal revoked by an admin", caller).await?);
             }
@@ -200,7 +204,7 @@ impl Service {
         let loaded = self.loaded();
         let now = self.now();
         let mut n = 0;
-        for cred in self.stored_sessions(None).await? {
+        for cred in self.stored_sessions(None, true).await? {
             if view(&cred, now, None).state != "active" {
                 continue;
             }
