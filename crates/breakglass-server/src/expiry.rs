@@ -1,5 +1,5 @@
 //! The expiry timer: it sleeps until the next grant is due to end (an
-//! active grant's expiry, a pending request's lapse), wakes exactly then,
+//! active grant's expiry, a pending request's lapse) or review to escalate, wakes exactly then,
 //! and writes the ending entries. It is woken early whenever a grant changes
 //! on this server; it also re-reads the next due time at least every
 //! `resync` so that grants made on another server over the same database are
@@ -12,10 +12,30 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::service::Service;
+use breakglass_core::time::Timestamp;
+
+use crate::service::{Result, Service};
 
 /// How often the timer re-reads the next due time when nothing woke it.
 pub const RESYNC: Duration = Duration::from_secs(30);
+
+impl Service {
+    /// Everything whose time is up at `now`: grants end (expiry or lapse),
+    /// reviews past their deadline escalate. Returns how many.
+    pub async fn expire_due(&self) -> Result<usize> {
+        Ok(self.expire_grants().await? + self.escalate_reviews().await?)
+    }
+
+    /// When the next grant is due to end, or review to escalate, if any.
+    pub async fn next_due(&self) -> Result<Option<Timestamp>> {
+        let grant = self.next_grant_due().await?;
+        let review = self.next_review_due().await?;
+        Ok(match (grant, review) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+}
 
 /// Runs until `stop` turns true.
 pub async fn run(service: Arc<Service>, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -51,7 +71,7 @@ pub async fn run(service: Arc<Service>, mut stop: tokio::sync::watch::Receiver<b
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = service.wake.notified() => {}
+            _ = service.timer_woken() => {}
             _ = stop.changed() => {}
         }
     }

@@ -62,12 +62,14 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ServiceError::PolicyDenied { .. } => (StatusCode::FORBIDDEN, "policy_denied"),
+            ServiceError::InvalidPolicy { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_policy"),
             ServiceError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-            ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ServiceError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ServiceError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let reasons = match &e {
             ServiceError::PolicyDenied { reasons, .. } => reasons.clone(),
+            ServiceError::InvalidPolicy { problems, .. } => problems.clone(),
             _ => Vec::new(),
         };
         let mut err = ApiError::new(status, code, e.to_string());
@@ -373,7 +375,7 @@ async fn metrics_text(_caller: Caller, State(st): State<AppState>) -> ApiResult<
     for (state, n) in counts {
         metrics::gauge!("breakglass_grants", "state" => state).set(n as f64);
     }
-    crate::stats::export_metrics(&st.service.stats(&_caller, None).await?);
+    crate::service::stats::export_metrics(&st.service.stats(&_caller, None).await?);
     let text = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
@@ -589,15 +591,7 @@ async fn reload_policy(caller: Caller, State(st): State<AppState>) -> ApiResult<
     if !caller.is_admin() {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an admin API token may reload the policy"));
     }
-    match st.service.reload_by(&caller).await {
-        Ok(r) => Ok(Json(r)),
-        Err(ServiceError::PolicyDenied { message, reasons }) => {
-            let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_policy", message);
-            e.body.error.reasons = reasons;
-            Err(e)
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(Json(st.service.reload_by(&caller).await?))
 }
 
 #[utoipa::path(get, path = "/v1/log/checkpoint", responses((status = 200, body = CheckpointView)))]
@@ -711,8 +705,8 @@ async fn advance_clock(
     // What fell due is ended before the answer, so a test that moves the
     // clock sees the result at once instead of waiting for the timer.
     st.service.expire_due().await?;
-    st.service.wake.notify_one();
-    st.service.notify_wake.notify_one();
+    st.service.wake_timer();
+    st.service.wake_outbox();
     let now = breakglass_core::time::Clock::now(clock.as_ref());
     Ok(Json(serde_json::json!({ "now": now })))
 }
@@ -729,7 +723,7 @@ async fn receive(
     headers: &axum::http::HeaderMap,
     body: &[u8],
 ) -> ApiResult<Json<IncidentReceipt>> {
-    let delivery = crate::incidents::Delivery {
+    let delivery = crate::service::incidents::Delivery {
         authorization: header(headers, "authorization"),
         pagerduty_signature: header(headers, "x-pagerduty-signature"),
         breakglass_timestamp: header(headers, "x-breakglass-timestamp"),

@@ -1,26 +1,18 @@
-//! breakglass-server: the grant service ([`service`]), its HTTP API
-//! ([`http`]), the expiry timer ([`expiry`]), incidents ([`incidents`]), the
-//! notification outbox and its worker ([`notify`]) and the listener (plain
-//! HTTP or TLS with rustls, [`listen`]).
+//! breakglass-server: the grant service ([`service`]: a kernel, the effects
+//! of grant transitions, and one module per feature), its HTTP API
+//! ([`http`]), the expiry timer ([`expiry`]), bearer-token formats
+//! ([`auth`]), what only the repositories' host can inspect ([`hostcheck`])
+//! and the listener (plain HTTP or TLS with rustls, [`listen`]).
 //!
 //! Only this crate knows HTTP. It reads no environment variables and no argv;
 //! the binary builds a [`service::ServiceConfig`] and hands it over.
 
 pub mod auth;
-pub mod ci;
-pub mod drift;
-pub mod drills;
 pub mod expiry;
 pub mod hostcheck;
 pub mod http;
-pub mod incidents;
 pub mod listen;
-pub mod notify;
-pub mod refs;
-pub mod reviews;
 pub mod service;
-pub mod sessions;
-pub mod stats;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 

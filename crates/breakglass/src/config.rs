@@ -222,10 +222,10 @@ impl Default for ReviewSection {
 }
 
 impl ReviewSection {
-    pub fn to_server(&self) -> CliResult<breakglass_server::reviews::ReviewConfig> {
+    pub fn to_server(&self) -> CliResult<breakglass_server::service::config::ReviewConfig> {
         let deadline_ms = breakglass_core::grant::parse_duration(&self.deadline)
             .map_err(|e| bad_input(format!("invalid review.deadline: {e}")))?;
-        Ok(breakglass_server::reviews::ReviewConfig { deadline_ms })
+        Ok(breakglass_server::service::config::ReviewConfig { deadline_ms })
     }
 }
 
@@ -288,7 +288,7 @@ fn duration_or_zero(what: &str, v: &str) -> CliResult<i64> {
 }
 
 impl IncidentsSection {
-    pub fn to_server(&self) -> CliResult<breakglass_server::incidents::IncidentConfig> {
+    pub fn to_server(&self) -> CliResult<breakglass_server::service::config::IncidentConfig> {
         let max_age = breakglass_core::grant::parse_duration(&self.max_age)
             .map_err(|e| bad_input(format!("invalid incidents.max_age: {e}")))?;
         let secrets = |what: &str, v: &[String]| -> CliResult<Vec<Vec<u8>>> {
@@ -304,7 +304,7 @@ impl IncidentsSection {
             service_label: self.alertmanager_service_label.clone(),
             ..breakglass_core::incident::AlertmanagerOptions::default()
         };
-        Ok(breakglass_server::incidents::IncidentConfig {
+        Ok(breakglass_server::service::config::IncidentConfig {
             pagerduty_secrets: secrets("pagerduty_secrets", &self.pagerduty_secrets)?,
             opsgenie_credentials: self.opsgenie_credentials.clone(),
             alertmanager_tokens: secrets("alertmanager_tokens", &self.alertmanager_tokens)?
@@ -356,8 +356,8 @@ pub struct NotifyChannelSection {
 }
 
 impl NotifySection {
-    pub fn to_server(&self) -> CliResult<breakglass_server::notify::NotifyConfig> {
-        use breakglass_server::notify::{Channel, NotifyConfig, Target};
+    pub fn to_server(&self) -> CliResult<breakglass_server::service::config::NotifyConfig> {
+        use breakglass_server::service::config::{Channel, NotifyConfig, Target};
         let mut channels: Vec<Channel> = Vec::new();
         let all = self.webhook.iter().map(|c| ("webhook", c)).chain(self.slack.iter().map(|c| ("slack", c)));
         for (k, (kind, c)) in all.enumerate() {
@@ -444,8 +444,8 @@ pub struct CiProjectSection {
 
 impl CiSection {
     /// The server's CI configuration, every value checked.
-    pub fn to_server(&self) -> CliResult<breakglass_server::ci::CiConfig> {
-        use breakglass_server::ci::{CiConfig, CiProject, OidcIssuer};
+    pub fn to_server(&self) -> CliResult<breakglass_server::service::config::CiConfig> {
+        use breakglass_server::service::config::{CiConfig, CiProject, OidcIssuer};
         let bad = |m: String| bad_input(format!("invalid [ci] configuration: {m}"));
         let lifetime = breakglass_core::grant::parse_duration(&self.max_token_lifetime)
             .map_err(|e| bad(format!("max_token_lifetime: {e}")))?;

@@ -153,7 +153,7 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
     let app = router(state, dir.config.server.max_body_bytes);
     let limits = dir.config.server.connection_limits()?;
     let expiry = tokio::spawn(breakglass_server::expiry::run(service.clone(), stop_rx.clone()));
-    let notifier = tokio::spawn(breakglass_server::notify::run(service.clone(), stop_rx.clone()));
+    let notifier = tokio::spawn(breakglass_server::service::notify::run(service.clone(), stop_rx.clone()));
     let drift_every = dir.config.drift.interval()?;
     // Last: the handlers are installed, the listener is bound (connections
     // queue on it until the server below takes them) and every task that
@@ -175,7 +175,7 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
             );
             let _ = std::io::stdout().flush();
         };
-        tokio::spawn(breakglass_server::drift::run(service.clone(), every, report, stop_rx.clone()))
+        tokio::spawn(breakglass_server::service::drift::run(service.clone(), every, report, stop_rx.clone()))
     });
     let res = breakglass_server::listen::serve(listener, app, tls, limits, stop_rx).await;
     signals.abort();

@@ -21,7 +21,7 @@ fn kinds(v: &Value, field: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drift_check_records_each_finding_once_notifies_and_clears_it() {
-    use breakglass_server::notify::{Channel, Target};
+    use breakglass_server::service::config::{Channel, Target};
     let receiver = Receiver::start();
     let mut setup = Setup::new();
     setup.notify.channels = vec![Channel {

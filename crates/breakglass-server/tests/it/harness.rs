@@ -113,9 +113,9 @@ pub struct Setup {
     pub dir: tempfile::TempDir,
     pub keys: Keys4,
     pub extra_principals: String,
-    pub ci: breakglass_server::ci::CiConfig,
-    pub incidents: breakglass_server::incidents::IncidentConfig,
-    pub notify: breakglass_server::notify::NotifyConfig,
+    pub ci: breakglass_server::service::config::CiConfig,
+    pub incidents: breakglass_server::service::config::IncidentConfig,
+    pub notify: breakglass_server::service::config::NotifyConfig,
 }
 
 impl Setup {

@@ -287,7 +287,7 @@ async fn an_open_incident_approves_its_responders_at_once_and_its_resolution_end
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_reach_a_real_receiver_with_retries_and_one_id_each() {
-    use breakglass_server::notify::{Channel, Target};
+    use breakglass_server::service::config::{Channel, Target};
     let receiver = Receiver::start();
     let mut setup = setup();
     setup.notify.expiring_soon_ms = 10 * 60_000;
@@ -371,7 +371,7 @@ async fn notifications_reach_a_real_receiver_with_retries_and_one_id_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_never_recovers_is_given_up_and_shown_as_failed() {
-    use breakglass_server::notify::{Channel, Target};
+    use breakglass_server::service::config::{Channel, Target};
     let receiver = Receiver::start();
     let mut setup = setup();
     setup.notify.channels = vec![Channel {

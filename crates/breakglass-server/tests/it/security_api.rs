@@ -208,7 +208,7 @@ async fn failed_logins_are_recorded_at_a_bounded_rate() {
     let srv = Server::sqlite(&setup).await;
     let ns = breakglass_core::sshsig::LOGIN_NAMESPACE;
     let before = srv.log_size().await;
-    let limit = breakglass_server::sessions::FAILED_LOGINS_PER_WINDOW as usize;
+    let limit = breakglass_server::service::sessions::FAILED_LOGINS_PER_WINDOW as usize;
     for _ in 0..limit + 5 {
         let (_, ch) = challenge(&srv, "alice").await;
         let text = ch["challenge"].as_str().unwrap();
@@ -222,7 +222,7 @@ async fn failed_logins_are_recorded_at_a_bounded_rate() {
     assert_eq!(failed[0]["data"]["reason"], "key not listed");
     assert!(failed[0]["data"]["key_fingerprint"].as_str().unwrap().starts_with("SHA256:"));
     // The next window records again and counts what went unrecorded.
-    srv.clock.advance(breakglass_server::sessions::FAILED_LOGIN_WINDOW_MS);
+    srv.clock.advance(breakglass_server::service::sessions::FAILED_LOGIN_WINDOW_MS);
     let (_, ch) = challenge(&srv, "alice").await;
     let text = ch["challenge"].as_str().unwrap();
     login_with(&srv, "alice", text, "garbage").await;

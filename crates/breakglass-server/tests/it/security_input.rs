@@ -326,7 +326,7 @@ async fn issue14_a_responder_who_names_themselves_dave_does_not_make_dave_a_resp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue14_a_ci_token_whose_actor_is_alice_but_whose_actor_id_is_not_hers_does_not_act_as_alice() {
-    use breakglass_server::ci::{CiConfig, CiProject, OidcIssuer};
+    use breakglass_server::service::config::{CiConfig, CiProject, OidcIssuer};
     // alice is github:id:4242 (and, written the old way, the login github:alice).
     let setup = Setup::with_principals("");
     let path = setup.dir.path().join("principals.toml");

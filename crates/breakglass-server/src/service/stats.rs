@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 
 use breakglass_core::api::{CountBy, DurationStats, StatsView};
 use breakglass_core::grant::{Grant, GrantState};
-use breakglass_core::review::Review;
+use breakglass_core::review::{Review, ReviewStatus};
 use breakglass_core::time::Timestamp;
-use breakglass_store::ObjectFilter;
 
-use crate::reviews::REVIEW_KIND;
-use crate::service::{Caller, GRANT_KIND, Service, ServiceError};
+use super::kernel::state::filter;
+use super::kernel::{Caller, Result, Service};
 
 /// At most this many grants (newest first) are counted.
 const MAX_GRANTS: u32 = 100_000;
@@ -31,21 +30,14 @@ fn ranked(m: BTreeMap<String, u64>) -> Vec<CountBy> {
     v
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
-    tracing::error!(error = %e, "{what}");
-    ServiceError::Internal(format!("{what}; nothing was changed"))
-}
-
 impl Service {
     /// The figures over grants requested since `since` (all when `None`).
-    pub async fn stats(&self, _caller: &Caller, since: Option<Timestamp>) -> Result<StatsView, ServiceError> {
+    pub async fn stats(&self, _caller: &Caller, since: Option<Timestamp>) -> Result<StatsView> {
         let now = self.now();
-        let filter = ObjectFilter { statuses: Vec::new(), owner: None, limit: MAX_GRANTS };
         let mut s = StatsView { since, ..StatsView::default() };
         let (mut to_active, mut active_for) = (Vec::new(), Vec::new());
         let (mut by_principal, mut by_scope) = (BTreeMap::new(), BTreeMap::new());
-        for o in self.store().objects(GRANT_KIND, &filter).await? {
-            let g: Grant = serde_json::from_str(&o.body).map_err(|e| internal("a stored grant is unreadable", e))?;
+        for g in self.objects::<Grant>(&filter(&[], None, MAX_GRANTS)).await?.into_iter().map(|v| v.value) {
             if since.is_some_and(|t| g.requested_at < t) {
                 continue;
             }
@@ -75,14 +67,12 @@ impl Service {
         s.active_for = durations(active_for);
         s.by_principal = ranked(by_principal);
         s.by_scope = ranked(by_scope);
-        let all = ObjectFilter { statuses: Vec::new(), owner: None, limit: MAX_GRANTS };
-        for o in self.store().objects(REVIEW_KIND, &all).await? {
-            let r: Review = serde_json::from_str(&o.body).map_err(|e| internal("a stored review is unreadable", e))?;
+        for r in self.objects::<Review>(&filter(&[], None, MAX_GRANTS)).await?.into_iter().map(|v| v.value) {
             match r.status {
-                breakglass_core::review::ReviewStatus::Open if r.is_overdue(now) => s.reviews_overdue += 1,
-                breakglass_core::review::ReviewStatus::Open => s.reviews_open += 1,
-                breakglass_core::review::ReviewStatus::Approved => s.reviews_approved += 1,
-                breakglass_core::review::ReviewStatus::Flagged => s.reviews_flagged += 1,
+                ReviewStatus::Open if r.is_overdue(now) => s.reviews_overdue += 1,
+                ReviewStatus::Open => s.reviews_open += 1,
+                ReviewStatus::Approved => s.reviews_approved += 1,
+                ReviewStatus::Flagged => s.reviews_flagged += 1,
             }
         }
         Ok(s)

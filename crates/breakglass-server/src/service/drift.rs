@@ -9,8 +9,10 @@
 //! `drift.found` log entry and a notification, each finding gone as
 //! `drift.cleared`, and the open ones counted in metrics.
 //!
-//! Security-relevant: this is how a silent hole (a bypassed hook, a
-//! grant honoured too long, a rewritten log) gets noticed.
+//! Security: this is how a silent hole (a bypassed hook, a grant honoured
+//! too long, a rewritten log, a database edited behind the server) gets
+//! noticed; it reads the stored columns of grants as well as their bodies,
+//! since a mismatch between the two is itself a finding.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,20 +20,19 @@ use std::time::Duration;
 
 use breakglass_core::api::{DriftCheck, DriftFinding, DriftReport};
 use breakglass_core::entry::EntryDraft;
-use breakglass_core::grant::Grant;
+use breakglass_core::grant::{Grant, GrantState};
+use breakglass_core::notify::{Notice, NotifyEvent};
 use breakglass_core::proof::verify_consistency;
 use breakglass_core::time::Timestamp;
+use breakglass_store::StateObject;
 use breakglass_store::ledger::AppendError;
-use breakglass_store::{Mutation, ObjectFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::kernel::state::{filter, mutation};
+use super::kernel::{Caller, MAX_RETRIES, Result, Service, ServiceError, Stored, Versioned, internal};
 use crate::auth::Role;
 use crate::hostcheck;
-use crate::service::{Caller, GRANT_KIND, MAX_RETRIES, Service, ServiceError};
-
-/// Findings the periodic check recorded, open or cleared.
-pub const DRIFT_KIND: &str = "drift";
 
 /// Every kind of finding, for the per-kind gauge.
 pub const FINDING_KINDS: [&str; 10] = [
@@ -53,11 +54,6 @@ const LAG_MS: i64 = 60_000;
 /// How many ended grants (newest first) are compared with their log.
 const ENDED_CHECKED: u32 = 200;
 
-fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
-    tracing::error!(error = %e, "{what}");
-    ServiceError::Internal(format!("{what}; nothing was changed"))
-}
-
 /// The state a grant's log says it is in: its last state-changing entry.
 fn state_by_log(kinds: &[String]) -> Option<&'static str> {
     kinds.iter().rev().find_map(|k| match k.as_str() {
@@ -72,7 +68,29 @@ fn state_by_log(kinds: &[String]) -> Option<&'static str> {
 }
 
 impl Service {
-    pub async fn drift(&self, caller: &Caller) -> Result<DriftReport, ServiceError> {
+    /// The notice a new finding sends.
+    fn drift_notice(&self, f: &DriftFinding, now: Timestamp) -> Notice {
+        Notice {
+            event: NotifyEvent::DriftDetected,
+            at: now,
+            grant: String::new(),
+            principal: String::new(),
+            scopes: Vec::new(),
+            capabilities: Vec::new(),
+            reason: String::new(),
+            state: String::new(),
+            expires_at: None,
+            by: None,
+            approvers: Vec::new(),
+            approvals: None,
+            incident: None,
+            detail: None,
+            server: self.config().issuer.clone(),
+            drift: Some(f.clone()),
+        }
+    }
+
+    pub async fn drift(&self, caller: &Caller) -> Result<DriftReport> {
         if caller.ci.is_some() || caller.grant.is_some() {
             return Err(ServiceError::Forbidden("a CI job or grant token may not read drift".into()));
         }
@@ -80,19 +98,17 @@ impl Service {
     }
 
     /// Grants and policy.
-    async fn server_drift(&self) -> Result<Vec<DriftFinding>, ServiceError> {
+    async fn server_drift(&self) -> Result<Vec<DriftFinding>> {
         let now = self.now();
         let mut findings = Vec::new();
-        let live = ObjectFilter { statuses: vec!["active".into(), "pending".into()], owner: None, limit: 10_000 };
-        let ended = ObjectFilter {
-            statuses: ["expired", "revoked", "denied", "lapsed"].iter().map(|s| (*s).to_owned()).collect(),
-            owner: None,
-            limit: ENDED_CHECKED,
-        };
-        let mut objs = self.store().objects(GRANT_KIND, &live).await?;
-        objs.extend(self.store().objects(GRANT_KIND, &ended).await?);
+        let live = filter(&[GrantState::Active.as_str(), GrantState::Pending.as_str()], None, 10_000);
+        let ended =
+            [GrantState::Expired, GrantState::Revoked, GrantState::Denied, GrantState::Lapsed].map(GrantState::as_str);
+        // The raw objects: their status and due columns are compared with the body.
+        let mut objs = self.store().objects(Grant::KIND, &live).await?;
+        objs.extend(self.store().objects(Grant::KIND, &filter(&ended, None, ENDED_CHECKED)).await?);
         for o in objs {
-            let g: Grant = serde_json::from_str(&o.body).map_err(|e| internal("a stored grant is unreadable", e))?;
+            let g = Grant::decode(&o).map_err(|e| internal("a stored grant is unreadable", e))?;
             if let Some(due) = o.due
                 && (o.status == "active" || o.status == "pending")
                 && now.0 - due > LAG_MS
@@ -111,7 +127,7 @@ impl Service {
                 });
             }
             let mut kinds = Vec::new();
-            for i in self.store().object_log(GRANT_KIND, &g.id).await? {
+            for i in self.history_of::<Grant>(&g.id).await? {
                 for rec in self.store().entries(i, i + 1).await? {
                     let v: Value =
                         serde_json::from_slice(&rec.data).map_err(|e| internal("a log entry is unreadable", e))?;
@@ -146,7 +162,7 @@ impl Service {
     }
 
     /// `POST /v1/drift/check`: the periodic check, now (admins only).
-    pub async fn drift_check(&self, caller: &Caller) -> Result<DriftCheck, ServiceError> {
+    pub async fn drift_check(&self, caller: &Caller) -> Result<DriftCheck> {
         if caller.role != Role::Admin || caller.ci.is_some() || caller.grant.is_some() {
             return Err(ServiceError::Forbidden("only an admin may run the drift check".into()));
         }
@@ -158,7 +174,7 @@ impl Service {
     /// check: `drift.found` with a notification for each new finding,
     /// `drift.cleared` for each one gone. Several servers may run it at
     /// once: the records are compare-and-swapped, so each change is logged once.
-    pub async fn run_drift_check(&self) -> Result<DriftCheck, ServiceError> {
+    pub async fn run_drift_check(&self) -> Result<DriftCheck> {
         let host = hostcheck::host_name();
         let mut findings = self.server_drift().await?;
         findings.extend(self.log_drift().await?);
@@ -204,7 +220,7 @@ impl Service {
     }
 
     /// Whether the log still extends the head the last check saw.
-    async fn log_drift(&self) -> Result<Option<DriftFinding>, ServiceError> {
+    async fn log_drift(&self) -> Result<Option<DriftFinding>> {
         let reader = self.ledger().reader();
         use breakglass_store::reader::ReadError;
         let fix = "stop and investigate: the log's storage was rewritten behind the server; compare with an exported copy (`breakglass audit verify`) and keep the evidence";
@@ -221,7 +237,8 @@ impl Service {
                 }));
             }
         };
-        let seen = *self.drift_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let seen_by_checks = self.local::<SeenHead>();
+        let seen = *seen_by_checks.0.lock().unwrap_or_else(|p| p.into_inner());
         let problem = match seen {
             None => None,
             Some((size, _)) if head.size < size => {
@@ -239,7 +256,7 @@ impl Service {
         };
         match problem {
             None => {
-                *self.drift_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((head.size, head.root));
+                *seen_by_checks.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((head.size, head.root));
                 Ok(None)
             }
             // The remembered head stays: the finding stands until someone looks.
@@ -274,28 +291,19 @@ impl Service {
         &self,
         current: &BTreeMap<String, DriftFinding>,
         host: &str,
-    ) -> Result<(Vec<DriftFinding>, Vec<DriftFinding>), ServiceError> {
+    ) -> Result<(Vec<DriftFinding>, Vec<DriftFinding>)> {
         for _ in 0..MAX_RETRIES {
             let now = self.now();
-            let open_filter = ObjectFilter { statuses: vec!["open".into()], owner: None, limit: 10_000 };
-            let open = self.store().objects(DRIFT_KIND, &open_filter).await?;
+            let open = self.objects::<DriftRecord>(&filter(&["open"], None, 10_000)).await?;
             let (mut entries, mut mutations, mut found, mut cleared) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for (id, f) in current {
-                if open.iter().any(|o| &o.id == id) {
+                if open.iter().any(|o| &o.value.id == id) {
                     continue;
                 }
-                let version = self.store().object(DRIFT_KIND, id).await?.map_or(0, |o| o.version);
+                let version = self.find::<DriftRecord>(id).await?.map_or(0, |v| v.version);
                 let observer = observer(f, host);
                 let body = DriftBody { finding: f.clone(), observer: observer.clone(), since: now };
-                mutations.push(Mutation {
-                    kind: DRIFT_KIND.into(),
-                    id: id.clone(),
-                    expected_version: version,
-                    status: "open".into(),
-                    owner: observer.clone(),
-                    due: None,
-                    body: serde_json::to_string(&body).map_err(|e| internal("cannot encode a drift record", e))?,
-                });
+                mutations.push(mutation(&DriftRecord { id: id.clone(), open: true, body }, version)?);
                 entries.push(EntryDraft::new(
                     "breakglass",
                     "drift.found",
@@ -303,38 +311,29 @@ impl Service {
                 ));
                 found.push(f.clone());
             }
-            for o in &open {
+            for Versioned { value: record, version } in open {
                 // A host's findings are cleared only by a check on that host.
-                if current.contains_key(&o.id) || !(o.owner.is_empty() || o.owner == host) {
+                let observer = &record.body.observer;
+                if current.contains_key(&record.id) || !(observer.is_empty() || observer == host) {
                     continue;
                 }
-                let body: DriftBody =
-                    serde_json::from_str(&o.body).map_err(|e| internal("a stored drift record is unreadable", e))?;
-                let f = body.finding.clone();
-                mutations.push(Mutation {
-                    kind: DRIFT_KIND.into(),
-                    id: o.id.clone(),
-                    expected_version: o.version,
-                    status: "cleared".into(),
-                    owner: o.owner.clone(),
-                    due: None,
-                    body: o.body.clone(),
-                });
+                let f = record.body.finding.clone();
                 entries.push(EntryDraft::new(
                     "breakglass",
                     "drift.cleared",
-                    json!({ "id": o.id, "kind": f.kind, "subject": f.subject, "since": body.since.to_rfc3339() }),
+                    json!({ "id": record.id, "kind": f.kind, "subject": f.subject, "since": record.body.since.to_rfc3339() }),
                 ));
+                mutations.push(mutation(&DriftRecord { open: false, ..record }, version)?);
                 cleared.push(f);
             }
             if entries.is_empty() {
                 return Ok((found, cleared));
             }
-            mutations.extend(self.drift_notifications(&found, now)?);
+            mutations.extend(self.queue(found.iter().map(|f| (self.drift_notice(f, now), now)).collect(), now)?);
             match self.append_with(entries, mutations).await {
                 Ok(_) => {
                     if !found.is_empty() {
-                        self.notify_wake.notify_one();
+                        self.wake_outbox();
                     }
                     return Ok((found, cleared));
                 }
@@ -344,6 +343,43 @@ impl Service {
             }
         }
         Err(ServiceError::Conflict("the drift records kept changing; the next check tries again".into()))
+    }
+}
+
+/// What the log-consistency check last saw consistent: the log's size and
+/// root (this server's memory; a restart starts from the current head).
+#[derive(Default)]
+struct SeenHead(std::sync::Mutex<Option<(u64, breakglass_core::hash::Hash)>>);
+
+/// One finding's record: open while the finding stands, cleared once gone.
+struct DriftRecord {
+    id: String,
+    open: bool,
+    body: DriftBody,
+}
+
+impl Stored for DriftRecord {
+    const KIND: &'static str = "drift";
+    const NOUN: &'static str = "drift record";
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn status(&self) -> &str {
+        if self.open { "open" } else { "cleared" }
+    }
+    /// The host whose check may clear it; "" for any server.
+    fn owner(&self) -> &str {
+        &self.body.observer
+    }
+    fn due(&self) -> Option<Timestamp> {
+        None
+    }
+    fn encode(&self) -> serde_json::Result<String> {
+        serde_json::to_string(&self.body)
+    }
+    fn decode(obj: &StateObject) -> serde_json::Result<DriftRecord> {
+        Ok(DriftRecord { id: obj.id.clone(), open: obj.status == "open", body: serde_json::from_str(&obj.body)? })
     }
 }
 

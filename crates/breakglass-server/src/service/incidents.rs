@@ -20,59 +20,23 @@
 
 use breakglass_core::api::{IncidentReceipt, IncidentResponder, IncidentView};
 use breakglass_core::entry::EntryDraft;
-use breakglass_core::incident::{self, AlertmanagerOptions, IncidentStatus, IncidentUpdate, Responder, Source};
+use breakglass_core::grant::{Grant, GrantState};
+use breakglass_core::incident::{self, IncidentStatus, IncidentUpdate, Responder, Source};
 use breakglass_core::policy::IncidentInput;
 use breakglass_core::principals::Principals;
 use breakglass_core::time::Timestamp;
+use breakglass_store::Mutation;
 use breakglass_store::ledger::AppendError;
-use breakglass_store::{Mutation, ObjectFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::service::{Caller, EVENT_KIND, GRANT_KIND, Service, ServiceError};
+use super::events::EVENT_KIND;
+use super::kernel::state::{filter, json_body, marker, mutation};
+use super::kernel::{Caller, MAX_RETRIES, Result, Service, ServiceError, Stored, Versioned};
 
-pub const INCIDENT_KIND: &str = "incident";
-
-/// How the receivers authenticate, and what incidents do to grants.
-#[derive(Clone, Debug)]
-pub struct IncidentConfig {
-    /// PagerDuty v3 webhook signing secrets (several while rotating).
-    pub pagerduty_secrets: Vec<Vec<u8>>,
-    /// Opsgenie: the credentials its outgoing webhook sends.
-    pub opsgenie_credentials: Vec<String>,
-    /// Alertmanager: bearer tokens.
-    pub alertmanager_tokens: Vec<String>,
-    pub alertmanager: AlertmanagerOptions,
-    /// The generic signed form's HMAC secrets.
-    pub generic_secrets: Vec<Vec<u8>>,
-    /// Signed deliveries older (or newer) than this are refused as replays (ms).
-    pub max_age_ms: i64,
-    /// Only incidents on these services are recorded (all when empty).
-    pub services: Vec<String>,
-    /// Active grants tied to an incident end when it resolves, after the grace.
-    pub end_grants_on_resolve: bool,
-    pub resolve_grace_ms: i64,
-    /// Whether a responder's display name may identify a principal (through
-    /// an account `<source>:<name>` or the principal's own name). Off by
-    /// default: anyone can name themselves anything at most providers.
-    pub match_responder_names: bool,
-}
-
-impl Default for IncidentConfig {
-    fn default() -> IncidentConfig {
-        IncidentConfig {
-            pagerduty_secrets: Vec::new(),
-            opsgenie_credentials: Vec::new(),
-            alertmanager_tokens: Vec::new(),
-            alertmanager: AlertmanagerOptions::default(),
-            generic_secrets: Vec::new(),
-            max_age_ms: 10 * 60_000,
-            services: Vec::new(),
-            end_grants_on_resolve: true,
-            resolve_grace_ms: 15 * 60_000,
-            match_responder_names: false,
-        }
-    }
+/// The statuses of an incident not resolved.
+fn open_statuses() -> [&'static str; 2] {
+    [IncidentStatus::Triggered.as_str(), IncidentStatus::Acknowledged.as_str()]
 }
 
 /// One incident, as its state object's body.
@@ -202,8 +166,6 @@ pub struct Delivery<'a> {
     pub breakglass_signature: Option<&'a str>,
 }
 
-const MAX_RETRIES: usize = 8;
-
 impl Service {
     /// Authenticates, parses and records one webhook delivery.
     pub async fn receive_incident(
@@ -211,7 +173,7 @@ impl Service {
         source: Source,
         delivery: &Delivery<'_>,
         body: &[u8],
-    ) -> Result<IncidentReceipt, ServiceError> {
+    ) -> Result<IncidentReceipt> {
         let cfg = &self.config().incidents;
         let now = self.now();
         let refused = |e: String| {
@@ -289,7 +251,7 @@ impl Service {
     /// Records one update: the incident's new state and its log entry, with
     /// the delivery's event id, in one transaction. `false` when this event
     /// was recorded before.
-    async fn record_incident_update(&self, u: &IncidentUpdate) -> Result<(String, bool), ServiceError> {
+    async fn record_incident_update(&self, u: &IncidentUpdate) -> Result<(String, bool)> {
         let id = format!("{}:{}", u.source.as_str(), u.external_id);
         let event_id = format!("incident:{}:{}", u.source.as_str(), u.event_id);
         for _ in 0..MAX_RETRIES {
@@ -298,9 +260,8 @@ impl Service {
             }
             let now = self.now();
             let loaded = self.loaded();
-            let existing = self.store().object(INCIDENT_KIND, &id).await?;
-            let (previous, version) = match &existing {
-                Some(obj) => (Some(self.read_incident(&obj.body)?), obj.version),
+            let (previous, version) = match self.find::<Incident>(&id).await? {
+                Some(v) => (Some(self.with_rule(v.value)), v.version),
                 None => (None, 0),
             };
             let responders: Vec<IncidentResponder> = u
@@ -393,18 +354,12 @@ impl Service {
                     "url": incident.url,
                 }),
             );
-            let mutations = vec![
-                incident_mutation(&incident, version)?,
-                Mutation {
-                    kind: EVENT_KIND.into(),
-                    id: event_id.clone(),
-                    expected_version: 0,
-                    status: "recorded".into(),
-                    owner: actor.clone(),
-                    due: None,
-                    body: json!({ "incident": incident.id }).to_string(),
-                },
-            ];
+            // Recorded once: a second delivery of the event fails this marker.
+            let seen = Mutation {
+                body: json!({ "incident": incident.id }).to_string(),
+                ..marker(EVENT_KIND, &event_id, "recorded", &actor, None)
+            };
+            let mutations = vec![mutation(&incident, version)?, seen];
             match self.append_with(vec![draft], mutations).await {
                 Ok(_) => {
                     metrics::counter!("breakglass_incident_changes_total", "kind" => kind).increment(1);
@@ -420,18 +375,16 @@ impl Service {
 
     /// Brings forward the end of every active grant tied to incident `id`
     /// (resolved): its resolution time plus the grace. The grants' ids.
-    async fn end_grants_of(&self, id: &str) -> Result<Vec<String>, ServiceError> {
-        let Some(obj) = self.store().object(INCIDENT_KIND, id).await? else { return Ok(Vec::new()) };
-        let incident: Incident = self.read_incident(&obj.body)?;
+    async fn end_grants_of(&self, id: &str) -> Result<Vec<String>> {
+        let Some(Versioned { value: incident, .. }) = self.find::<Incident>(id).await? else { return Ok(Vec::new()) };
         let Some(resolved_at) = incident.resolved_at.filter(|_| !incident.is_open()) else { return Ok(Vec::new()) };
         let grace = self.config().incidents.resolve_grace_ms;
         let at = Timestamp(resolved_at.0.saturating_add(grace));
         let cause = format!("incident {id} resolved at {}", resolved_at.to_rfc3339());
-        let filter = ObjectFilter { statuses: vec!["active".into()], owner: None, limit: 10_000 };
         let mut ending = Vec::new();
-        for g in self.store().objects(GRANT_KIND, &filter).await? {
-            let grant: breakglass_core::grant::Grant =
-                serde_json::from_str(&g.body).map_err(|e| internal("a stored grant is unreadable", e))?;
+        for Versioned { value: grant, .. } in
+            self.objects::<Grant>(&filter(&[GrantState::Active.as_str()], None, 10_000)).await?
+        {
             if grant.incident.as_deref() != Some(id) {
                 continue;
             }
@@ -443,32 +396,31 @@ impl Service {
     }
 
     /// A stored incident, with the responder-matching rule in force now.
-    fn read_incident(&self, body: &str) -> Result<Incident, ServiceError> {
-        let mut incident: Incident =
-            serde_json::from_str(body).map_err(|e| internal("a stored incident is unreadable", e))?;
+    fn with_rule(&self, mut incident: Incident) -> Incident {
         incident.match_names = self.config().incidents.match_responder_names;
-        Ok(incident)
+        incident
+    }
+
+    /// Stored incidents, each with the rule in force.
+    async fn list_incidents(&self, statuses: &[&str], limit: u32) -> Result<Vec<Incident>> {
+        let stored = self.objects::<Incident>(&filter(statuses, None, limit)).await?;
+        Ok(stored.into_iter().map(|v| self.with_rule(v.value)).collect())
     }
 
     /// Incidents, newest first; `open` only those not resolved.
-    pub async fn incidents(&self, _caller: &Caller, open: bool, limit: u32) -> Result<Vec<Incident>, ServiceError> {
-        let statuses = if open { vec!["triggered".into(), "acknowledged".into()] } else { Vec::new() };
-        let filter = ObjectFilter { statuses, owner: None, limit };
-        let mut out = Vec::new();
-        for o in self.store().objects(INCIDENT_KIND, &filter).await? {
-            out.push(self.read_incident(&o.body)?);
-        }
-        Ok(out)
+    pub async fn incidents(&self, _caller: &Caller, open: bool, limit: u32) -> Result<Vec<Incident>> {
+        let open_only = open_statuses();
+        self.list_incidents(if open { &open_only } else { &[] }, limit).await
     }
 
     /// One incident, by its id (`pagerduty:P123`) or the provider's id alone.
-    pub async fn incident(&self, _caller: &Caller, id: &str) -> Result<Incident, ServiceError> {
+    pub async fn incident(&self, _caller: &Caller, id: &str) -> Result<Incident> {
         self.find_incident(id).await?.ok_or_else(|| ServiceError::NotFound(format!("no incident {id:?}")))
     }
 
-    pub(crate) async fn find_incident(&self, id: &str) -> Result<Option<Incident>, ServiceError> {
-        if let Some(obj) = self.store().object(INCIDENT_KIND, id).await? {
-            return Ok(Some(self.read_incident(&obj.body)?));
+    pub(crate) async fn find_incident(&self, id: &str) -> Result<Option<Incident>> {
+        if let Some(v) = self.find::<Incident>(id).await? {
+            return Ok(Some(self.with_rule(v.value)));
         }
         if id.contains(':') {
             return Ok(None);
@@ -476,12 +428,12 @@ impl Service {
         // The provider's id alone: unambiguous among the sources, or nothing.
         let mut found = Vec::new();
         for source in [Source::PagerDuty, Source::Opsgenie, Source::Alertmanager, Source::Generic] {
-            if let Some(obj) = self.store().object(INCIDENT_KIND, &format!("{}:{id}", source.as_str())).await? {
-                found.push(obj);
+            if let Some(v) = self.find::<Incident>(&format!("{}:{id}", source.as_str())).await? {
+                found.push(v.value);
             }
         }
         match found.len() {
-            1 => Ok(Some(self.read_incident(&found[0].body)?)),
+            1 => Ok(found.pop().map(|i| self.with_rule(i))),
             0 => Ok(None),
             _ => Err(ServiceError::BadRequest(format!(
                 "incident {id:?} exists in several sources; name it as <source>:{id}"
@@ -490,13 +442,8 @@ impl Service {
     }
 
     /// The open incidents, most severe first (for choosing one for a request).
-    pub(crate) async fn open_incidents(&self) -> Result<Vec<Incident>, ServiceError> {
-        let filter =
-            ObjectFilter { statuses: vec!["triggered".into(), "acknowledged".into()], owner: None, limit: 200 };
-        let mut out: Vec<Incident> = Vec::new();
-        for o in self.store().objects(INCIDENT_KIND, &filter).await? {
-            out.push(self.read_incident(&o.body)?);
-        }
+    pub(crate) async fn open_incidents(&self) -> Result<Vec<Incident>> {
+        let mut out = self.list_incidents(&open_statuses(), 200).await?;
         out.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| b.opened_at.cmp(&a.opened_at)));
         Ok(out)
     }
@@ -507,19 +454,22 @@ fn same_person(a: &IncidentResponder, b: &IncidentResponder) -> bool {
     eq(&a.id, &b.id) || eq(&a.email, &b.email) || (a.id.is_none() && b.id.is_none() && eq(&a.name, &b.name))
 }
 
-fn incident_mutation(incident: &Incident, expected_version: u64) -> Result<Mutation, ServiceError> {
-    Ok(Mutation {
-        kind: INCIDENT_KIND.into(),
-        id: incident.id.clone(),
-        expected_version,
-        status: incident.status.as_str().into(),
-        owner: String::new(),
-        due: None,
-        body: serde_json::to_string(incident).map_err(|e| internal("cannot encode an incident", e))?,
-    })
-}
+impl Stored for Incident {
+    const KIND: &'static str = "incident";
+    const NOUN: &'static str = "incident";
 
-fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
-    tracing::error!(error = %e, "{what}");
-    ServiceError::Internal(format!("{what}; nothing was changed"))
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn status(&self) -> &str {
+        self.status.as_str()
+    }
+    /// Nobody's.
+    fn owner(&self) -> &str {
+        ""
+    }
+    fn due(&self) -> Option<Timestamp> {
+        None
+    }
+    json_body!();
 }

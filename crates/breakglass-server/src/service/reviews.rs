@@ -1,5 +1,5 @@
-//! Post-event reviews: opened in the same transaction as the end of the
-//! grant they review; their timeline assembled from the log (every entry
+//! Post-event reviews: opened in the same append as the end of the grant
+//! they review (the [`OpenReview`] effect); their timeline assembled from the log (every entry
 //! that names the grant, from its request to now, so events spooled and
 //! delivered after the end are in it too); signed off by someone policy
 //! allows to review who is not the grantee; escalated through the
@@ -15,32 +15,17 @@ use breakglass_core::review::{Review, ReviewError, ReviewStatus};
 use breakglass_core::scope::Scope;
 use breakglass_core::time::Timestamp;
 use breakglass_store::ledger::AppendError;
-use breakglass_store::{Mutation, ObjectFilter, StateObject};
 use serde_json::{Value, json};
 
-use crate::service::{Caller, GRANT_KIND, Service, ServiceError};
+use super::kernel::state::{filter, json_body, mutation};
+use super::kernel::{
+    Caller, Consequences, Effect, MAX_RETRIES, Result, Service, ServiceError, Stored, Transition, Versioned, internal,
+};
 
-pub const REVIEW_KIND: &str = "review";
+/// The statuses of a review not yet decided.
+const UNDECIDED: [&str; 2] = ["open", "overdue"];
 /// Entries read from the log per query when assembling a timeline.
 const SCAN_CHUNK: u64 = 1000;
-
-/// Review settings.
-#[derive(Clone, Debug)]
-pub struct ReviewConfig {
-    /// How long after a grant ends its review is due (ms).
-    pub deadline_ms: i64,
-}
-
-impl Default for ReviewConfig {
-    fn default() -> ReviewConfig {
-        ReviewConfig { deadline_ms: 72 * 3_600_000 }
-    }
-}
-
-fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
-    tracing::error!(error = %e, "{what}");
-    ServiceError::Internal(format!("{what}; nothing was changed"))
-}
 
 fn review_error(e: ReviewError) -> ServiceError {
     match e {
@@ -50,25 +35,51 @@ fn review_error(e: ReviewError) -> ServiceError {
     }
 }
 
-pub(crate) fn review_mutation(review: &Review, expected_version: u64) -> Result<Mutation, ServiceError> {
-    let (status, due) = match review.status {
-        ReviewStatus::Open if review.escalated_at.is_some() => ("overdue", None),
-        ReviewStatus::Open => ("open", Some(review.deadline.0)),
-        s => (s.as_str(), None),
-    };
-    Ok(Mutation {
-        kind: REVIEW_KIND.into(),
-        id: review.id.clone(),
-        expected_version,
-        status: status.into(),
-        owner: review.principal.clone(),
-        due,
-        body: serde_json::to_string(review).map_err(|e| internal("cannot encode a review", e))?,
-    })
+impl Stored for Review {
+    const KIND: &'static str = "review";
+    const NOUN: &'static str = "review";
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    /// Open, overdue (escalated, still open), or how it was decided.
+    fn status(&self) -> &str {
+        match self.status {
+            ReviewStatus::Open if self.escalated_at.is_some() => "overdue",
+            s => s.as_str(),
+        }
+    }
+    /// The grant's holder.
+    fn owner(&self) -> &str {
+        &self.principal
+    }
+    /// An open review falls due at its deadline, once.
+    fn due(&self) -> Option<Timestamp> {
+        (self.status == ReviewStatus::Open && self.escalated_at.is_none()).then_some(self.deadline)
+    }
+    json_body!();
 }
 
-fn parse(obj: &StateObject) -> Result<Review, ServiceError> {
-    serde_json::from_str(&obj.body).map_err(|e| internal("a stored review is unreadable", e))
+/// The review effect: a grant that was active and has ended gets its
+/// post-event review, opened in the same append as the end it reviews.
+pub(crate) struct OpenReview;
+
+impl Effect for OpenReview {
+    fn name(&self) -> &'static str {
+        "open-review"
+    }
+
+    fn within(&self, service: &Service, change: &Transition<'_>, add: &mut Consequences) -> Result<()> {
+        if change.before != Some(GrantState::Active) {
+            return Ok(());
+        }
+        let deadline_ms = service.config().review.deadline_ms;
+        if let Some((review, entry)) = Review::open(change.grant, deadline_ms, change.now) {
+            add.entries.push(entry);
+            add.mutations.push(mutation(&review, 0)?);
+        }
+        Ok(())
+    }
 }
 
 fn view(r: &Review, now: Timestamp, timeline: Vec<TimelineEntry>) -> ReviewView {
@@ -93,112 +104,78 @@ fn view(r: &Review, now: Timestamp, timeline: Vec<TimelineEntry>) -> ReviewView 
 }
 
 impl Service {
-    /// The review a grant gets when this change ends it (it was active).
-    pub(crate) fn review_on_end(
-        &self,
-        before: GrantState,
-        grant: &Grant,
-        now: Timestamp,
-    ) -> Result<Option<(EntryDraft, Mutation)>, ServiceError> {
-        if before != GrantState::Active {
-            return Ok(None);
-        }
-        let Some((review, entry)) = Review::open(grant, self.config().review.deadline_ms, now) else { return Ok(None) };
-        Ok(Some((entry, review_mutation(&review, 0)?)))
-    }
-
     /// Reviews held for `principal` that are past their deadline.
-    pub async fn overdue_reviews(&self, principal: &str) -> Result<u32, ServiceError> {
-        let filter = ObjectFilter {
-            statuses: vec!["open".into(), "overdue".into()],
-            owner: Some(principal.to_owned()),
-            limit: 10_000,
-        };
-        let now = self.now();
-        let mut n = 0;
-        for o in self.store().objects(REVIEW_KIND, &filter).await? {
-            if parse(&o)?.is_overdue(now) {
-                n += 1;
-            }
-        }
-        Ok(n)
+    pub async fn overdue_reviews(&self, principal: &str, now: Timestamp) -> Result<u32> {
+        let held = self.objects::<Review>(&filter(&UNDECIDED, Some(principal), 10_000)).await?;
+        Ok(held.iter().filter(|v| v.value.is_overdue(now)).count() as u32)
     }
 
     /// Escalates every review whose deadline passed: a `review.overdue`
     /// entry and `review_overdue` notifications, once each.
-    pub async fn escalate_reviews(&self) -> Result<usize, ServiceError> {
+    pub async fn escalate_reviews(&self) -> Result<usize> {
         let now = self.now();
-        let due = self.store().due_objects(REVIEW_KIND, &["open"], now.0, 100).await?;
+        let due = self.due::<Review>(&[ReviewStatus::Open.as_str()], now, 100).await?;
+        let loaded = self.loaded();
         let mut n = 0;
-        for obj in due {
-            let mut review = parse(&obj)?;
+        for Versioned { value: mut review, version } in due {
             let Some(draft) = review.escalate(now) else { continue };
-            let loaded = self.loaded();
-            let mut mutations = vec![review_mutation(&review, obj.version)?];
-            if let Some(g) = self.store().object(GRANT_KIND, &review.grant).await? {
-                let grant: Grant =
-                    serde_json::from_str(&g.body).map_err(|e| internal("a stored grant is unreadable", e))?;
-                mutations.extend(self.notifications_for(&grant, std::slice::from_ref(&draft), now, &loaded)?);
-            }
-            match self.append_with(vec![draft], mutations).await {
-                Ok(_) => {
-                    n += 1;
-                    self.notify_wake.notify_one();
+            let escalated = mutation(&review, version)?;
+            // A change about the grant that leaves it as it is: its effects
+            // (the notification to reviewers) ride in the same append.
+            let committed = match self.find::<Grant>(&review.grant).await? {
+                Some(Versioned { value: grant, .. }) => {
+                    let drafts = [draft];
+                    let t =
+                        Transition { grant: &grant, before: Some(grant.state), entries: &drafts, now, loaded: &loaded };
+                    self.commit(None, &t, None, vec![escalated]).await?.is_some()
                 }
-                Err(AppendError::Conflict { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+                None => match self.append_with(vec![draft], vec![escalated]).await {
+                    Ok(_) => true,
+                    Err(AppendError::Conflict { .. }) => false,
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            n += usize::from(committed);
         }
         Ok(n)
     }
 
-    pub async fn next_review_due(&self) -> Result<Option<Timestamp>, ServiceError> {
-        Ok(self.store().next_due(REVIEW_KIND, &["open"]).await?.map(Timestamp))
+    pub async fn next_review_due(&self) -> Result<Option<Timestamp>> {
+        self.next_due_of::<Review>(&[ReviewStatus::Open.as_str()]).await
     }
 
     /// Reviews, newest first: all, only open ones, or only overdue ones.
-    pub async fn reviews(
-        &self,
-        _caller: &Caller,
-        open: bool,
-        overdue: bool,
-        limit: u32,
-    ) -> Result<Vec<ReviewView>, ServiceError> {
-        let statuses = if open || overdue { vec!["open".into(), "overdue".into()] } else { Vec::new() };
+    pub async fn reviews(&self, _caller: &Caller, open: bool, overdue: bool, limit: u32) -> Result<Vec<ReviewView>> {
+        let statuses: &[&str] = if open || overdue { &UNDECIDED } else { &[] };
         let now = self.now();
-        let mut out = Vec::new();
-        for o in self.store().objects(REVIEW_KIND, &ObjectFilter { statuses, owner: None, limit }).await? {
-            let r = parse(&o)?;
-            if !overdue || r.is_overdue(now) {
-                out.push(view(&r, now, Vec::new()));
-            }
-        }
-        Ok(out)
+        let stored = self.objects::<Review>(&filter(statuses, None, limit)).await?;
+        Ok(stored
+            .iter()
+            .filter(|v| !overdue || v.value.is_overdue(now))
+            .map(|v| view(&v.value, now, Vec::new()))
+            .collect())
     }
 
     /// One review with its timeline.
-    pub async fn review(&self, _caller: &Caller, id: &str) -> Result<ReviewView, ServiceError> {
-        let review = self.read_review(id).await?.0;
+    pub async fn review(&self, _caller: &Caller, id: &str) -> Result<ReviewView> {
+        let review = self.read_review(id).await?.value;
         let timeline = self.timeline(&review.grant).await?;
         Ok(view(&review, self.now(), timeline))
     }
 
-    async fn read_review(&self, id: &str) -> Result<(Review, u64), ServiceError> {
+    async fn read_review(&self, id: &str) -> Result<Versioned<Review>> {
         // A grant id finds its review too.
         let id = if id.starts_with("gr_") || id.starts_with("gd_") {
             breakglass_core::review::review_id(id)
         } else {
             id.to_owned()
         };
-        let Some(obj) = self.store().object(REVIEW_KIND, &id).await? else {
-            return Err(ServiceError::NotFound(format!("no review {id:?}")));
-        };
-        Ok((parse(&obj)?, obj.version))
+        self.find::<Review>(&id).await?.ok_or_else(|| ServiceError::NotFound(format!("no review {id:?}")))
     }
 
     /// Every log entry naming `grant`, from its request on, in log order.
-    pub async fn timeline(&self, grant: &str) -> Result<Vec<TimelineEntry>, ServiceError> {
-        let indexes = self.store().object_log(GRANT_KIND, grant).await?;
+    pub async fn timeline(&self, grant: &str) -> Result<Vec<TimelineEntry>> {
+        let indexes = self.history_of::<Grant>(grant).await?;
         let Some(&first) = indexes.first() else { return Ok(Vec::new()) };
         let head = self.store().head_size().await?;
         let mut out = Vec::new();
@@ -230,11 +207,11 @@ impl Service {
     /// A verifiable report of a review: the manifest (a `review.exported`
     /// entry listing the timeline) is logged first, then every entry is
     /// proven against one checkpoint that covers them all.
-    pub async fn export_review(&self, caller: &Caller, id: &str) -> Result<Report, ServiceError> {
+    pub async fn export_review(&self, caller: &Caller, id: &str) -> Result<Report> {
         if caller.ci.is_some() || caller.grant.is_some() {
             return Err(ServiceError::Forbidden("a CI job or grant token may not export reviews".into()));
         }
-        let review = self.read_review(id).await?.0;
+        let review = self.read_review(id).await?.value;
         let timeline = self.timeline(&review.grant).await?;
         let indexes: Vec<u64> = timeline.iter().map(|t| t.index).collect();
         let receipt = self
@@ -276,12 +253,12 @@ impl Service {
         id: &str,
         approve: bool,
         d: &ReviewDecision,
-    ) -> Result<ReviewView, ServiceError> {
+    ) -> Result<ReviewView> {
         if caller.role != crate::auth::Role::User {
             return Err(ServiceError::Forbidden("only a logged-in principal may review a grant".into()));
         }
-        for _ in 0..8 {
-            let (mut review, version) = self.read_review(id).await?;
+        for _ in 0..MAX_RETRIES {
+            let Versioned { value: mut review, version } = self.read_review(id).await?;
             let now = self.now();
             let loaded = self.loaded();
             if review.principal != caller.name {
@@ -289,7 +266,7 @@ impl Service {
                     .scopes
                     .iter()
                     .map(|s| Scope::parse(s).map_err(|e| internal("a stored review has a bad scope", e)))
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect::<Result<Vec<_>>>()?;
                 let ctx = ContextInput { requester: review.principal.clone(), now, ..ContextInput::default() };
                 let decision = loaded.policy.decide_review(&caller.name, &caller.groups, &scopes, &ctx);
                 if !decision.allowed {
@@ -309,7 +286,7 @@ impl Service {
             }
             let draft =
                 review.decide(&caller.name, approve, &d.notes, &d.lessons, &d.follow_ups, now).map_err(review_error)?;
-            match self.append_by(caller, vec![draft], vec![review_mutation(&review, version)?]).await {
+            match self.append_by(caller, vec![draft], vec![mutation(&review, version)?]).await {
                 Ok(_) => return Ok(view(&review, now, Vec::new())),
                 Err(AppendError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),

@@ -1,4 +1,5 @@
-//! Login sessions after login: listing them, ending them (logout, by their
+//! Logging in (an SSH signature over a server challenge) and the sessions
+//! it makes: listing them, ending them (logout, by their
 //! owner, by an admin, all of a principal's at once), ending those whose SSH
 //! key or principal left the principals file, and the record of failed logins.
 //!
@@ -9,19 +10,20 @@
 //! the log. Failed logins come from unauthenticated callers, so they are
 //! recorded at a bounded rate: a flood cannot fill the log.
 
-use breakglass_core::api::{SessionView, SessionsEnded};
+use std::sync::Mutex;
+
+use breakglass_core::api::{ChallengeResponse, LoginResponse, SessionView, SessionsEnded};
 use breakglass_core::entry::EntryDraft;
+use breakglass_core::login;
+use breakglass_core::sshsig;
 use breakglass_core::time::Timestamp;
-use breakglass_store::ObjectFilter;
 use breakglass_store::ledger::AppendError;
 use serde_json::json;
 
-use crate::auth::{SESSION_KIND, StoredCredential};
-use crate::service::{
-    Caller, CredentialKind, MAX_RETRIES, Service, ServiceError, credential_mutation, parse_credential,
-};
-
-type Result<T, E = ServiceError> = std::result::Result<T, E>;
+use super::kernel::credentials::Session;
+use super::kernel::state::{filter, marker, mutation};
+use super::kernel::{Caller, CredentialKind, MAX_RETRIES, Result, Service, ServiceError, Versioned, internal};
+use crate::auth::{self, CHALLENGE_KIND, Role, SESSION_KIND, SESSION_PREFIX, StoredCredential};
 
 /// At most this many `login.failed` entries per window and server; the rest
 /// are counted and reported with the next one recorded.
@@ -74,14 +76,112 @@ fn view(cred: &StoredCredential, now: Timestamp, current: Option<&str>) -> Sessi
 }
 
 impl Service {
+    /// A challenge for any well-formed name, known or not: the answer must
+    /// not tell an unauthenticated caller who holds break-glass rights. Why a
+    /// login of an unknown name fails goes to the server's own diagnostics.
+    pub fn login_challenge(&self, principal: &str) -> Result<ChallengeResponse> {
+        let loaded = self.loaded();
+        match loaded.principals.get(principal) {
+            None => tracing::info!(principal, "login challenge for a name not in the principals file"),
+            Some(p) if p.ssh_keys.is_empty() => {
+                tracing::info!(principal, "login challenge for a principal with no SSH keys")
+            }
+            Some(_) => {}
+        }
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce).map_err(|e| internal("no randomness available", e))?;
+        let now = self.now();
+        let config = self.config();
+        let challenge =
+            login::issue(&self.keys().challenge_key, &config.issuer, principal, nonce, now, config.challenge_ttl_ms)
+                .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        Ok(ChallengeResponse {
+            challenge,
+            namespace: sshsig::LOGIN_NAMESPACE.into(),
+            expires_at: Timestamp(now.0 + config.challenge_ttl_ms),
+        })
+    }
+
+    pub async fn login(&self, principal: &str, challenge: &str, signature: &str) -> Result<LoginResponse> {
+        let now = self.now();
+        let refused = |why: String| ServiceError::Unauthorized(format!("login refused: {why}"));
+        let claims = match login::open(&self.keys().challenge_key, challenge, &self.config().issuer, principal, now) {
+            Ok(c) => c,
+            Err(e) => {
+                self.record_failed_login(principal, "challenge", None).await;
+                return Err(refused(e.to_string()));
+            }
+        };
+        let loaded = self.loaded();
+        // An unknown name, a name with no keys and a wrong key fail alike:
+        // the signature is checked against the name's keys, which may be none.
+        let keys = loaded.principals.get(principal).map_or(&[][..], |p| p.ssh_keys.as_slice());
+        let verified = match sshsig::verify(signature, challenge.as_bytes(), sshsig::LOGIN_NAMESPACE, keys) {
+            Ok(v) => v,
+            Err(e) => {
+                let why = match &e {
+                    sshsig::SshSigError::KeyNotAllowed { .. } if loaded.principals.get(principal).is_none() => {
+                        "unknown principal"
+                    }
+                    sshsig::SshSigError::KeyNotAllowed { .. } => "key not listed",
+                    _ => "bad signature",
+                };
+                tracing::info!(principal, reason = why, error = %e, "login refused");
+                let fingerprint = match &e {
+                    sshsig::SshSigError::KeyNotAllowed { fingerprint, .. }
+                    | sshsig::SshSigError::BadSignature { fingerprint, .. } => Some(fingerprint.clone()),
+                    _ => None,
+                };
+                self.record_failed_login(principal, why, fingerprint.as_deref()).await;
+                return Err(refused(e.to_string()));
+            }
+        };
+        let fingerprint = verified.fingerprint.to_string();
+        let (id, token) = auth::new_token(SESSION_PREFIX).map_err(|e| internal("no randomness available", e))?;
+        let expires_at = Timestamp(now.0 + self.config().session_ttl_ms);
+        let cred = StoredCredential {
+            id: id.clone(),
+            name: principal.to_owned(),
+            role: Role::User,
+            hash: auth::hash_token(&token),
+            created_at: now,
+            created_by: principal.to_owned(),
+            expires_at: Some(expires_at),
+            revoked_at: None,
+            key_fingerprint: Some(fingerprint.clone()),
+        };
+        // Used once: a second login with the same challenge fails this marker.
+        let used = marker(CHALLENGE_KIND, &claims.nonce, "used", principal, Some(claims.expires_at));
+        let session = mutation(&Session(cred), 0)?;
+        let entry = EntryDraft::new(
+            principal,
+            "login",
+            json!({
+                "session": id,
+                "key_fingerprint": fingerprint,
+                "key_type": verified.algorithm.to_string(),
+                "user_verified": verified.security_key.map(|k| k.user_verified()),
+                "expires_at": expires_at.to_rfc3339(),
+            }),
+        );
+        match self.append_with(vec![entry], vec![used, session]).await {
+            Ok(_) => {}
+            Err(AppendError::Conflict { kind, .. }) if kind == CHALLENGE_KIND => {
+                self.record_failed_login(principal, "challenge reused", Some(&fingerprint)).await;
+                return Err(refused("this challenge was already used; ask for a new one".into()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(LoginResponse { token, principal: principal.to_owned(), expires_at, key_fingerprint: fingerprint })
+    }
+
+    // ---- sessions ----------------------------------------------------------
+
     /// Ends one session for `why`, with a `session.ended` entry. Ending one
     /// that has already ended changes nothing.
     pub(crate) async fn end_session(&self, cred: &StoredCredential, why: &str, by: &Caller) -> Result<SessionView> {
         for _ in 0..MAX_RETRIES {
-            let Some(obj) = self.store().object(SESSION_KIND, &cred.id).await? else {
-                return Err(ServiceError::NotFound(format!("no session with id {:?}", cred.id)));
-            };
-            let mut stored = parse_credential(&obj)?;
+            let Versioned { value: Session(mut stored), version } = self.read::<Session>(&cred.id).await?;
             let now = self.now();
             if stored.revoked_at.is_some() {
                 self.forget_credential(SESSION_KIND, &stored.id);
@@ -93,7 +193,7 @@ impl Service {
                 "session.ended",
                 json!({ "session": stored.id, "principal": stored.name, "reason": why }),
             );
-            let m = credential_mutation(SESSION_KIND, &stored, obj.version)?;
+            let m = mutation(&Session(stored.clone()), version)?;
             match self.append_by(by, vec![entry], vec![m]).await {
                 Ok(_) => {
                     self.forget_credential(SESSION_KIND, &stored.id);
@@ -111,9 +211,9 @@ impl Service {
     /// only those not ended (the store's status), which is what the
     /// scans that end sessions need, so ended ones never crowd them out.
     async fn stored_sessions(&self, principal: Option<&str>, live_only: bool) -> Result<Vec<StoredCredential>> {
-        let statuses = if live_only { vec!["active".to_owned()] } else { Vec::new() };
-        let filter = ObjectFilter { statuses, owner: principal.map(str::to_owned), limit: 10_000 };
-        self.store().objects(SESSION_KIND, &filter).await?.iter().map(parse_credential).collect()
+        let statuses: &[&str] = if live_only { &["active"] } else { &[] };
+        let stored = self.objects::<Session>(&filter(statuses, principal, 10_000)).await?;
+        Ok(stored.into_iter().map(|v| v.value.0).collect())
     }
 
     /// `GET /v1/sessions`: a person's own sessions; for an admin API token,
@@ -158,10 +258,7 @@ impl Service {
     }
 
     async fn session(&self, id: &str) -> Result<StoredCredential> {
-        let Some(obj) = self.store().object(SESSION_KIND, id).await? else {
-            return Err(ServiceError::NotFound(format!("no session with id {id:?}")));
-        };
-        parse_credential(&obj)
+        Ok(self.read::<Session>(id).await?.value.0)
     }
 
     /// `DELETE /v1/sessions/{id}`: its owner or an admin ends a session.
@@ -227,7 +324,7 @@ impl Service {
     pub(crate) async fn record_failed_login(&self, principal: &str, reason: &str, fingerprint: Option<&str>) {
         metrics::counter!("breakglass_login_failures_total", "reason" => reason.to_owned()).increment(1);
         let now = self.now();
-        let Some(suppressed) = self.failed_logins.lock().expect("failed-login lock").admit(now) else {
+        let Some(suppressed) = self.local::<Mutex<FailedLogins>>().lock().expect("failed-login lock").admit(now) else {
             return;
         };
         let name_ok = breakglass_core::principals::is_valid_name(principal);

@@ -21,19 +21,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use breakglass_client::Poster;
-use breakglass_core::api::{DriftFinding, NotificationView};
-use breakglass_core::entry::EntryDraft;
+use breakglass_core::api::NotificationView;
 use breakglass_core::grant::{Grant, GrantState};
 use breakglass_core::notify::{MAX_ATTEMPTS, Notice, NotifyEvent, backoff_ms};
 use breakglass_core::policy::ContextInput;
 use breakglass_core::scope::Scope;
 use breakglass_core::time::Timestamp;
-use breakglass_store::{Mutation, ObjectFilter, StateObject, StoreError};
-use serde::{Deserialize, Serialize};
+use breakglass_store::{Mutation, StoreError};
 
-use crate::service::{Caller, GRANT_KIND, Loaded, Service, ServiceError, new_id};
-
-pub const NOTIFICATION_KIND: &str = "notification";
+use super::kernel::config::{Channel, Target, redact_url};
+use super::kernel::outbox::{Delivery, Notification};
+use super::kernel::state::{filter, mutation};
+use super::kernel::{Caller, Consequences, Effect, Loaded, Result, Service, ServiceError, Transition, Versioned};
 
 /// A claimed notification is someone else's to send again after this long (ms).
 pub const LEASE_MS: i64 = 60_000;
@@ -42,116 +41,37 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the worker looks for due notifications when nothing woke it.
 const RESYNC: Duration = Duration::from_secs(30);
 
-/// Where notifications go.
-#[derive(Clone, Debug, Default)]
-pub struct NotifyConfig {
-    pub channels: Vec<Channel>,
-    /// How long before a grant's end "expiring soon" is sent (ms); 0: never.
-    pub expiring_soon_ms: i64,
-}
-
-#[derive(Clone, Debug)]
-pub struct Channel {
-    /// Unique; the outbox names the channel, not its URL or secret.
-    pub name: String,
-    pub target: Target,
-    /// The events this channel gets; all when empty.
-    pub events: Vec<NotifyEvent>,
-}
-
-impl Channel {
-    fn wants(&self, event: NotifyEvent) -> bool {
-        self.events.is_empty() || self.events.contains(&event)
-    }
-}
-
-#[derive(Clone)]
-pub enum Target {
-    /// JSON, signed: `X-Breakglass-Signature: v1=<HMAC-SHA256 of "<timestamp>.<body>">`.
-    Webhook { url: String, secret: Vec<u8> },
-    /// A Slack incoming webhook.
-    Slack { url: String },
-}
-
-impl std::fmt::Debug for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Webhook { url, .. } => write!(f, "Webhook({}, secret: <redacted>)", redact_url(url)),
-            Target::Slack { url } => write!(f, "Slack({})", redact_url(url)),
-        }
-    }
-}
-
-/// `scheme://host[:port]` of a URL: enough to say where, nothing of the path
-/// (a Slack webhook's path is its secret).
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return "<url>".into() };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit('@').next().unwrap_or(host);
-    format!("{scheme}://{host}/…")
-}
-
-/// One notification as its state object's body.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Outgoing {
-    pub channel: String,
-    pub notice: Notice,
-    pub attempts: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    pub created_at: Timestamp,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_attempt_at: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivered_at: Option<Timestamp>,
-}
-
-fn view(obj: &StateObject, out: &Outgoing) -> NotificationView {
+fn view(n: &Notification) -> NotificationView {
+    let out = &n.out;
     NotificationView {
-        id: obj.id.clone(),
+        id: n.id.clone(),
         channel: out.channel.clone(),
         event: out.notice.event.as_str().into(),
         grant: out.notice.grant.clone(),
-        status: obj.status.clone(),
+        status: n.status.as_str().into(),
         attempts: out.attempts,
         last_error: out.last_error.clone(),
         created_at: out.created_at,
-        next_attempt_at: (obj.status == "pending").then_some(obj.due.map(Timestamp)).flatten(),
+        next_attempt_at: if n.status == Delivery::Pending { n.due } else { None },
         delivered_at: out.delivered_at,
     }
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
-    tracing::error!(error = %e, "{what}");
-    ServiceError::Internal(format!("{what}; nothing was changed"))
-}
+/// The notify effect: a grant change people should hear about queues one
+/// notification per interested channel, in the change's own append.
+pub(crate) struct Notifications;
 
-fn mutation(id: &str, version: u64, status: &str, due: Option<i64>, out: &Outgoing) -> Result<Mutation, ServiceError> {
-    Ok(Mutation {
-        kind: NOTIFICATION_KIND.into(),
-        id: id.into(),
-        expected_version: version,
-        status: status.into(),
-        owner: out.channel.clone(),
-        due,
-        body: serde_json::to_string(out).map_err(|e| internal("cannot encode a notification", e))?,
-    })
-}
+impl Effect for Notifications {
+    fn name(&self) -> &'static str {
+        "notifications"
+    }
 
-impl Service {
-    /// The outbox rows for a grant change: one per channel that wants each
-    /// event the change's entries mean. Committed with the change.
-    pub(crate) fn notifications_for(
-        &self,
-        grant: &Grant,
-        drafts: &[EntryDraft],
-        now: Timestamp,
-        loaded: &Loaded,
-    ) -> Result<Vec<Mutation>, ServiceError> {
-        let cfg = &self.config().notify;
+    fn within(&self, service: &Service, change: &Transition<'_>, add: &mut Consequences) -> Result<()> {
+        let cfg = &service.config().notify;
         if cfg.channels.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
+        let (grant, now, loaded) = (change.grant, change.now, change.loaded);
         let base = |event: NotifyEvent| Notice {
             event,
             at: now,
@@ -167,7 +87,7 @@ impl Service {
             approvals: Some((grant.approvals.len() as u32, grant.approvals_required)),
             incident: grant.incident.clone(),
             detail: None,
-            server: self.config().issuer.clone(),
+            server: service.config().issuer.clone(),
             drift: None,
         };
         // (notice, when it is due)
@@ -182,7 +102,7 @@ impl Service {
                 }
             }
         };
-        for d in drafts {
+        for d in change.entries {
             let by = (d.actor != grant.principal && d.actor != "breakglass").then(|| d.actor.clone());
             let detail = d.data.get("reason").and_then(|v| v.as_str()).map(str::to_owned);
             match d.kind.as_str() {
@@ -235,76 +155,24 @@ impl Service {
                 _ => {}
             }
         }
-        self.outbox_rows(notices, now)
+        add.mutations.extend(service.queue(notices, now)?);
+        Ok(())
     }
+}
 
-    /// The outbox rows for new drift findings. Committed with their entries.
-    pub(crate) fn drift_notifications(
-        &self,
-        findings: &[DriftFinding],
-        now: Timestamp,
-    ) -> Result<Vec<Mutation>, ServiceError> {
-        let notices = findings
-            .iter()
-            .map(|f| {
-                let n = Notice {
-                    event: NotifyEvent::DriftDetected,
-                    at: now,
-                    grant: String::new(),
-                    principal: String::new(),
-                    scopes: Vec::new(),
-                    capabilities: Vec::new(),
-                    reason: String::new(),
-                    state: String::new(),
-                    expires_at: None,
-                    by: None,
-                    approvers: Vec::new(),
-                    approvals: None,
-                    incident: None,
-                    detail: None,
-                    server: self.config().issuer.clone(),
-                    drift: Some(f.clone()),
-                };
-                (n, now)
-            })
-            .collect();
-        self.outbox_rows(notices, now)
-    }
-
-    /// One pending row per channel that wants each notice.
-    fn outbox_rows(&self, notices: Vec<(Notice, Timestamp)>, now: Timestamp) -> Result<Vec<Mutation>, ServiceError> {
-        let cfg = &self.config().notify;
-        let mut out = Vec::new();
-        for (notice, due) in notices {
-            for ch in cfg.channels.iter().filter(|c| c.wants(notice.event)) {
-                let row = Outgoing {
-                    channel: ch.name.clone(),
-                    notice: notice.clone(),
-                    attempts: 0,
-                    last_error: None,
-                    created_at: now,
-                    last_attempt_at: None,
-                    delivered_at: None,
-                };
-                out.push(mutation(&new_id("nt", now)?, 0, "pending", Some(due.0), &row)?);
-            }
-        }
-        Ok(out)
-    }
-
+impl Service {
     /// Sends every notification due now; returns how many were attempted.
     pub async fn deliver_due(self: &Arc<Self>, poster: &Poster) -> Result<usize, ServiceError> {
         let now = self.now();
-        let due = self.store().due_objects(NOTIFICATION_KIND, &["pending"], now.0, 32).await?;
+        let due = self.due::<Notification>(&[Delivery::Pending.as_str()], now, 32).await?;
         let mut tasks = tokio::task::JoinSet::new();
-        for obj in due {
-            let mut out: Outgoing =
-                serde_json::from_str(&obj.body).map_err(|e| internal("a stored notification is unreadable", e))?;
-            out.attempts += 1;
-            out.last_attempt_at = Some(now);
+        for Versioned { value: mut n, version } in due {
+            n.out.attempts += 1;
+            n.out.last_attempt_at = Some(now);
             // Claim it: whoever moves the version first sends it; the lease
             // hands it to another worker if this one dies mid-delivery.
-            let claim = mutation(&obj.id, obj.version, "pending", Some(now.0 + LEASE_MS), &out)?;
+            n.due = Some(Timestamp(now.0 + LEASE_MS));
+            let claim = mutation(&n, version)?;
             match self.store().update_objects(&[claim]).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict { .. }) => continue,
@@ -312,8 +180,7 @@ impl Service {
             }
             let service = self.clone();
             let poster = poster.clone();
-            let id = obj.id.clone();
-            tasks.spawn(async move { service.send_one(&poster, id, obj.version + 1, out).await });
+            tasks.spawn(async move { service.send_one(&poster, n, version + 1).await });
         }
         let mut n = 0;
         while let Some(done) = tasks.join_next().await {
@@ -325,14 +192,15 @@ impl Service {
         Ok(n)
     }
 
-    async fn send_one(&self, poster: &Poster, id: String, version: u64, mut out: Outgoing) -> Result<(), ServiceError> {
+    async fn send_one(&self, poster: &Poster, mut n: Notification, version: u64) -> Result<()> {
+        let (id, out) = (n.id.clone(), &mut n.out);
         let result = match self.config().notify.channels.iter().find(|c| c.name == out.channel) {
             None => Err(format!("channel {:?} is no longer configured", out.channel)),
             Some(ch) => match self.still_true(&out.notice).await? {
                 false => {
                     metrics::counter!("breakglass_notifications_total", "channel" => ch.name.clone(), "outcome" => "skipped").increment(1);
-                    let m = mutation(&id, version, "skipped", None, &out)?;
-                    return self.finish(m).await;
+                    (n.status, n.due) = (Delivery::Skipped, None);
+                    return self.finish(mutation(&n, version)?).await;
                 }
                 true => send(poster, ch, &id, &out.notice).await,
             },
@@ -342,25 +210,25 @@ impl Service {
             Ok(()) => {
                 out.delivered_at = Some(now);
                 out.last_error = None;
-                ("delivered", None, "delivered")
+                (Delivery::Delivered, None, "delivered")
             }
             Err(e) => {
                 tracing::warn!(notification = %id, channel = %out.channel, attempt = out.attempts, error = %e, "notification not delivered");
                 out.last_error = Some(e);
                 if out.attempts >= MAX_ATTEMPTS {
-                    ("failed", None, "failed")
+                    (Delivery::Failed, None, "failed")
                 } else {
-                    ("pending", Some(now.0 + backoff_ms(out.attempts)), "retry")
+                    (Delivery::Pending, Some(Timestamp(now.0 + backoff_ms(out.attempts))), "retry")
                 }
             }
         };
         metrics::counter!("breakglass_notifications_total", "channel" => out.channel.clone(), "outcome" => outcome)
             .increment(1);
-        let m = mutation(&id, version, status, due, &out)?;
-        self.finish(m).await
+        (n.status, n.due) = (status, due);
+        self.finish(mutation(&n, version)?).await
     }
 
-    async fn finish(&self, m: Mutation) -> Result<(), ServiceError> {
+    async fn finish(&self, m: Mutation) -> Result<()> {
         match self.store().update_objects(&[m]).await {
             // Our lease ran out and another worker took it over: theirs stands.
             Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),
@@ -370,18 +238,17 @@ impl Service {
 
     /// Whether a scheduled notice still says something true when it is due:
     /// "expiring soon" only while the grant is active and ends when it said.
-    async fn still_true(&self, n: &Notice) -> Result<bool, ServiceError> {
+    async fn still_true(&self, n: &Notice) -> Result<bool> {
         if n.event != NotifyEvent::ExpiringSoon {
             return Ok(true);
         }
-        let Some(obj) = self.store().object(GRANT_KIND, &n.grant).await? else { return Ok(false) };
-        let grant: Grant = serde_json::from_str(&obj.body).map_err(|e| internal("a stored grant is unreadable", e))?;
+        let Some(Versioned { value: grant, .. }) = self.find::<Grant>(&n.grant).await? else { return Ok(false) };
         Ok(grant.is_effective(self.now()) && grant.expires_at == n.expires_at && grant.end_cause.is_none())
     }
 
     /// When the next notification is due, if any.
-    pub async fn next_notification_due(&self) -> Result<Option<Timestamp>, ServiceError> {
-        Ok(self.store().next_due(NOTIFICATION_KIND, &["pending"]).await?.map(Timestamp))
+    pub async fn next_notification_due(&self) -> Result<Option<Timestamp>> {
+        self.next_due_of::<Notification>(&[Delivery::Pending.as_str()]).await
     }
 
     /// Notifications, newest first, optionally only those with `status`.
@@ -390,43 +257,37 @@ impl Service {
         caller: &Caller,
         status: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<NotificationView>, ServiceError> {
+    ) -> Result<Vec<NotificationView>> {
         require_operator(caller)?;
-        let statuses = match status {
+        let statuses: Vec<&str> = match status {
             None => Vec::new(),
-            Some(s @ ("pending" | "delivered" | "failed" | "skipped")) => vec![s.to_owned()],
-            Some(s) => {
-                return Err(ServiceError::BadRequest(format!(
-                    "invalid status {s:?}: expected pending, delivered, failed or skipped"
-                )));
-            }
+            Some(s) => match Delivery::parse(s) {
+                Some(d) => vec![d.as_str()],
+                None => {
+                    return Err(ServiceError::BadRequest(format!(
+                        "invalid status {s:?}: expected pending, delivered, failed or skipped"
+                    )));
+                }
+            },
         };
-        let objs = self.store().objects(NOTIFICATION_KIND, &ObjectFilter { statuses, owner: None, limit }).await?;
-        objs.iter()
-            .map(|o| {
-                let out: Outgoing =
-                    serde_json::from_str(&o.body).map_err(|e| internal("a stored notification is unreadable", e))?;
-                Ok(view(o, &out))
-            })
-            .collect()
+        let stored = self.objects::<Notification>(&filter(&statuses, None, limit)).await?;
+        Ok(stored.iter().map(|v| view(&v.value)).collect())
     }
 
     /// Queues a failed notification again, at once (an admin's call).
-    pub async fn retry_notification(&self, caller: &Caller, id: &str) -> Result<NotificationView, ServiceError> {
+    pub async fn retry_notification(&self, caller: &Caller, id: &str) -> Result<NotificationView> {
         if caller.role != crate::auth::Role::Admin {
             return Err(ServiceError::Forbidden("only an admin API token may retry notifications".into()));
         }
-        let Some(obj) = self.store().object(NOTIFICATION_KIND, id).await? else {
+        let Some(Versioned { value: mut n, version }) = self.find::<Notification>(id).await? else {
             return Err(ServiceError::NotFound(format!("no notification {id:?}")));
         };
-        if obj.status != "failed" {
-            return Err(ServiceError::Conflict(format!("notification {id} is {}, not failed", obj.status)));
+        if n.status != Delivery::Failed {
+            return Err(ServiceError::Conflict(format!("notification {id} is {}, not failed", n.status.as_str())));
         }
-        let mut out: Outgoing =
-            serde_json::from_str(&obj.body).map_err(|e| internal("a stored notification is unreadable", e))?;
-        out.attempts = 0;
-        let now = self.now();
-        let m = mutation(id, obj.version, "pending", Some(now.0), &out)?;
+        n.out.attempts = 0;
+        (n.status, n.due) = (Delivery::Pending, Some(self.now()));
+        let m = mutation(&n, version)?;
         match self.store().update_objects(std::slice::from_ref(&m)).await {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => {
@@ -434,13 +295,12 @@ impl Service {
             }
             Err(e) => return Err(e.into()),
         }
-        self.notify_wake.notify_one();
-        let obj = StateObject { version: obj.version + 1, status: m.status, due: m.due, body: m.body, ..obj };
-        Ok(view(&obj, &out))
+        self.wake_outbox();
+        Ok(view(&n))
     }
 }
 
-fn require_operator(caller: &Caller) -> Result<(), ServiceError> {
+fn require_operator(caller: &Caller) -> Result<()> {
     use crate::auth::Role;
     match caller.role {
         Role::Admin | Role::Reader | Role::User => Ok(()),
@@ -553,7 +413,7 @@ pub async fn run(service: Arc<Service>, mut stop: tokio::sync::watch::Receiver<b
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = service.notify_wake.notified() => {}
+            _ = service.outbox_woken() => {}
             _ = stop.changed() => {}
         }
     }

@@ -5,20 +5,21 @@
 //! `drill.completed` entry and a stored record `breakglass drill history`
 //! lists.
 //!
-//! Security-relevant: the scope limit is what keeps a rehearsal from
-//! opening a real protected branch.
+//! Security: the drill's runner controls its report; the scope limit is
+//! what keeps a rehearsal from opening a real protected branch.
 
 use breakglass_core::api::{DrillList, DrillRecord, DrillReport};
 use breakglass_core::entry::EntryDraft;
+use breakglass_core::grant::Grant;
 use breakglass_core::scope::Scope;
-use breakglass_store::{Mutation, ObjectFilter};
+use breakglass_core::time::Timestamp;
 use serde_json::json;
 
-use crate::service::{Caller, GRANT_KIND, Service, ServiceError, new_id};
+use super::kernel::state::{filter, json_body, mutation};
+use super::kernel::{Caller, Effect, Result, Service, ServiceError, Stored, new_id};
 
 /// Drill grants' ids start with this (then `_`).
 pub const DRILL_GRANT_PREFIX: &str = "gd";
-pub const DRILL_KIND: &str = "drill";
 /// The name drill repositories and projects have, or start with (then `/`).
 pub const DRILL_NAME: &str = "breakglass-drill";
 
@@ -36,8 +37,21 @@ pub fn is_drill_grant(id: &str) -> bool {
     id.strip_prefix(DRILL_GRANT_PREFIX).is_some_and(|rest| rest.starts_with('_'))
 }
 
-/// Marks entries naming a drill grant with `"drill": true`.
-pub fn mark(drafts: &mut [EntryDraft]) {
+/// The drill effect: entries naming a drill grant are marked
+/// `"drill": true`, whoever writes them (transitions, hook events, reviews).
+pub(crate) struct MarkDrills;
+
+impl Effect for MarkDrills {
+    fn name(&self) -> &'static str {
+        "mark-drills"
+    }
+
+    fn mark(&self, entries: &mut [EntryDraft]) {
+        mark(entries)
+    }
+}
+
+fn mark(drafts: &mut [EntryDraft]) {
     for d in drafts {
         if d.grant.as_deref().is_some_and(is_drill_grant)
             && let Some(obj) = d.data.as_object_mut()
@@ -47,18 +61,33 @@ pub fn mark(drafts: &mut [EntryDraft]) {
     }
 }
 
+impl Stored for DrillRecord {
+    const KIND: &'static str = "drill";
+    const NOUN: &'static str = "drill";
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn status(&self) -> &str {
+        if self.report.ok { "passed" } else { "failed" }
+    }
+    /// Who ran it.
+    fn owner(&self) -> &str {
+        &self.by
+    }
+    fn due(&self) -> Option<Timestamp> {
+        None
+    }
+    json_body!();
+}
+
 fn micros(ms: f64) -> u64 {
     (ms * 1000.0).round() as u64
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> ServiceError {
-    tracing::error!(error = %e, "{what}");
-    ServiceError::Internal(format!("{what}; nothing was changed"))
-}
-
 impl Service {
     /// `POST /v1/drills`: records a drill's result (its runner's own drill grant).
-    pub async fn record_drill(&self, caller: &Caller, report: &DrillReport) -> Result<DrillRecord, ServiceError> {
+    pub async fn record_drill(&self, caller: &Caller, report: &DrillReport) -> Result<DrillRecord> {
         if caller.ci.is_some() || caller.grant.is_some() {
             return Err(ServiceError::Forbidden("a CI job or grant token may not record drills".into()));
         }
@@ -82,8 +111,8 @@ impl Service {
             if !is_drill_grant(g) {
                 return Err(ServiceError::BadRequest(format!("{g} is not a drill grant")));
             }
-            match self.store().object(GRANT_KIND, g).await? {
-                Some(o) if o.owner == caller.name => {}
+            match self.find::<Grant>(g).await? {
+                Some(v) if v.value.principal == caller.name => {}
                 _ => return Err(ServiceError::BadRequest(format!("{g} is not a drill grant of {}", caller.name))),
             }
         }
@@ -109,32 +138,19 @@ impl Service {
         }
         let mut record =
             DrillRecord { id: id.clone(), at: now, by: caller.name.clone(), index: None, report: report.clone() };
-        let body = |r: &DrillRecord| serde_json::to_string(r).map_err(|e| internal("cannot encode a drill", e));
-        let m = Mutation {
-            kind: DRILL_KIND.into(),
-            id: id.clone(),
-            expected_version: 0,
-            status: if report.ok { "passed" } else { "failed" }.into(),
-            owner: caller.name.clone(),
-            due: None,
-            body: body(&record)?,
-        };
+        let m = mutation(&record, 0)?;
         let receipt = self.append_by(caller, vec![draft], vec![m]).await?;
         record.index = Some(receipt.index);
         Ok(record)
     }
 
     /// `GET /v1/drills`: stored drill results, newest first.
-    pub async fn drills(&self, caller: &Caller, limit: u32) -> Result<DrillList, ServiceError> {
+    pub async fn drills(&self, caller: &Caller, limit: u32) -> Result<DrillList> {
         if caller.ci.is_some() || caller.grant.is_some() {
             return Err(ServiceError::Forbidden("a CI job or grant token may not read drills".into()));
         }
-        let filter = ObjectFilter { statuses: Vec::new(), owner: None, limit: limit.clamp(1, 1000) };
-        let mut drills = Vec::new();
-        for o in self.store().objects(DRILL_KIND, &filter).await? {
-            drills.push(serde_json::from_str(&o.body).map_err(|e| internal("a stored drill is unreadable", e))?);
-        }
-        Ok(DrillList { drills })
+        let stored = self.objects::<DrillRecord>(&filter(&[], None, limit.clamp(1, 1000))).await?;
+        Ok(DrillList { drills: stored.into_iter().map(|v| v.value).collect() })
     }
 }
 
