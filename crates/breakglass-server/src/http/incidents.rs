@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use breakglass_core::api::*;
 use serde::Deserialize;
 
-use super::{ApiResult, AppState, P, Q, limit};
+use super::{ApiResult, AppState, P, Q, RawBody, limit};
 use crate::service::Caller;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -57,7 +57,7 @@ async fn receive(
 async fn incident_pagerduty(
     State(st): State<AppState>,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Json<IncidentReceipt>> {
     receive(&st, breakglass_core::incident::Source::PagerDuty, &headers, &body).await
 }
@@ -68,7 +68,7 @@ async fn incident_pagerduty(
 async fn incident_opsgenie(
     State(st): State<AppState>,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Json<IncidentReceipt>> {
     receive(&st, breakglass_core::incident::Source::Opsgenie, &headers, &body).await
 }
@@ -79,7 +79,7 @@ async fn incident_opsgenie(
 async fn incident_alertmanager(
     State(st): State<AppState>,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Json<IncidentReceipt>> {
     receive(&st, breakglass_core::incident::Source::Alertmanager, &headers, &body).await
 }
@@ -91,7 +91,7 @@ async fn incident_alertmanager(
 async fn incident_generic(
     State(st): State<AppState>,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Json<IncidentReceipt>> {
     receive(&st, breakglass_core::incident::Source::Generic, &headers, &body).await
 }

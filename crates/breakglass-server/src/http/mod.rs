@@ -13,7 +13,7 @@
 //! merges them in [`router`] under the layers every route shares, and holds
 //! what the handlers share: [`AppState`], the bearer [`Caller`] extractor
 //! with its [`MACHINE_ROUTES`] gate, and the extractors that refuse with the
-//! API's JSON error ([`Body`], [`Q`], [`P`]). [`ApiError`] is in `error`.
+//! API's JSON error ([`Body`], `RawBody`, [`Q`], [`P`]). [`ApiError`] is in `error`.
 
 mod ci;
 mod drift;
@@ -175,14 +175,36 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
-            Err(rejection) => {
-                let status = rejection.status();
-                let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
-                let status = if status == StatusCode::PAYLOAD_TOO_LARGE { status } else { StatusCode::BAD_REQUEST };
-                Err(ApiError::new(status, code, format!("invalid request body: {}", rejection.body_text())))
-            }
+            Err(rejection) => Err(refused_body(rejection.status(), &rejection.body_text())),
         }
     }
+}
+
+/// A body as raw bytes, for the incident receivers (which authenticate the
+/// bytes before they parse them), with errors in our shape: without it, a
+/// body over the limit got axum's plain-text 413.
+struct RawBody(axum::body::Bytes);
+
+impl<S> axum::extract::FromRequest<S> for RawBody
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(RawBody(bytes)),
+            Err(rejection) => Err(refused_body(rejection.status(), &rejection.body_text())),
+        }
+    }
+}
+
+/// A body axum refused (`status`, and its plain-text reason): too large, or
+/// else a bad request.
+fn refused_body(status: StatusCode, reason: &str) -> ApiError {
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
+    let status = if status == StatusCode::PAYLOAD_TOO_LARGE { status } else { StatusCode::BAD_REQUEST };
+    ApiError::new(status, code, format!("invalid request body: {reason}"))
 }
 
 /// A query string, rejected with the API's JSON error (axum's own

@@ -8,6 +8,7 @@ mod drift;
 mod events;
 mod grants;
 mod harness;
+mod http_errors;
 mod incidents;
 mod login;
 mod multi;
