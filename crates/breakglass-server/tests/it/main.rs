@@ -5,9 +5,11 @@
 //! service runs on a clock the tests move.
 
 mod drift;
+mod effects;
 mod events;
 mod grants;
 mod harness;
+mod http_errors;
 mod incidents;
 mod login;
 mod multi;

@@ -444,7 +444,7 @@ async fn policy_and_principals_that_others_may_write_are_refused() {
         let before = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
         let problems = match srv.service.reload("test").await {
-            Err(breakglass_server::service::ServiceError::PolicyDenied { reasons, .. }) => reasons,
+            Err(breakglass_server::service::ServiceError::InvalidPolicy { problems, .. }) => problems,
             other => panic!("{}: reload with mode {mode:o} was not refused: {other:?}", path.display()),
         };
         let problem = problems.iter().find(|p| p.contains("writable by group or others")).expect("the reason");
