@@ -19,10 +19,10 @@ use std::time::Duration;
 use breakglass_core::api::{DriftCheck, DriftFinding, DriftReport};
 use breakglass_core::entry::EntryDraft;
 use breakglass_core::grant::Grant;
-use breakglass_core::proof::verify_consistency;
 use breakglass_core::time::Timestamp;
 use breakglass_store::ledger::AppendError;
 use breakglass_store::{Mutation, ObjectFilter};
+use breakglass_tlog::proof::verify_consistency;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 

@@ -446,7 +446,7 @@ pub struct Service {
     pub(crate) notify_wake: tokio::sync::Notify,
     /// The log's size and root when the drift check last found it
     /// consistent with what it had seen before.
-    pub(crate) drift_seen: std::sync::Mutex<Option<(u64, breakglass_core::hash::Hash)>>,
+    pub(crate) drift_seen: std::sync::Mutex<Option<(u64, breakglass_tlog::hash::Hash)>>,
     /// The rate limit on recording failed logins.
     pub(crate) failed_logins: std::sync::Mutex<crate::sessions::FailedLogins>,
 }
