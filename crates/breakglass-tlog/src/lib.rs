@@ -1,7 +1,7 @@
 //! breakglass-tlog: the primitives of a transparency log, with no knowledge
 //! of what is logged.
 //!
-//! - [`hash`]: RFC 9162 (RFC 6962) leaf and node hashing, the 32-byte [`Hash`].
+//! - [`hash`]: RFC 9162 (RFC 6962) leaf and node hashing, the 32-byte [`struct@Hash`].
 //! - [`tree`]: stored interior hashes at dense indexes (as Go's sumdb `tlog`),
 //!   the [`tree::Frontier`] an appender keeps, tree hashes and inclusion and
 //!   consistency proofs computed from stored hashes.
