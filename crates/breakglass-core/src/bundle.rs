@@ -8,11 +8,11 @@
 //! Security-sensitive: [`verify`] is what `breakglass audit verify --bundle`
 //! relies on. No IO.
 
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::note::NoteVerifier;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::Checkpoint;
 use crate::entry::Entry;
-use crate::note::NoteVerifier;
 use crate::report::{ProvenEntry, check_proof};
 use crate::time::Timestamp;
 

@@ -31,22 +31,22 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::hash::{Hash, leaf_hash};
+use breakglass_tlog::note::{self, NoteSigner, NoteVerifier};
+use breakglass_tlog::proof::{root_from_inclusion, verify_consistency, verify_inclusion};
+use breakglass_tlog::tlog_proof::{self, TlogProof};
+use breakglass_tlog::tree::{MemoryTree, prove_consistency, prove_inclusion};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::checkpoint::Checkpoint;
 use crate::entry::{Entry, write_canonical};
-use crate::hash::{Hash, leaf_hash};
 use crate::incident::{self, AlertmanagerOptions, IncidentUpdate};
-use crate::note::{self, NoteSigner, NoteVerifier};
 use crate::policy::{EXAMPLE_POLICY, Policy, run_tests};
 use crate::principals::Principals;
-use crate::proof::{root_from_inclusion, verify_consistency, verify_inclusion};
 use crate::scope::{Capability, Scope};
 use crate::time::Timestamp;
-use crate::tlog_proof::{self, TlogProof};
-use crate::tree::{MemoryTree, prove_consistency, prove_inclusion};
 use crate::{oidc, sshsig, token};
 
 /// The instant every verifying harness runs at: Monday 2026-01-05T12:00:00Z.

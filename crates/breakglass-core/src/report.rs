@@ -19,14 +19,14 @@
 //! is escaped for its format, and control characters are made visible first
 //! (an escape sequence must not reach a terminal that `cat`s the Markdown).
 
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::hash::{Hash, leaf_hash};
+use breakglass_tlog::note::NoteVerifier;
+use breakglass_tlog::proof::verify_inclusion;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::ReviewView;
-use crate::checkpoint::Checkpoint;
-use crate::hash::{Hash, leaf_hash};
-use crate::note::NoteVerifier;
-use crate::proof::verify_inclusion;
 
 pub const REPORT_FORMAT: &str = "breakglass-review-report/v1";
 const HTML_MARK: &str = "<script type=\"application/json\" id=\"breakglass-report\">";

@@ -18,8 +18,8 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use breakglass_core::checkpoint::Checkpoint;
-use breakglass_core::note::NoteVerifier;
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::note::NoteVerifier;
 
 /// The file name of the anchor in a data directory.
 pub const VERIFIED_CHECKPOINT_FILE: &str = "log-verified.checkpoint";

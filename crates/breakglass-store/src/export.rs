@@ -7,7 +7,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use breakglass_core::tiles::{encode_bundle, tiles_for_size};
+use breakglass_tlog::tiles::{encode_bundle, tiles_for_size};
 use serde::Serialize;
 
 use crate::StoreError;

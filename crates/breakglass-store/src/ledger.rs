@@ -46,13 +46,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use breakglass_core::checkpoint::Checkpoint;
-use breakglass_core::entry::{Entry, EntryDraft, EntryError};
-use breakglass_core::hash::leaf_hash;
-use breakglass_core::note::NoteSigner;
-use breakglass_core::proof::verify_consistency;
-use breakglass_core::time::{Clock, Timestamp};
-use breakglass_core::tree::Frontier;
+use breakglass_entry::entry::{Entry, EntryDraft, EntryError};
+use breakglass_entry::time::{Clock, Timestamp};
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::hash::leaf_hash;
+use breakglass_tlog::note::NoteSigner;
+use breakglass_tlog::proof::verify_consistency;
+use breakglass_tlog::tree::Frontier;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::reader::{LogReader, ReadError};
@@ -688,7 +688,7 @@ impl Sequencer {
         }
         for _ in 0..MAX_CAS_RETRIES {
             // The frontier we extend must be the tree of the last signed checkpoint.
-            let expected_root = self.head.as_ref().map(|h| h.root).unwrap_or_else(breakglass_core::hash::empty_root);
+            let expected_root = self.head.as_ref().map(|h| h.root).unwrap_or_else(breakglass_tlog::hash::empty_root);
             if self.frontier.root() != expected_root {
                 return Err(self.halt("the in-memory tree no longer matches the last checkpoint".into()).into());
             }

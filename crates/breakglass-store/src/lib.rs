@@ -28,7 +28,7 @@ pub mod sqlite;
 pub mod verify;
 
 use async_trait::async_trait;
-use breakglass_core::Hash;
+use breakglass_tlog::Hash;
 
 /// One log entry as stored: its index, its canonical bytes, and the stored
 /// hashes its append produced (leaf hash first, then each subtree it
@@ -247,8 +247,8 @@ pub trait LogStore: Send + Sync + 'static {
         let located: Vec<(u64, usize)> = indexes
             .iter()
             .map(|&idx| {
-                let (level, n) = breakglass_core::tree::split_stored_hash_index(idx);
-                (breakglass_core::tree::record_of(level, n), level as usize)
+                let (level, n) = breakglass_tlog::tree::split_stored_hash_index(idx);
+                (breakglass_tlog::tree::record_of(level, n), level as usize)
             })
             .collect();
         let mut entries: Vec<u64> = located.iter().map(|l| l.0).collect();

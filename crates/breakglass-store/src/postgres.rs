@@ -6,7 +6,7 @@
 //! it gets [`StoreError::HeadMoved`] and the log never forks.
 
 use async_trait::async_trait;
-use breakglass_core::Hash;
+use breakglass_tlog::Hash;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection as _, Row as _};
 
@@ -247,7 +247,7 @@ impl LogStore for PostgresStore {
         )
         .bind(i(checkpoint.size))
         .bind(i(expected_size))
-        .bind(breakglass_core::hash::empty_root().0.to_vec())
+        .bind(breakglass_tlog::hash::empty_root().0.to_vec())
         .bind(expected_root.0.to_vec())
         .execute(&mut *tx)
         .await?;

@@ -17,11 +17,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use breakglass_core::Hash;
-use breakglass_core::checkpoint::Checkpoint;
-use breakglass_core::note::NoteVerifier;
-use breakglass_core::tlog_proof::TlogProof;
-use breakglass_core::tree::{self, Frontier, HashReader, ProveError, TreeError};
+use breakglass_tlog::Hash;
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::note::NoteVerifier;
+use breakglass_tlog::tlog_proof::TlogProof;
+use breakglass_tlog::tree::{self, Frontier, HashReader, ProveError, TreeError};
 
 use crate::{EntryRecord, LogStore, StoreError, StoredCheckpoint};
 

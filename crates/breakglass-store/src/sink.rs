@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
-use breakglass_core::entry::{Entry, MAX_ENTRY_BYTES};
+use breakglass_entry::entry::{Entry, MAX_ENTRY_BYTES};
 
 use crate::{EntryRecord, StoreError};
 

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use breakglass_core::Hash;
+use breakglass_tlog::Hash;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -289,7 +289,7 @@ impl LogStore for SqliteStore {
         )
         .bind(i(checkpoint.size))
         .bind(i(expected_size))
-        .bind(breakglass_core::hash::empty_root().0.to_vec())
+        .bind(breakglass_tlog::hash::empty_root().0.to_vec())
         .bind(expected_root.0.to_vec())
         .execute(&mut *tx)
         .await?;

@@ -23,10 +23,10 @@
 use std::io::BufRead as _;
 use std::path::Path;
 
-use breakglass_core::checkpoint::Checkpoint;
-use breakglass_core::entry::Entry;
-use breakglass_core::hash::leaf_hash;
-use breakglass_core::tree::Frontier;
+use breakglass_entry::entry::Entry;
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::hash::leaf_hash;
+use breakglass_tlog::tree::Frontier;
 use serde::Serialize;
 
 use crate::StoreError;
@@ -117,7 +117,7 @@ const PAGE: u64 = 4096;
 
 /// What the parallel stage finds out about one entry.
 struct CheckedEntry {
-    leaf: breakglass_core::Hash,
+    leaf: breakglass_tlog::Hash,
     /// The index the entry says it has, or why its bytes are not an entry.
     claimed: Result<u64, String>,
 }
@@ -128,7 +128,7 @@ fn check_page(
     page: &[crate::EntryRecord],
     cps: &[crate::StoredCheckpoint],
     origin: &str,
-    trusted: &[breakglass_core::note::NoteVerifier],
+    trusted: &[breakglass_tlog::note::NoteVerifier],
 ) -> (Vec<CheckedEntry>, Vec<Result<Checkpoint, String>>) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     let check_entry = |r: &crate::EntryRecord| CheckedEntry {
@@ -484,7 +484,7 @@ pub async fn verify_log_planned(
                 ),
             ));
         }
-        if since.size == 0 && since.root != breakglass_core::hash::empty_root() {
+        if since.size == 0 && since.root != breakglass_tlog::hash::empty_root() {
             return Err(fail(None, "the saved checkpoint of size 0 has a non-empty root"));
         }
         // A saved checkpoint older than the start was not met on the way.

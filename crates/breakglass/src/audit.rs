@@ -3,13 +3,13 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use breakglass_core::checkpoint::Checkpoint;
 use breakglass_core::entry::Entry;
-use breakglass_core::note::NoteVerifier;
 use breakglass_core::time::Timestamp;
-use breakglass_core::tlog_proof::TlogProof;
 use breakglass_store::ledger::SINK_DEPTH;
 use breakglass_store::verify::{SinkFloor, VerifyError, VerifyOptions, VerifyPlan, verify_log_planned};
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::note::NoteVerifier;
+use breakglass_tlog::tlog_proof::TlogProof;
 use serde_json::json;
 
 use crate::cli::AuditCommand;

@@ -32,13 +32,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use breakglass_core::entry::SecretDigester;
-use breakglass_core::note::{NoteSigner, NoteVerifier};
 use breakglass_core::time::Clock;
 use breakglass_store::LogStore;
 use breakglass_store::ledger::{Ledger, LedgerConfig};
 use breakglass_store::postgres::PostgresStore;
 use breakglass_store::reader::LogReader;
 use breakglass_store::sqlite::{OpenOptions, SqliteStore};
+use breakglass_tlog::note::{NoteSigner, NoteVerifier};
 use serde::Serialize;
 
 use crate::config::{Config, validate_origin};

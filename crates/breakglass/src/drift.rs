@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use breakglass_server::hostcheck;
 
 use breakglass_core::api::DriftFinding;
-use breakglass_core::checkpoint::Checkpoint;
-use breakglass_core::hash::Hash;
-use breakglass_core::proof::verify_consistency;
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::hash::Hash;
+use breakglass_tlog::proof::verify_consistency;
 use serde_json::json;
 
 use crate::cli::ClientArgs;

@@ -1,10 +1,10 @@
-//! Integration tests of breakglass-core: the public RFC 6962 / RFC 9162
-//! transparency-dev test vectors, SSH signatures checked against the real
-//! `ssh-keygen`, and the fuzzing corpora replayed through their harnesses.
+//! Integration tests of breakglass-core: incident webhooks, OIDC ID tokens
+//! and grant tokens through the public API, SSH signatures checked against
+//! the real `ssh-keygen`, and the fuzzing corpora replayed through their
+//! harnesses. (The RFC 9162 test vectors are breakglass-tlog's.)
 
 mod fuzz_corpus;
 mod incident;
 mod oidc;
 mod sshsig;
 mod token;
-mod vectors;

@@ -22,10 +22,10 @@ use breakglass_core::api::{DriftCheck, DriftFinding, DriftReport};
 use breakglass_core::entry::EntryDraft;
 use breakglass_core::grant::{Grant, GrantState};
 use breakglass_core::notify::{Notice, NotifyEvent};
-use breakglass_core::proof::verify_consistency;
 use breakglass_core::time::Timestamp;
 use breakglass_store::StateObject;
 use breakglass_store::ledger::AppendError;
+use breakglass_tlog::proof::verify_consistency;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -349,7 +349,7 @@ impl Service {
 /// What the log-consistency check last saw consistent: the log's size and
 /// root (this server's memory; a restart starts from the current head).
 #[derive(Default)]
-struct SeenHead(std::sync::Mutex<Option<(u64, breakglass_core::hash::Hash)>>);
+struct SeenHead(std::sync::Mutex<Option<(u64, breakglass_tlog::hash::Hash)>>);
 
 /// One finding's record: open while the finding stands, cleared once gone.
 struct DriftRecord {

@@ -6,8 +6,8 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use breakglass_core::checkpoint::Checkpoint;
-use breakglass_core::hash::Hash;
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::hash::Hash;
 
 use crate::harness::{ORIGIN, Server, Setup, log_signer};
 use crate::receiver::Receiver;

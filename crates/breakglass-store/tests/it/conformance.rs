@@ -8,12 +8,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use breakglass_core::checkpoint::Checkpoint;
-use breakglass_core::entry::Entry;
-use breakglass_core::hash::{empty_root, leaf_hash};
-use breakglass_core::proof::{verify_consistency, verify_inclusion};
-use breakglass_core::time::{Clock, Timestamp};
-use breakglass_core::tree::MemoryTree;
+use breakglass_entry::entry::Entry;
+use breakglass_entry::time::{Clock, Timestamp};
 use breakglass_store::ledger::AppendError;
 use breakglass_store::ledger::{Ledger, LedgerConfig};
 use breakglass_store::postgres::PostgresStore;
@@ -23,6 +19,10 @@ use breakglass_store::verify::{VerifyOptions, verify_log};
 use breakglass_store::{
     EntryRecord, HeadState, LogStore, Mutation, ObjectFilter, StateObject, StoreError, StoredCheckpoint,
 };
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::hash::{empty_root, leaf_hash};
+use breakglass_tlog::proof::{verify_consistency, verify_inclusion};
+use breakglass_tlog::tree::MemoryTree;
 
 use crate::harness::{ManualClock, ORIGIN, T0, draft, signer};
 

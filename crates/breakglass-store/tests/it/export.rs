@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use breakglass_core::Hash;
-use breakglass_core::checkpoint::Checkpoint;
-use breakglass_core::hash::leaf_hash;
-use breakglass_core::tiles::decode_bundle;
 use breakglass_store::export::{ExportError, ExportReport, export_tiles};
 use breakglass_store::reader::ReadError;
+use breakglass_tlog::Hash;
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::hash::leaf_hash;
+use breakglass_tlog::tiles::decode_bundle;
 
 use crate::harness::*;
 

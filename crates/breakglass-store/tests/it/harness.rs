@@ -6,11 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use breakglass_core::Hash;
-use breakglass_core::entry::{Entry, EntryDraft};
-use breakglass_core::hash::{empty_root, node_hash};
-use breakglass_core::note::NoteSigner;
-use breakglass_core::time::{Clock, Timestamp};
+use breakglass_entry::entry::{Entry, EntryDraft};
+use breakglass_entry::time::{Clock, Timestamp};
 use breakglass_store::ledger::{Ledger, LedgerConfig, OpenError, Receipt, SINK_DEPTH};
 use breakglass_store::reader::LogReader;
 use breakglass_store::sqlite::{OpenOptions, SqliteStore};
@@ -18,6 +15,9 @@ use breakglass_store::verify::{
     SinkFloor, VerifyError, VerifyFailure, VerifyOptions, VerifyPlan, VerifyReport, verify_log, verify_log_planned,
 };
 use breakglass_store::{EntryRecord, LogStore};
+use breakglass_tlog::Hash;
+use breakglass_tlog::hash::{empty_root, node_hash};
+use breakglass_tlog::note::NoteSigner;
 use serde_json::json;
 use tempfile::TempDir;
 

@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use breakglass_core::checkpoint::Checkpoint;
-use breakglass_core::entry::{Entry, EntryDraft, MAX_ENTRY_BYTES};
-use breakglass_core::hash::leaf_hash;
-use breakglass_core::proof::{verify_consistency, verify_inclusion};
-use breakglass_core::time::Timestamp;
+use breakglass_entry::entry::{Entry, EntryDraft, MAX_ENTRY_BYTES};
+use breakglass_entry::time::Timestamp;
 use breakglass_store::ledger::{AppendError, Ledger, Receipt};
 use breakglass_store::reader::LogReader;
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::hash::leaf_hash;
+use breakglass_tlog::proof::{verify_consistency, verify_inclusion};
 use serde_json::json;
 
 use crate::harness::*;

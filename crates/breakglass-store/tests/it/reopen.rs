@@ -2,7 +2,7 @@
 //! at the right index, and the sink is repaired or caught up on open; a
 //! store reopened read-only refuses writes.
 
-use breakglass_core::entry::EntryDraft;
+use breakglass_entry::entry::EntryDraft;
 use breakglass_store::ledger::OpenError;
 use breakglass_store::sink::SinkError;
 use breakglass_store::sqlite::{OpenOptions, SqliteStore};

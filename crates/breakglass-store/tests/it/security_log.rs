@@ -9,12 +9,12 @@
 //! batch) are at 1, 8, 10, 26, 29, 60, 65, 66 and 70, so a crash may leave
 //! the sink without entries 65.. (the last `SINK_DEPTH` = 2 batches).
 
-use breakglass_core::checkpoint::Checkpoint;
-use breakglass_core::hash::leaf_hash;
-use breakglass_core::note::NoteSigner;
 use breakglass_store::LogStore;
 use breakglass_store::ledger::{Ledger, OpenError, SINK_DEPTH, SINK_REPAIRED_KIND};
 use breakglass_store::verify::{SinkFloor, VerifyOptions, VerifyPlan, verify_log_planned};
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::hash::leaf_hash;
+use breakglass_tlog::note::NoteSigner;
 
 use crate::harness::*;
 

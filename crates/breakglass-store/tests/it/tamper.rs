@@ -2,14 +2,14 @@
 //! bad index; a ledger refusing a tampered log; and a property test that
 //! flips random bits.
 
-use breakglass_core::checkpoint::Checkpoint;
-use breakglass_core::entry::Entry;
-use breakglass_core::hash::leaf_hash;
-use breakglass_core::note::NoteSigner;
-use breakglass_core::time::Timestamp;
+use breakglass_entry::entry::Entry;
+use breakglass_entry::time::Timestamp;
 use breakglass_store::ledger::{AppendError, OpenError};
 use breakglass_store::verify::{VerifyError, VerifyOptions, verify_log};
 use breakglass_store::{LogStore, hashes_to_blob};
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::hash::leaf_hash;
+use breakglass_tlog::note::NoteSigner;
 
 use crate::harness::*;
 

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use breakglass_core::entry::EntryDraft;
-use breakglass_core::proof::verify_inclusion;
 use breakglass_store::verify::{VerifyOptions, verify_log};
+use breakglass_tlog::proof::verify_inclusion;
 use serde::Serialize;
 use serde_json::json;
 

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use breakglass_core::checkpoint::Checkpoint;
-use breakglass_core::note::NoteVerifier;
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::note::NoteVerifier;
 use serde_json::Value;
 
 use crate::support::{BIN, INIT_ENTRIES, Scratch, independent};
@@ -246,7 +246,7 @@ fn a_checkpoint_signed_by_another_key_fails_verification() {
     let s = Scratch::new();
     s.append(10, 1);
     // Re-sign the latest checkpoint with a new key of the same name.
-    let other = breakglass_core::note::NoteSigner::from_seed("test.breakglass.local/log", &[42; 32]).unwrap();
+    let other = breakglass_tlog::note::NoteSigner::from_seed("test.breakglass.local/log", &[42; 32]).unwrap();
     let note = s.ok(&["audit", "checkpoint"]);
     let text = &note[..note.rfind("\n\n").unwrap() + 1];
     let forged = other.sign(text).unwrap();
@@ -609,7 +609,7 @@ fn issue14_a_forged_saved_checkpoint_stops_the_start() {
     s.append(5, 1);
     let saved = s.data().join("log-verified.checkpoint");
     let note = std::fs::read_to_string(&saved).unwrap();
-    let other = breakglass_core::note::NoteSigner::from_seed("test.breakglass.local/log", &[42; 32]).unwrap();
+    let other = breakglass_tlog::note::NoteSigner::from_seed("test.breakglass.local/log", &[42; 32]).unwrap();
     std::fs::write(&saved, other.sign(&note[..note.rfind("\n\n").unwrap() + 1]).unwrap()).unwrap();
     let err = s.fails(&["debug", "append", "--count", "1"], 1);
     assert!(err.contains("is not a checkpoint signed by this log's key"), "{err}");

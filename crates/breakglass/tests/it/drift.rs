@@ -3,9 +3,9 @@
 
 use std::process::Command;
 
-use breakglass_core::checkpoint::Checkpoint;
-use breakglass_core::hash::Hash;
-use breakglass_core::note::NoteSigner;
+use breakglass_tlog::checkpoint::Checkpoint;
+use breakglass_tlog::hash::Hash;
+use breakglass_tlog::note::NoteSigner;
 use serde_json::Value;
 
 use crate::git::{GitSetup, MAIN, git_ok};

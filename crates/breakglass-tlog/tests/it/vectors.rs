@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use breakglass_core::Hash;
-use breakglass_core::proof::{verify_consistency, verify_inclusion};
+use breakglass_tlog::Hash;
+use breakglass_tlog::proof::{verify_consistency, verify_inclusion};
 use serde_json::Value;
 
 fn vectors_dir() -> PathBuf {

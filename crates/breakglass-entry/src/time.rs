@@ -1,5 +1,6 @@
-//! Time as a value. Nothing in breakglass-core reads the clock: callers pass
-//! a [`Timestamp`], so tests of expiry and ordering need no sleeping.
+//! Time as a value. Neither this crate nor breakglass-core reads the clock:
+//! callers pass a [`Timestamp`], so tests of expiry and ordering need no
+//! sleeping.
 
 use std::fmt;
 
