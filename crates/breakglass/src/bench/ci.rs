@@ -24,11 +24,13 @@ use rsa::traits::PublicKeyParts as _;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{clean_cmd, login, new_ssh_key, percentile, start_server};
+use super::measure::percentile;
+use super::start_server;
 use crate::cli::BenchCiArgs;
 use crate::datadir::SystemClock;
 use crate::error::{CliResult, bad_input, internal};
 use crate::print_json;
+use crate::sandbox::{clean_cmd, login, new_ssh_key};
 
 const AUDIENCE: &str = "breakglass";
 const GITLAB_ISSUER: &str = "https://gitlab.bench.example";

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{login, new_ssh_key, percentile, start_server};
+use super::measure::percentile;
+use super::start_server;
 use crate::error::{CliResult, bad_input, internal};
 use crate::print_json;
+use crate::sandbox::{login, new_ssh_key};
 
 const SECRET: &str = "bench-incident-secret-0123456789";
 const SCOPE: &str = "git:payments/api@refs/heads/main";

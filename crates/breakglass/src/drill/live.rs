@@ -22,11 +22,11 @@ use breakglass_core::api::{ApproveRequest, DrillReport, GrantRequest, GrantView}
 use breakglass_core::scope::Scope;
 
 use super::{Drill, e, git, out_text, print_report};
-use crate::bench::{clean_cmd, git_cmd};
 use crate::cli::ClientArgs;
 use crate::client::connect;
 use crate::credentials::CredentialStore;
 use crate::error::{CliError, CliResult, ExitCode, bad_input, internal};
+use crate::sandbox::{clean_cmd, git_cmd};
 
 /// What `drill --server` was asked to do.
 #[derive(Debug)]
