@@ -83,6 +83,16 @@ struct Drill {
 }
 
 impl Drill {
+    fn new() -> Drill {
+        Drill { steps: Vec::new(), started: Instant::now() }
+    }
+
+    /// The report of the steps run so far, ending with `result`.
+    fn report(self, result: &Result<(), String>, grant: Option<String>) -> DrillReport {
+        let total_ms = (self.started.elapsed().as_secs_f64() * 1e5).round() / 100.0;
+        DrillReport { ok: result.is_ok(), total_ms, steps: self.steps, failed: result.as_ref().err().cloned(), grant }
+    }
+
     /// Runs one step; its time is recorded whatever happens.
     async fn step<T>(
         &mut self,
@@ -151,16 +161,9 @@ fn commit(work: &Path, n: u32, grant: Option<&str>) -> Result<(), String> {
 pub async fn run(json: bool, fault: Option<Fault>, keep: bool, clock: &dyn Clock) -> CliResult {
     let scratch = tempfile::tempdir().map_err(|x| internal(format!("cannot make the sandbox directory: {x}")))?;
     let root = scratch.path().to_owned();
-    let mut drill = Drill { steps: Vec::new(), started: Instant::now() };
+    let mut drill = Drill::new();
     let result = steps(&mut drill, &root, fault, clock).await;
-    let total_ms = (drill.started.elapsed().as_secs_f64() * 1e5).round() / 100.0;
-    let report = DrillReport {
-        ok: result.is_ok(),
-        total_ms,
-        steps: drill.steps,
-        failed: result.as_ref().err().cloned(),
-        grant: None,
-    };
+    let report = drill.report(&result, None);
     if keep {
         let kept = scratch.keep();
         eprintln!("sandbox kept at {}", kept.display());
