@@ -68,3 +68,15 @@ pub fn sign(private: &Path, namespace: &str, message: &[u8]) -> String {
     check(ssh_keygen(&["-q", "-Y", "sign", "-n", namespace, "-f", key, file_s], None), "ssh-keygen -Y sign");
     std::fs::read_to_string(file.with_extension("sig")).expect("ssh-keygen wrote the signature")
 }
+
+/// The SSH wire encoding of `parts` as consecutive `string`s (RFC 4251: a
+/// big-endian u32 length, then the bytes), for building keys and SSHSIG
+/// blobs by hand, independently of the code under test.
+pub fn wire_strings(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend_from_slice(&u32::try_from(p.len()).expect("a part under 4 GiB").to_be_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use breakglass_core::sshsig::{self, LOGIN_NAMESPACE as NS, SK_USER_PRESENT, SK_USER_VERIFIED, SshSigError, Verified};
-use breakglass_testkit::ssh::{SshKey, check, keygen_at, ssh_keygen};
+use breakglass_testkit::ssh::{SshKey, check, keygen_at, ssh_keygen, wire_strings as strings};
 // One trait for every signer below (ed25519-dalek, ssh-key's ECDSA, rsa):
 // they all implement the `signature` crate's `Signer`.
 use rsa::signature::{SignatureEncoding as _, Signer as _};
@@ -59,17 +59,8 @@ fn openssh_fingerprint(key: &Key) -> String {
     String::from_utf8(out.stdout).unwrap().split_whitespace().nth(1).unwrap().to_owned()
 }
 
-// The SSH wire encoding and the SSHSIG blob (PROTOCOL.sshsig), written here
+// The SSHSIG blob (PROTOCOL.sshsig) on the testkit's SSH wire encoding, written here
 // independently of the code under test.
-
-fn strings(parts: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for p in parts {
-        out.extend_from_slice(&u32::try_from(p.len()).unwrap().to_be_bytes());
-        out.extend_from_slice(p);
-    }
-    out
-}
 
 /// The fields of an SSHSIG blob.
 #[derive(Clone)]

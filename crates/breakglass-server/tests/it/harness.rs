@@ -204,12 +204,7 @@ impl Server {
             Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
             None => req.body(Body::empty()).unwrap(),
         };
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let value =
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        (status, value)
+        self.send(req).await
     }
 
     /// `POST path` with raw bytes and these headers (for the incident receivers).
@@ -218,7 +213,13 @@ impl Server {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let res = self.app.clone().oneshot(req.body(Body::from(body.to_vec())).unwrap()).await.unwrap();
+        self.send(req.body(Body::from(body.to_vec())).unwrap()).await
+    }
+
+    /// One request through the router: the status and the body as JSON
+    /// (as a JSON string when it is not JSON).
+    async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
         let value =
@@ -286,4 +287,12 @@ pub async fn pg_store(url: &str) -> Arc<dyn LogStore> {
 /// The testkit's clock at [`T0`].
 pub fn new_clock() -> Arc<ManualClock> {
     ManualClock::new(T0)
+}
+
+/// `v1=<hex HMAC-SHA256(secret, body)>`, as PagerDuty signs.
+pub fn pd_sign(secret: &str, body: &str) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }

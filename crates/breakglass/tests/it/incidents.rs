@@ -11,6 +11,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
+use breakglass_testkit::fixtures::incident_text as fixture;
 use breakglass_testkit::ssh::keygen;
 
 use crate::served::Served;
@@ -22,12 +23,6 @@ use receiver::Receiver;
 const PD_SECRET: &str = "pagerduty-e2e-secret-0123456789";
 const WEBHOOK_SECRET: &str = "webhook-e2e-secret-0123456789";
 const MAIN: &str = "git:payments/api@refs/heads/main";
-
-fn fixture(name: &str) -> String {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../breakglass-core/tests/fixtures/incidents").join(name);
-    std::fs::read_to_string(path).unwrap()
-}
 
 /// A PagerDuty delivery as PagerDuty sends it: the fixture with its times
 /// moved to `at` (the server's clock), signed over the exact bytes.

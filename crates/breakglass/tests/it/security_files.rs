@@ -223,11 +223,7 @@ fn issue14_every_secret_can_live_in_its_own_file_and_a_loose_one_is_refused() {
     // with the secret from its file: the right token is accepted, another refused.
     let (child, url, admin, output) = crate::served::spawn_with(&data, "127.0.0.1:0", &[], |_| {});
     let srv = Served { child, output, data, url, admin: admin.unwrap(), dir };
-    let body = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../breakglass-core/tests/fixtures/incidents/alertmanager-firing.json"),
-    )
-    .unwrap();
+    let body = breakglass_testkit::fixtures::incident_text("alertmanager-firing.json");
     let post = |bearer: &str| {
         let addr = srv.url.trim_start_matches("http://");
         let auth = format!("Bearer {bearer}");
