@@ -17,6 +17,7 @@ mod drill;
 mod error;
 mod git;
 mod policy;
+mod sandbox;
 mod serve;
 
 use std::io::Write as _;
@@ -135,7 +136,7 @@ async fn run(cli: Cli) -> CliResult {
             let live = drill::live::Live { server, scopes, duration, repo, gate, approver: approver_credentials, wait };
             drill::live::run(live, json).await
         }
-        Command::Drill { json, keep, fault, .. } => drill::run(json, fault, keep).await,
+        Command::Drill { json, keep, fault, .. } => drill::run(json, fault, keep, &datadir::SystemClock).await,
         Command::Drift { record: true, json, client, .. } => drift::record(client, json).await,
         Command::Drift { checkpoint, key, json, client, .. } => drift::run(client, checkpoint, key, json).await,
         Command::Stats { since, json, client } => client::stats(since, json, client).await,
@@ -146,12 +147,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Spool(cli::SpoolCommand::Flush { repo: Some(repo), json, .. }) => git::flush(&repo, json).await,
         Command::Spool(cli::SpoolCommand::Flush { dir, ci, json, .. }) => ci::flush(dir, ci, json).await,
         Command::Ci(cmd) => ci::run(cmd).await,
-        Command::Bench(cli::BenchCommand::Ledger(args)) => bench::ledger(args).await,
-        Command::Bench(cli::BenchCommand::Server(args)) => bench::server(args).await,
-        Command::Bench(cli::BenchCommand::Git(args)) => bench::git(args).await,
-        Command::Bench(cli::BenchCommand::Ci(args)) => bench::ci::ci(args).await,
-        Command::Bench(cli::BenchCommand::Incident(args)) => bench::incident::incident(args).await,
-        Command::Bench(cli::BenchCommand::Core { iterations, json }) => bench::core(iterations, json),
+        Command::Bench(cmd) => bench::run(cmd).await,
         Command::Debug(cmd) => debug::run(&loc, cmd).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "breakglass", &mut std::io::stdout());

@@ -3,8 +3,6 @@
 //! its full normalised update, and malformed or hostile bodies refused with a
 //! message that names the field.
 
-use std::path::PathBuf;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use breakglass_core::incident::{
@@ -13,17 +11,13 @@ use breakglass_core::incident::{
     verify_generic, verify_opsgenie, verify_pagerduty,
 };
 use breakglass_core::time::Timestamp;
+use breakglass_testkit::fixtures::incident as fixture;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// 2021-03-04T10:00:00Z, when the fixtures' incident starts.
 const T0: i64 = 1_614_852_000_000;
 const MINUTE: i64 = 60_000;
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", "incidents", name].iter().collect();
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
 
 fn sha256_hex(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))

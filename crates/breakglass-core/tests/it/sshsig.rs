@@ -6,11 +6,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use breakglass_core::sshsig::{self, LOGIN_NAMESPACE as NS, SK_USER_PRESENT, SK_USER_VERIFIED, SshSigError, Verified};
+use breakglass_testkit::ssh::{SshKey, check, keygen_at, ssh_keygen, wire_strings as strings};
 // One trait for every signer below (ed25519-dalek, ssh-key's ECDSA, rsa):
 // they all implement the `signature` crate's `Signer`.
 use rsa::signature::{SignatureEncoding as _, Signer as _};
@@ -20,25 +20,6 @@ use tempfile::TempDir;
 
 const CHALLENGE: &[u8] = b"bg-login-challenge:6f1c0a5e2b7d4c9e8a3f1b2d0c4e6a8f";
 
-fn ssh_keygen(args: &[&str], stdin: Option<&Path>) -> Output {
-    let stdin = match stdin {
-        Some(path) => Stdio::from(fs::File::open(path).unwrap()),
-        None => Stdio::null(),
-    };
-    match Command::new("ssh-keygen").args(args).stdin(stdin).output() {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "ssh-keygen is not on PATH: install openssh-client (e.g. 'apt-get install openssh-client') to run the SSH signature tests"
-        ),
-        Err(e) => panic!("cannot run ssh-keygen: {e}"),
-    }
-}
-
-fn check(out: Output, what: &str) -> Output {
-    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
 struct Key {
     path: PathBuf,
     /// The `.pub` line, as a principals file would hold it.
@@ -46,24 +27,16 @@ struct Key {
     public: PublicKey,
 }
 
+/// The testkit's key `dir/name` of the type `args` ask for, parsed.
 fn keygen(dir: &Path, name: &str, args: &[&str]) -> Key {
-    let path = dir.join(name);
-    let mut all = vec!["-q", "-N", "", "-C", name, "-f", path.to_str().unwrap()];
-    all.extend_from_slice(args);
-    check(ssh_keygen(&all, None), &format!("ssh-keygen {args:?}"));
-    let line = fs::read_to_string(path.with_extension("pub")).unwrap();
+    let SshKey { private: path, line } = keygen_at(&dir.join(name), name, args);
     let public = sshsig::parse_public_key(&line).unwrap_or_else(|e| panic!("{name}: {e}"));
     Key { path, line, public }
 }
 
-/// `ssh-keygen -Y sign -f KEY -n NAMESPACE FILE`, returning FILE.sig.
+/// `ssh-keygen -Y sign` with `key` over `message`: the armored signature.
 fn sign(key: &Key, namespace: &str, message: &[u8]) -> String {
-    let dir = TempDir::new().unwrap();
-    let file = dir.path().join("challenge");
-    fs::write(&file, message).unwrap();
-    let (key, file_s) = (key.path.to_str().unwrap(), file.to_str().unwrap());
-    check(ssh_keygen(&["-Y", "sign", "-f", key, "-n", namespace, file_s], None), "ssh-keygen -Y sign");
-    fs::read_to_string(file.with_extension("sig")).unwrap()
+    breakglass_testkit::ssh::sign(&key.path, namespace, message)
 }
 
 /// Whether `ssh-keygen -Y verify` accepts `armored` over `message` in
@@ -86,17 +59,8 @@ fn openssh_fingerprint(key: &Key) -> String {
     String::from_utf8(out.stdout).unwrap().split_whitespace().nth(1).unwrap().to_owned()
 }
 
-// The SSH wire encoding and the SSHSIG blob (PROTOCOL.sshsig), written here
+// The SSHSIG blob (PROTOCOL.sshsig) on the testkit's SSH wire encoding, written here
 // independently of the code under test.
-
-fn strings(parts: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for p in parts {
-        out.extend_from_slice(&u32::try_from(p.len()).unwrap().to_be_bytes());
-        out.extend_from_slice(p);
-    }
-    out
-}
 
 /// The fields of an SSHSIG blob.
 #[derive(Clone)]

@@ -1,18 +1,14 @@
 //! A breakglass server in a temp dir: policy, principals with keys made by
-//! `ssh-keygen`, a store, a ledger, the service on a hand-moved clock, and
-//! its router. Requests go through the router with `oneshot`.
+//! `ssh-keygen`, a store, a ledger, the service on a hand-moved clock (the
+//! testkit's clock and keys), and its router. Requests go through the router with `oneshot`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use breakglass_core::entry::SecretDigester;
 use breakglass_core::login::ChallengeKey;
-use breakglass_core::time::{Clock, Timestamp};
 use breakglass_core::token::TokenSigner;
 use breakglass_server::http::{AppState, router};
 use breakglass_server::service::{Keys, Service, ServiceConfig};
@@ -22,6 +18,8 @@ use breakglass_store::postgres::PostgresStore;
 use breakglass_store::reader::LogReader;
 use breakglass_store::sqlite::{OpenOptions, SqliteStore};
 use breakglass_store::verify::{VerifyOptions, verify_log};
+pub use breakglass_testkit::clock::ManualClock;
+pub use breakglass_testkit::ssh::{SshKey, keygen};
 use breakglass_tlog::note::NoteSigner;
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
@@ -30,22 +28,6 @@ use tower::ServiceExt as _;
 pub const T0: i64 = 1_790_000_000_000;
 pub const ORIGIN: &str = "breakglass.test/it";
 pub const ISSUER: &str = "http://breakglass.test";
-
-/// A clock the test moves.
-#[derive(Debug)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn advance(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
-    }
-}
 
 /// An extra policy on top of the example one: release branches need two approvals.
 pub const TWO_APPROVALS: &str = r#"
@@ -68,36 +50,9 @@ permit (
 when { resource.ref == "refs/heads/release" };
 "#;
 
-pub struct SshKey {
-    pub private: PathBuf,
-    pub line: String,
-}
-
-pub fn keygen(dir: &Path, name: &str) -> SshKey {
-    let private = dir.join(name);
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&private)
-        .output()
-        .expect("run ssh-keygen");
-    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
-    let line = std::fs::read_to_string(private.with_extension("pub")).unwrap().trim().to_owned();
-    SshKey { private, line }
-}
-
 /// `ssh-keygen -Y sign -n NAMESPACE -f KEY` over exactly `message`.
 pub fn ssh_sign(key: &SshKey, namespace: &str, message: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("challenge");
-    std::fs::write(&file, message).unwrap();
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-Y", "sign", "-n", namespace, "-f"])
-        .arg(&key.private)
-        .arg(&file)
-        .output()
-        .expect("run ssh-keygen -Y sign");
-    assert!(out.status.success(), "ssh-keygen -Y sign: {}", String::from_utf8_lossy(&out.stderr));
-    std::fs::read_to_string(dir.path().join("challenge.sig")).unwrap()
+    breakglass_testkit::ssh::sign(&key.private, namespace, message.as_bytes())
 }
 
 pub struct Keys4 {
@@ -231,7 +186,7 @@ impl Server {
     pub async fn sqlite(setup: &Setup) -> Server {
         let path = setup.dir.path().join("breakglass.db");
         let store = Arc::new(SqliteStore::open(&path, OpenOptions { create: true, read_only: false }).await.unwrap());
-        Server::open(setup, store, Arc::new(ManualClock(AtomicI64::new(T0)))).await
+        Server::open(setup, store, new_clock()).await
     }
 
     pub async fn call(
@@ -249,12 +204,7 @@ impl Server {
             Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
             None => req.body(Body::empty()).unwrap(),
         };
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let value =
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        (status, value)
+        self.send(req).await
     }
 
     /// `POST path` with raw bytes and these headers (for the incident receivers).
@@ -263,7 +213,13 @@ impl Server {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let res = self.app.clone().oneshot(req.body(Body::from(body.to_vec())).unwrap()).await.unwrap();
+        self.send(req.body(Body::from(body.to_vec())).unwrap()).await
+    }
+
+    /// One request through the router: the status and the body as JSON
+    /// (as a JSON string when it is not JSON).
+    async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
         let value =
@@ -324,51 +280,19 @@ pub fn request_body(scope: &str, cap: &str, duration: &str, reason: &str) -> Val
 pub const MAIN: &str = "git:payments/api@refs/heads/main";
 pub const RELEASE: &str = "git:payments/api@refs/heads/release";
 
-static DB_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A fresh PostgreSQL database when `BREAKGLASS_TEST_PG_URL` is set (and
-/// required when `BREAKGLASS_TEST_REQUIRE_PG` is): (admin URL, name, URL).
-pub async fn pg_database() -> Option<(String, String, String)> {
-    let admin_url = match std::env::var("BREAKGLASS_TEST_PG_URL") {
-        Ok(u) if !u.is_empty() => u,
-        _ => {
-            assert!(
-                std::env::var_os("BREAKGLASS_TEST_REQUIRE_PG").is_none(),
-                "BREAKGLASS_TEST_REQUIRE_PG is set but BREAKGLASS_TEST_PG_URL is not"
-            );
-            return None;
-        }
-    };
-    let name = format!("bg_srv_{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::Relaxed));
-    let admin = sqlx::PgPool::connect(&admin_url).await.expect("connect to BREAKGLASS_TEST_PG_URL");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&admin).await.unwrap();
-    admin.close().await;
-    let (base, query) = admin_url.split_once('?').map_or((admin_url.as_str(), None), |(b, q)| (b, Some(q)));
-    let authority_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_end..].find('/') {
-        Some(slash) => &base[..authority_end + slash],
-        None => base,
-    };
-    let url = match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    };
-    Some((admin_url.clone(), name, url))
-}
-
 pub async fn pg_store(url: &str) -> Arc<dyn LogStore> {
     Arc::new(PostgresStore::open(url).await.unwrap())
 }
 
-pub async fn drop_pg(admin_url: &str, name: &str) {
-    let admin = sqlx::PgPool::connect(admin_url).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
+/// The testkit's clock at [`T0`].
+pub fn new_clock() -> Arc<ManualClock> {
+    ManualClock::new(T0)
 }
 
-pub fn new_clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock(AtomicI64::new(T0)))
+/// `v1=<hex HMAC-SHA256(secret, body)>`, as PagerDuty signs.
+pub fn pd_sign(secret: &str, body: &str) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }

@@ -7,6 +7,7 @@
 use axum::http::{Method, StatusCode};
 use breakglass_core::incident::sign_generic;
 use breakglass_core::time::Clock as _;
+use breakglass_testkit::fixtures::incident_text as fixture;
 use serde_json::{Value, json};
 
 use crate::harness::*;
@@ -410,20 +411,6 @@ async fn a_receiver_that_never_recovers_is_given_up_and_shown_as_failed() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     srv.service.deliver_due(&poster).await.unwrap();
     assert_eq!(srv.get("/v1/notifications?status=delivered", &admin).await.1["notifications"][0]["id"], nid);
-}
-
-fn fixture(name: &str) -> String {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../breakglass-core/tests/fixtures/incidents").join(name);
-    std::fs::read_to_string(path).unwrap()
-}
-
-/// `v1=<hex HMAC-SHA256(secret, body)>`, as PagerDuty signs.
-fn pd_sign(secret: &str, body: &str) -> String {
-    use hmac::Mac as _;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

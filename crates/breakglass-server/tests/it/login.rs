@@ -3,6 +3,7 @@
 
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
+use breakglass_testkit::ssh::wire_strings as strings;
 use ed25519_dalek::Signer as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256, Sha512};
@@ -83,15 +84,6 @@ async fn login_works_once_per_challenge_and_only_with_the_principals_key() {
     srv.clock.advance(12 * 3_600_000);
     assert_eq!(srv.get("/v1/whoami", token).await.0, StatusCode::UNAUTHORIZED);
     srv.verify().await;
-}
-
-fn strings(parts: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for p in parts {
-        out.extend_from_slice(&(p.len() as u32).to_be_bytes());
-        out.extend_from_slice(p);
-    }
-    out
 }
 
 /// A simulated FIDO `sk-ssh-ed25519` key: what a YubiKey would sign, with

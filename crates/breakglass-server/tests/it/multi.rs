@@ -4,17 +4,18 @@
 //! (the README's test command always sets it, and requires it).
 
 use axum::http::StatusCode;
+use breakglass_testkit::pg::PgDatabase;
 use serde_json::json;
 
 use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_never_double_activate_or_double_expire() {
-    let Some((admin_url, name, url)) = pg_database().await else { return };
+    let Some(db) = PgDatabase::create("bg_srv").await else { return };
     let setup = Setup::new();
     let clock = new_clock();
-    let a = Server::open(&setup, pg_store(&url).await, clock.clone()).await;
-    let b = Server::open(&setup, pg_store(&url).await, clock.clone()).await;
+    let a = Server::open(&setup, pg_store(&db.url).await, clock.clone()).await;
+    let b = Server::open(&setup, pg_store(&db.url).await, clock.clone()).await;
     let alice = a.login("alice", &setup.keys.alice).await;
     // A session made on one server works on the other: they share the database.
     let bob = b.login("bob", &setup.keys.bob).await;
@@ -76,5 +77,5 @@ async fn two_servers_never_double_activate_or_double_expire() {
     b.ledger.clone().shutdown().await;
     let _ = json!({});
     drop((a, b));
-    drop_pg(&admin_url, &name).await;
+    db.drop_db().await;
 }

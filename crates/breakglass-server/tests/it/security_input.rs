@@ -9,6 +9,7 @@
 use axum::http::{Method, StatusCode};
 use breakglass_core::incident::sign_generic;
 use breakglass_core::time::Clock as _;
+use breakglass_testkit::fixtures::incident_text as fixture;
 use serde_json::{Value, json};
 
 use crate::harness::*;
@@ -45,18 +46,9 @@ fn message(v: &Value) -> String {
     v["error"]["message"].as_str().unwrap_or_default().to_owned()
 }
 
-fn fixture(name: &str) -> String {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../breakglass-core/tests/fixtures/incidents").join(name);
-    std::fs::read_to_string(path).unwrap()
-}
-
-/// `v1=<hex HMAC-SHA256(secret, body)>`, as PagerDuty signs.
+/// PagerDuty's signature with this file's secret.
 fn pd_sign(body: &str) -> String {
-    use hmac::Mac as _;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(PD_SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+    crate::harness::pd_sign(PD_SECRET, body)
 }
 
 /// Sends a body to a receiver, correctly authenticated for its provider.

@@ -6,7 +6,6 @@
 //! missing PostgreSQL is a failure, not a skip.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use breakglass_entry::entry::Entry;
 use breakglass_entry::time::{Clock, Timestamp};
@@ -19,6 +18,7 @@ use breakglass_store::verify::{VerifyOptions, verify_log};
 use breakglass_store::{
     EntryRecord, HeadState, LogStore, Mutation, ObjectFilter, StateObject, StoreError, StoredCheckpoint,
 };
+use breakglass_testkit::pg::PgDatabase;
 use breakglass_tlog::checkpoint::Checkpoint;
 use breakglass_tlog::hash::{empty_root, leaf_hash};
 use breakglass_tlog::proof::{verify_consistency, verify_inclusion};
@@ -30,16 +30,14 @@ use crate::harness::{ManualClock, ORIGIN, T0, draft, signer};
 /// several processes or servers would).
 enum TestDb {
     Sqlite(tempfile::TempDir),
-    Postgres { admin_url: String, name: String, url: String },
+    Postgres(PgDatabase),
 }
-
-static DB_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl TestDb {
     fn kind(&self) -> &'static str {
         match self {
             TestDb::Sqlite(_) => "sqlite",
-            TestDb::Postgres { .. } => "postgres",
+            TestDb::Postgres(_) => "postgres",
         }
     }
 
@@ -50,54 +48,22 @@ impl TestDb {
                     .await
                     .expect("open sqlite"),
             ),
-            TestDb::Postgres { url, .. } => Arc::new(PostgresStore::open(url).await.expect("open postgres")),
+            TestDb::Postgres(db) => Arc::new(PostgresStore::open(&db.url).await.expect("open postgres")),
         }
     }
 
     async fn drop_db(self) {
-        if let TestDb::Postgres { admin_url, name, .. } = self {
-            let admin = sqlx::PgPool::connect(&admin_url).await.expect("admin connection");
-            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&admin).await.expect("drop test database");
-            admin.close().await;
+        if let TestDb::Postgres(db) = self {
+            db.drop_db().await;
         }
-    }
-}
-
-/// `postgres://user@host:port/db?x=y` with the database replaced.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_end..].find('/') {
-        Some(slash) => &base[..authority_end + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
     }
 }
 
 /// Every backend available to this run, each with a fresh database.
 async fn backends() -> Vec<TestDb> {
     let mut out = vec![TestDb::Sqlite(tempfile::tempdir().expect("temp dir"))];
-    match std::env::var("BREAKGLASS_TEST_PG_URL") {
-        Ok(admin_url) if !admin_url.is_empty() => {
-            let name =
-                format!("bg_test_{}_{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::Relaxed), T0 % 1000);
-            let admin = sqlx::PgPool::connect(&admin_url).await.expect("connect to BREAKGLASS_TEST_PG_URL");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                .execute(&admin)
-                .await
-                .expect("create test database");
-            admin.close().await;
-            let url = with_database(&admin_url, &name);
-            out.push(TestDb::Postgres { admin_url, name, url });
-        }
-        _ => assert!(
-            std::env::var_os("BREAKGLASS_TEST_REQUIRE_PG").is_none(),
-            "BREAKGLASS_TEST_REQUIRE_PG is set but BREAKGLASS_TEST_PG_URL is not"
-        ),
+    if let Some(db) = PgDatabase::create("bg_test").await {
+        out.push(TestDb::Postgres(db));
     }
     out
 }
@@ -683,11 +649,4 @@ async fn racing_update_objects_and_appends_exactly_one_wins() {
         }
         db.drop_db().await;
     }
-}
-
-#[test]
-fn test_database_urls_are_rewritten_correctly() {
-    assert_eq!(with_database("postgres://u@h:5/postgres", "x"), "postgres://u@h:5/x");
-    assert_eq!(with_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
-    assert_eq!(with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
 }

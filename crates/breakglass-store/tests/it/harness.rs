@@ -1,13 +1,12 @@
 //! The log test harness: a temp dir with a SQLite store, a ledger with a
-//! JSON-lines sink, a clock moved by hand, and helpers to append, read the
+//! JSON-lines sink, a clock moved by hand (the testkit's), and helpers to append, read the
 //! raw tables, tamper with them and recompute trees independently.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use breakglass_entry::entry::{Entry, EntryDraft};
-use breakglass_entry::time::{Clock, Timestamp};
+use breakglass_entry::time::Clock;
 use breakglass_store::ledger::{Ledger, LedgerConfig, OpenError, Receipt, SINK_DEPTH};
 use breakglass_store::reader::LogReader;
 use breakglass_store::sqlite::{OpenOptions, SqliteStore};
@@ -15,6 +14,7 @@ use breakglass_store::verify::{
     SinkFloor, VerifyError, VerifyFailure, VerifyOptions, VerifyPlan, VerifyReport, verify_log, verify_log_planned,
 };
 use breakglass_store::{EntryRecord, LogStore};
+pub use breakglass_testkit::clock::ManualClock;
 use breakglass_tlog::Hash;
 use breakglass_tlog::hash::{empty_root, node_hash};
 use breakglass_tlog::note::NoteSigner;
@@ -28,26 +28,6 @@ pub const T0: i64 = 1_795_262_400_000;
 
 pub fn signer() -> NoteSigner {
     NoteSigner::from_seed(ORIGIN, &SEED).expect("valid signer")
-}
-
-/// A clock that only moves when a test moves it.
-#[derive(Debug)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn new(ms: i64) -> Arc<ManualClock> {
-        Arc::new(ManualClock(AtomicI64::new(ms)))
-    }
-
-    pub fn set(&self, ms: i64) {
-        self.0.store(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
-    }
 }
 
 /// The draft of test entry `n`: its data names `n`, so every entry differs.

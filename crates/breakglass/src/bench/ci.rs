@@ -25,11 +25,13 @@ use rsa::traits::PublicKeyParts as _;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{clean_cmd, login, new_ssh_key, percentile, start_server};
+use super::measure::percentile;
+use super::{AliceSandbox, start_with_alice};
 use crate::cli::BenchCiArgs;
 use crate::datadir::SystemClock;
 use crate::error::{CliResult, bad_input, internal};
 use crate::print_json;
+use crate::sandbox::clean_cmd;
 
 const AUDIENCE: &str = "breakglass";
 const GITLAB_ISSUER: &str = "https://gitlab.bench.example";
@@ -280,24 +282,9 @@ pub async fn ci(args: BenchCiArgs) -> CliResult {
         ),
     )
     .map_err(|e| internal(format!("cannot write the bench configuration: {e}")))?;
-    let key = scratch.path().join("alice");
-    let public_key = new_ssh_key(&key, "alice")?;
-    eprintln!("starting breakglass serve on SQLite in {}...", data.display());
-    let (_srv, url, admin_token) = start_server(&data).await?;
-    std::fs::write(
-        data.join("principals.toml"),
-        format!(
-            "[[principal]]\nname = \"alice\"\ngroups = [\"sre\"]\nssh_keys = [\"{}\"]\naccounts = [\"github:id:1001\", \"gitlab:id:31\"]\n",
-            public_key.trim()
-        ),
-    )
-    .map_err(|e| internal(format!("cannot write the principals file: {e}")))?;
-    std::fs::write(data.join("policy").join("bench-ci.cedar"), BENCH_CI_POLICY)
-        .map_err(|e| internal(format!("cannot write the bench policy: {e}")))?;
-    let admin = breakglass_client::Client::new(&url, Some(admin_token))?;
-    admin.reload_policy().await.map_err(|e| internal(format!("policy reload refused: {e}")))?;
-    let session = login(&url, "alice", &key, scratch.path()).await?;
-    let alice = breakglass_client::Client::new(&url, Some(session))?;
+    let fields = "groups = [\"sre\"]\naccounts = [\"github:id:1001\", \"gitlab:id:31\"]\n";
+    let policies = [("bench-ci.cedar", BENCH_CI_POLICY)];
+    let AliceSandbox { server: _srv, url, alice } = start_with_alice(scratch.path(), &data, fields, &policies).await?;
     for scope in [SCOPE, GITLAB_SCOPE] {
         let grant = alice
             .request_grant(&breakglass_core::api::GrantRequest {

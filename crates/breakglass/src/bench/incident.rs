@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{login, new_ssh_key, percentile, start_server};
+use super::measure::percentile;
+use super::{AliceSandbox, start_with_alice};
 use crate::error::{CliResult, bad_input, internal};
 use crate::print_json;
 
@@ -94,22 +95,8 @@ pub async fn incident(args: crate::cli::BenchIncidentArgs) -> CliResult {
             .as_bytes(),
         0o600,
     )?;
-    let key = scratch.path().join("alice");
-    let public_key = new_ssh_key(&key, "alice")?;
-    eprintln!("starting breakglass serve on SQLite in {}...", data.display());
-    let (_srv, url, admin_token) = start_server(&data).await?;
-    std::fs::write(
-        data.join("principals.toml"),
-        format!(
-            "[[principal]]\nname = \"alice\"\ngroups = [\"oncall\"]\nssh_keys = [\"{}\"]\nemails = [\"alice@example.com\"]\n",
-            public_key.trim()
-        ),
-    )
-    .map_err(|e| internal(format!("cannot write the principals file: {e}")))?;
-    let admin = breakglass_client::Client::new(&url, Some(admin_token))?;
-    admin.reload_policy().await.map_err(|e| internal(format!("policy reload refused: {e}")))?;
-    let session = login(&url, "alice", &key, scratch.path()).await?;
-    let alice = breakglass_client::Client::new(&url, Some(session))?;
+    let fields = "groups = [\"oncall\"]\nemails = [\"alice@example.com\"]\n";
+    let AliceSandbox { server: _srv, url, alice } = start_with_alice(scratch.path(), &data, fields, &[]).await?;
     let addr: std::net::SocketAddr =
         url.trim_start_matches("http://").parse().map_err(|_| internal(format!("unexpected server URL {url}")))?;
     let http = wire::Http(addr);

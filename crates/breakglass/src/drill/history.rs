@@ -30,18 +30,12 @@ fn local_path() -> CliResult<PathBuf> {
     }
 }
 
-fn now() -> Timestamp {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    Timestamp(d.as_millis() as i64)
-}
-
-/// Appends a sandbox drill's result to this machine's history.
-pub fn append_local(report: &DrillReport) -> CliResult {
+/// Appends a sandbox drill's result to this machine's history, as of `at`.
+pub fn append_local(report: &DrillReport, at: Timestamp) -> CliResult {
     let path = local_path()?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
     }
-    let at = now();
     let record = DrillRecord {
         id: format!("sandbox-{}", at.0),
         at,

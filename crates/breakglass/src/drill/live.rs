@@ -18,15 +18,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use breakglass_client::Client;
-use breakglass_core::api::{ApproveRequest, DrillReport, GrantRequest, GrantView};
+use breakglass_core::api::{ApproveRequest, GrantRequest, GrantView};
 use breakglass_core::scope::Scope;
 
 use super::{Drill, e, git, out_text, print_report};
-use crate::bench::{clean_cmd, git_cmd};
 use crate::cli::ClientArgs;
 use crate::client::connect;
 use crate::credentials::CredentialStore;
 use crate::error::{CliError, CliResult, ExitCode, bad_input, internal};
+use crate::sandbox::{clean_cmd, git_cmd};
 
 /// What `drill --server` was asked to do.
 #[derive(Debug)]
@@ -90,7 +90,7 @@ pub async fn run(live: Live, json: bool) -> CliResult {
         ));
     }
     let scratch = tempfile::tempdir().map_err(|x| internal(format!("cannot make a scratch directory: {x}")))?;
-    let mut drill = Drill { steps: Vec::new(), started: Instant::now() };
+    let mut drill = Drill::new();
     let mut grant_id = None;
     let ctx = Ctx {
         live: &live,
@@ -109,14 +109,7 @@ pub async fn run(live: Live, json: bool) -> CliResult {
     {
         let _ = client.revoke(g, "drill failed; ending its grant").await;
     }
-    let total_ms = (drill.started.elapsed().as_secs_f64() * 1e5).round() / 100.0;
-    let report = DrillReport {
-        ok: result.is_ok(),
-        total_ms,
-        steps: drill.steps,
-        failed: result.as_ref().err().cloned(),
-        grant: grant_id,
-    };
+    let report = drill.report(&result, grant_id);
     let stored = client.record_drill(&report).await;
     if json {
         let mut v = serde_json::to_value(&report).map_err(|x| internal(x.to_string()))?;

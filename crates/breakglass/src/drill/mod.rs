@@ -15,11 +15,12 @@ use std::time::Instant;
 
 use breakglass_client::Client;
 use breakglass_core::api::{CreateApiToken, DrillReport, DrillStep, GrantRequest};
+use breakglass_core::time::Clock;
 use serde_json::json;
 
-use crate::bench::{clean_cmd, git_cmd, login, new_ssh_key, run_tool, start_server_with};
 use crate::error::{CliError, CliResult, ExitCode, internal};
 use crate::print_json;
+use crate::sandbox::{clean_cmd, git_cmd, login, new_ssh_key, run_tool, start_server};
 
 pub mod history;
 pub mod live;
@@ -82,6 +83,16 @@ struct Drill {
 }
 
 impl Drill {
+    fn new() -> Drill {
+        Drill { steps: Vec::new(), started: Instant::now() }
+    }
+
+    /// The report of the steps run so far, ending with `result`.
+    fn report(self, result: &Result<(), String>, grant: Option<String>) -> DrillReport {
+        let total_ms = (self.started.elapsed().as_secs_f64() * 1e5).round() / 100.0;
+        DrillReport { ok: result.is_ok(), total_ms, steps: self.steps, failed: result.as_ref().err().cloned(), grant }
+    }
+
     /// Runs one step; its time is recorded whatever happens.
     async fn step<T>(
         &mut self,
@@ -144,25 +155,21 @@ fn commit(work: &Path, n: u32, grant: Option<&str>) -> Result<(), String> {
     git(work, &args).map(|_| ())
 }
 
-pub async fn run(json: bool, fault: Option<Fault>, keep: bool) -> CliResult {
+/// Runs the sandbox drill. `clock` gives the times that enter what the drill
+/// sends and keeps (the incident's signed timestamp, the history record);
+/// the steps' durations are measured with `Instant`.
+pub async fn run(json: bool, fault: Option<Fault>, keep: bool, clock: &dyn Clock) -> CliResult {
     let scratch = tempfile::tempdir().map_err(|x| internal(format!("cannot make the sandbox directory: {x}")))?;
     let root = scratch.path().to_owned();
-    let mut drill = Drill { steps: Vec::new(), started: Instant::now() };
-    let result = steps(&mut drill, &root, fault).await;
-    let total_ms = (drill.started.elapsed().as_secs_f64() * 1e5).round() / 100.0;
-    let report = DrillReport {
-        ok: result.is_ok(),
-        total_ms,
-        steps: drill.steps,
-        failed: result.as_ref().err().cloned(),
-        grant: None,
-    };
+    let mut drill = Drill::new();
+    let result = steps(&mut drill, &root, fault, clock).await;
+    let report = drill.report(&result, None);
     if keep {
         let kept = scratch.keep();
         eprintln!("sandbox kept at {}", kept.display());
     }
     // Kept for `breakglass drill history`; a drill that cannot be kept still counts.
-    let kept = history::append_local(&report);
+    let kept = history::append_local(&report, clock.now());
     if json {
         print_json(&report);
     } else {
@@ -186,7 +193,7 @@ fn print_report(report: &DrillReport) {
     println!("{:<34} {:>9.1}  {}", "total", report.total_ms, if report.ok { "drill passed" } else { "drill FAILED" });
 }
 
-async fn steps(d: &mut Drill, root: &Path, fault: Option<Fault>) -> Result<(), String> {
+async fn steps(d: &mut Drill, root: &Path, fault: Option<Fault>, clock: &dyn Clock) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|x| format!("cannot find this executable: {x}"))?;
     let data = root.join("data");
 
@@ -206,7 +213,7 @@ async fn steps(d: &mut Drill, root: &Path, fault: Option<Fault>) -> Result<(), S
                 keys.push(new_ssh_key(&root.join(name), name).map_err(|x| x.message)?);
             }
             let (srv, url, admin) =
-                start_server_with(&data, ORIGIN, &["--unsafe-test-clock"]).await.map_err(|x| x.message)?;
+                start_server(&data, ORIGIN, &["--unsafe-test-clock"]).await.map_err(|x| x.message)?;
             std::fs::write(
                 data.join("principals.toml"),
                 format!(
@@ -269,7 +276,8 @@ async fn steps(d: &mut Drill, root: &Path, fault: Option<Fault>) -> Result<(), S
         let body = json!({ "id": "DRILL-1", "title": "drill: payments down", "severity": 1, "status": "triggered",
             "services": ["drill-app"], "responders": [{ "email": "alice@drill.example" }] })
         .to_string();
-        let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |x| x.as_secs() as i64);
+        // Seconds since the epoch, as the receiver's signature scheme counts them.
+        let ts = clock.now().0.div_euclid(1000);
         let sig = breakglass_core::incident::sign_generic(SECRET.as_bytes(), ts, body.as_bytes());
         let poster = breakglass_client::Poster::new(std::time::Duration::from_secs(10)).map_err(e)?;
         poster

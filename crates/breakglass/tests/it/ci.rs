@@ -26,7 +26,9 @@ use rsa::rand_core::OsRng;
 use rsa::traits::PublicKeyParts as _;
 use serde_json::{Value, json};
 
-use crate::served::{Served, keygen};
+use breakglass_testkit::ssh::keygen;
+
+use crate::served::Served;
 use crate::support::BIN;
 
 const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -395,8 +397,8 @@ repository_id = "{GL_PROJECT_ID}"
         let srv = Served::start_with_config(&config);
         let keydir = srv.path("keys");
         std::fs::create_dir(&keydir).unwrap();
-        let (alice_key, alice_pub) = keygen(&keydir, "alice");
-        let (bob_key, bob_pub) = keygen(&keydir, "bob");
+        let (alice_key, alice_pub) = keygen(&keydir, "alice").into_parts();
+        let (bob_key, bob_pub) = keygen(&keydir, "bob").into_parts();
         std::fs::write(
             srv.data.join("principals.toml"),
             format!(
@@ -482,17 +484,9 @@ repository_id = "{GL_PROJECT_ID}"
     /// A raw `GET` with a bearer token: the status and the JSON body.
     fn get(&self, target: &str, token: &str) -> (u16, Value) {
         let addr = self.srv.url.trim_start_matches("http://");
-        let mut s = TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "GET {target} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut res = String::new();
-        s.read_to_string(&mut res).unwrap();
-        let status = res[9..12].parse().unwrap();
-        let body = res.split_once("\r\n\r\n").map_or("", |x| x.1);
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        let auth = format!("Bearer {token}");
+        let (status, body) = breakglass_testkit::http::request(addr, "GET", target, &[("Authorization", &auth)], None);
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
     }
 
     fn status(&self, token: &str, scope: &str) -> (u16, Value) {

@@ -8,7 +8,9 @@ use breakglass_tlog::hash::Hash;
 use breakglass_tlog::note::NoteSigner;
 use serde_json::Value;
 
-use crate::git::{GitSetup, MAIN, git_ok};
+use breakglass_testkit::git::git_ok;
+
+use crate::git::{GitSetup, MAIN};
 use crate::served::Served;
 use crate::support::BIN;
 

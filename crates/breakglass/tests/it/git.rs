@@ -7,7 +7,11 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::served::{Served, keygen};
+use breakglass_testkit::files::write_private;
+use breakglass_testkit::git::{git, git_ok, ref_value};
+use breakglass_testkit::ssh::keygen;
+
+use crate::served::Served;
 use crate::support::BIN;
 
 pub(crate) const MAIN: &str = "git:payments/api@refs/heads/main";
@@ -33,26 +37,6 @@ pub struct GitSetup {
     pub token_file: PathBuf,
 }
 
-/// Writes a secret file 0600 from the start, as the hooks insist (issue 14).
-pub(crate) fn write_private(path: &Path, text: &str) {
-    use std::io::Write as _;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(path).unwrap().write_all(text.as_bytes()).unwrap();
-}
-
-pub(crate) fn git(dir: &Path, args: &[&str]) -> Output {
-    Command::new("git").arg("-C").arg(dir).args(args).env("GIT_TERMINAL_PROMPT", "0").output().unwrap()
-}
-
-pub(crate) fn git_ok(dir: &Path, args: &[&str]) -> String {
-    let out = git(dir, args);
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 /// Identity variables the hooks trust, cleared so only what a test sets counts.
 pub(crate) const IDENTITY_VARS: [&str; 5] =
     ["BREAKGLASS_USER", "GL_USER", "GITEA_PUSHER_NAME", "GL_USERNAME", "GITHUB_USER_LOGIN"];
@@ -69,8 +53,8 @@ impl GitSetup {
         let srv = Served::start();
         let keys = srv.path("keys");
         std::fs::create_dir(&keys).unwrap();
-        let (alice_key, alice_pub) = keygen(&keys, "alice");
-        let (bob_key, bob_pub) = keygen(&keys, "bob");
+        let (alice_key, alice_pub) = keygen(&keys, "alice").into_parts();
+        let (bob_key, bob_pub) = keygen(&keys, "bob").into_parts();
         std::fs::write(
             srv.data.join("principals.toml"),
             format!(
@@ -144,8 +128,7 @@ impl GitSetup {
     }
 
     pub fn remote_ref(&self, r: &str) -> Option<String> {
-        let out = git(&self.bare, &["rev-parse", "--verify", "-q", r]);
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        ref_value(&self.bare, r)
     }
 
     /// A grant for alice, approved by bob; its id.

@@ -14,8 +14,10 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::git::{GitSetup, IDENTITY_VARS, MAIN, git, git_ok, stderr};
-use crate::served::keygen;
+use breakglass_testkit::git::{git_ok, ref_value as remote_ref};
+use breakglass_testkit::ssh::{keygen, keygen_at};
+
+use crate::git::{GitSetup, IDENTITY_VARS, MAIN, stderr};
 use crate::support::BIN;
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -62,13 +64,7 @@ impl Sshd {
             use std::os::unix::fs::DirBuilderExt as _;
             std::fs::DirBuilder::new().recursive(true).mode(0o755).create("/run/sshd").unwrap();
         }
-        let host_key = dir.join("host_key");
-        let out = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "breakglass-test-host", "-f"])
-            .arg(&host_key)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
+        let host_key = keygen_at(&dir.join("host_key"), "breakglass-test-host", &["-t", "ed25519"]).private;
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
         for p in [&path, &home.display().to_string()] {
             assert!(!p.contains('"') && !p.contains('\n'), "cannot quote {p:?} in sshd_config");
@@ -225,11 +221,6 @@ fn push(work: &Path, key: &Path, claim: Option<&str>, args: &[&str]) -> Output {
     c.output().unwrap()
 }
 
-fn remote_ref(repo: &Path, r: &str) -> Option<String> {
-    let out = git(repo, &["rev-parse", "--verify", "-q", r]);
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
 fn last(entries: &[Value]) -> &Value {
     entries.last().expect("an entry")
 }
@@ -240,9 +231,9 @@ fn through_sshd_with_git_shell_the_key_says_who_pushes() {
     let dir = s.srv.path("ssh");
     let keys = dir.join("keys");
     std::fs::create_dir_all(&keys).unwrap();
-    let (alice, alice_pub) = keygen(&keys, "alice");
-    let (bob, bob_pub) = keygen(&keys, "bob");
-    let (probe, probe_pub) = keygen(&keys, "probe");
+    let (alice, alice_pub) = keygen(&keys, "alice").into_parts();
+    let (bob, bob_pub) = keygen(&keys, "bob").into_parts();
+    let (probe, probe_pub) = keygen(&keys, "probe").into_parts();
     assert!(!BIN.contains(['\'', '"']), "{BIN}");
     let authorized_keys = dir.join("authorized_keys");
     std::fs::write(
@@ -357,7 +348,7 @@ fn through_gitolite_the_identity_is_gitolites() {
     std::fs::create_dir_all(&home).unwrap();
     let mut key = std::collections::HashMap::new();
     for name in ["admin", "alice", "bob", "mallory", "merge-bot"] {
-        key.insert(name, keygen(&keys, name).0);
+        key.insert(name, keygen(&keys, name).private);
     }
     let gitolite = |args: &[&str]| {
         let mut c = Command::new("gitolite");

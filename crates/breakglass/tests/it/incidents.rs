@@ -5,14 +5,16 @@
 //! the incident resolves and alice's grant ends. Notifications reach a real
 //! HTTP receiver, and a server killed mid-delivery loses none of them.
 
-use std::io::{Read as _, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::served::{Served, keygen};
+use breakglass_testkit::fixtures::incident_text as fixture;
+use breakglass_testkit::ssh::keygen;
+
+use crate::served::Served;
 
 #[path = "../../../breakglass-server/tests/it/receiver.rs"]
 mod receiver;
@@ -21,12 +23,6 @@ use receiver::Receiver;
 const PD_SECRET: &str = "pagerduty-e2e-secret-0123456789";
 const WEBHOOK_SECRET: &str = "webhook-e2e-secret-0123456789";
 const MAIN: &str = "git:payments/api@refs/heads/main";
-
-fn fixture(name: &str) -> String {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../breakglass-core/tests/fixtures/incidents").join(name);
-    std::fs::read_to_string(path).unwrap()
-}
 
 /// A PagerDuty delivery as PagerDuty sends it: the fixture with its times
 /// moved to `at` (the server's clock), signed over the exact bytes.
@@ -60,22 +56,8 @@ fn now_ms() -> i64 {
 
 fn post_raw(srv: &Served, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
     let addr = srv.url.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut res = String::new();
-    s.read_to_string(&mut res).unwrap();
-    let status = res[9..12].parse().unwrap();
-    let body = res.split_once("\r\n\r\n").map_or("", |x| x.1);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, body) = breakglass_testkit::http::request(addr, "POST", path, headers, Some(body));
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 fn start(receiver: &Receiver) -> (Served, std::path::PathBuf, std::path::PathBuf) {
@@ -89,9 +71,9 @@ fn start(receiver: &Receiver) -> (Served, std::path::PathBuf, std::path::PathBuf
     let srv = Served::start_with_config(&config);
     let keydir = srv.path("keys");
     std::fs::create_dir(&keydir).unwrap();
-    let (alice_key, alice_pub) = keygen(&keydir, "alice");
-    let (bob_key, bob_pub) = keygen(&keydir, "bob");
-    let (_, carol_pub) = keygen(&keydir, "carol");
+    let (alice_key, alice_pub) = keygen(&keydir, "alice").into_parts();
+    let (bob_key, bob_pub) = keygen(&keydir, "bob").into_parts();
+    let (_, carol_pub) = keygen(&keydir, "carol").into_parts();
     std::fs::write(
         srv.data.join("principals.toml"),
         format!(

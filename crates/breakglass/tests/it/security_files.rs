@@ -14,7 +14,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::served::{Served, keygen, write_private};
+use breakglass_testkit::files::{data_dir, write_private};
+use breakglass_testkit::ssh::keygen;
+
+use crate::served::Served;
 use crate::support::{BIN, Scratch};
 
 fn mode(path: &Path) -> u32 {
@@ -27,10 +30,7 @@ const ORIGIN: &str = "[log]\norigin = \"e2e.breakglass.test/log\"\n";
 /// A data directory with `config` as its breakglass.toml at `file_mode`.
 fn data_with_config(config: &str, file_mode: u32) -> (tempfile::TempDir, std::path::PathBuf) {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (dir, data) = data_dir();
     let path = data.join("breakglass.toml");
     std::fs::write(&path, config).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file_mode)).unwrap();
@@ -80,7 +80,7 @@ fn issue14_every_file_init_and_serve_create_is_owner_only_where_it_holds_a_secre
     let srv = Served::start();
     let keys = srv.path("keys");
     std::fs::create_dir(&keys).unwrap();
-    let (alice_key, alice_pub) = keygen(&keys, "alice");
+    let (alice_key, alice_pub) = keygen(&keys, "alice").into_parts();
     std::fs::write(
         srv.data.join("principals.toml"),
         format!("[[principal]]\nname = \"alice\"\ngroups = [\"oncall\"]\nssh_keys = [\"{alice_pub}\"]\n"),
@@ -223,24 +223,12 @@ fn issue14_every_secret_can_live_in_its_own_file_and_a_loose_one_is_refused() {
     // with the secret from its file: the right token is accepted, another refused.
     let (child, url, admin, output) = crate::served::spawn_with(&data, "127.0.0.1:0", &[], |_| {});
     let srv = Served { child, output, data, url, admin: admin.unwrap(), dir };
-    let body = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../breakglass-core/tests/fixtures/incidents/alertmanager-firing.json"),
-    )
-    .unwrap();
+    let body = breakglass_testkit::fixtures::incident_text("alertmanager-firing.json");
     let post = |bearer: &str| {
         let addr = srv.url.trim_start_matches("http://");
-        let mut s = TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "POST /v1/incidents/alertmanager HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut res = String::new();
-        s.read_to_string(&mut res).unwrap();
-        res[9..12].parse::<u16>().unwrap()
+        let auth = format!("Bearer {bearer}");
+        let headers = [("Authorization", auth.as_str())];
+        breakglass_testkit::http::request(addr, "POST", "/v1/incidents/alertmanager", &headers, Some(body.as_bytes())).0
     };
     assert_eq!(post("not-the-token-0123456789abcdef"), 401);
     let ok = post(token);
@@ -413,7 +401,7 @@ fn issue14_the_database_url_can_live_in_its_own_file() {
 
     // PostgreSQL only (skipped without BREAKGLASS_TEST_PG_URL, as the store tests are).
     let Some(scratch) = Scratch::postgres() else { return };
-    let url = scratch.pg.as_ref().unwrap().2.clone();
+    let url = scratch.pg.as_ref().unwrap().url.clone();
     let file = scratch.path("database-url");
     write_private(&file, &format!("{url}\n"));
     let verify =

@@ -13,7 +13,9 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::drift::{drift, kinds};
-use crate::git::{EXTRA_POLICY, GitSetup, MAIN, git, git_ok, push_from, stderr};
+use breakglass_testkit::git::{git_ok, ref_value as value_of};
+
+use crate::git::{EXTRA_POLICY, GitSetup, MAIN, push_from, stderr};
 use crate::support::BIN;
 
 /// Lets oncall ask for a push to one release branch (besides main).
@@ -83,11 +85,6 @@ fn second_repo(s: &GitSetup, dir: &str, init: &[&str]) -> (PathBuf, PathBuf) {
     let out = push_from(&work, Some("merge-bot"), &["origin", "main"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     (bare, work)
-}
-
-fn value_of(repo: &Path, r: &str) -> Option<String> {
-    let out = git(repo, &["rev-parse", "--verify", "-q", r]);
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Finding 2 as reported, and its relatives: pushes through a symbolic ref

@@ -1,14 +1,16 @@
 //! A real `breakglass serve` process for end-to-end tests, and the CLI
 //! run against it as one user or another.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
+use std::sync::mpsc::Receiver;
 
+use breakglass_testkit::files::{data_dir, write_private};
+use breakglass_testkit::http;
+use breakglass_testkit::serve::{self, Spawned};
 use serde_json::{Value, json};
 
 use crate::support::BIN;
-use std::sync::mpsc::Receiver;
 
 pub struct Served {
     pub child: Child,
@@ -48,43 +50,14 @@ pub fn spawn_with(
     if !drift_configured {
         cmd.env("BREAKGLASS_DRIFT_INTERVAL", "0");
     }
-    let mut child = cmd
-        .args(["serve", "--listen", listen, "--unsafe-test-clock", "--origin", "e2e.breakglass.test/log"])
+    cmd.args(["serve", "--listen", listen, "--unsafe-test-clock", "--origin", "e2e.breakglass.test/log"])
         .arg("--data-dir")
         .arg(data)
         .env_remove("BREAKGLASS_DATABASE_URL")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut url, mut admin) = (None, None);
-    let mut after_admin = false;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if after_admin {
-            admin = Some(line.trim().to_owned());
-            after_admin = false;
-        }
-        after_admin |= line.starts_with("bootstrap admin API token");
-        if let Some(u) = line.strip_prefix("listening on ") {
-            at_listening(child.id());
-            url = Some(u.trim().to_owned());
-            break;
-        }
-    }
-    // Keep draining stdout (so the server never blocks on a full pipe), and
-    // hand its later lines to whoever waits for one.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let url = url.expect("the server printed the URL it listens on");
+        .envs(env.iter().copied());
+    let Spawned { child, url, admin, output } = serve::spawn(cmd, at_listening);
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    (child, url, admin, rx)
+    (child, url, admin, output)
 }
 
 impl Served {
@@ -120,14 +93,7 @@ impl Served {
     /// Like [`Served::start_with_config`] (no file when `config` is empty),
     /// with extra environment variables and [`spawn_with`]'s `at_listening`.
     pub fn start_with(config: &str, env: &[(&str, &str)], at_listening: impl FnOnce(u32)) -> Served {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
-        }
+        let (dir, data) = data_dir();
         if !config.is_empty() {
             write_private(&data.join("breakglass.toml"), config);
         }
@@ -201,45 +167,14 @@ impl Served {
     /// A raw HTTP/1.1 request (for the test clock, which has no CLI).
     pub fn http(&self, method: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
         let addr = self.url.trim_start_matches("http://");
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let auth = format!("Bearer {token}");
         let body = body.to_string();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut res = String::new();
-        s.read_to_string(&mut res).unwrap();
-        let status = res[9..12].parse().unwrap();
-        let body = res.split_once("\r\n\r\n").map_or("", |x| x.1);
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        let (status, body) = http::request(addr, method, path, &[("Authorization", &auth)], Some(body.as_bytes()));
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
     }
 
     pub fn advance_clock(&self, ms: i64) {
         let (status, v) = self.http("POST", "/v1/debug/clock", &self.admin, &json!({ "advance_ms": ms }));
         assert_eq!(status, 200, "{v}");
     }
-}
-
-/// Writes `contents` to a new file only its owner may read, as every file
-/// holding a secret must be (a configuration with secrets, a `*_file` secret).
-pub fn write_private(path: &Path, contents: &str) {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(path).unwrap().write_all(contents.as_bytes()).unwrap();
-}
-
-pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
-    let key = dir.join(name);
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let line = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    (key, line.trim().to_owned())
 }

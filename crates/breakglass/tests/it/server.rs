@@ -14,7 +14,9 @@ use breakglass_core::time::Timestamp;
 use breakglass_core::token::{IssueRequest, TokenSigner};
 use serde_json::{Value, json};
 
-use crate::served::{Served, keygen};
+use breakglass_testkit::ssh::keygen;
+
+use crate::served::Served;
 use crate::support::BIN;
 
 const MAIN: &str = "git:payments/api@refs/heads/main";
@@ -28,9 +30,9 @@ fn the_whole_lifecycle_over_http_with_the_real_cli() {
     let srv = Served::start();
     let keys = srv.path("keys");
     std::fs::create_dir(&keys).unwrap();
-    let (alice_key, alice_pub) = keygen(&keys, "alice");
-    let (bob_key, bob_pub) = keygen(&keys, "bob");
-    let (mallory_key, _) = keygen(&keys, "mallory");
+    let (alice_key, alice_pub) = keygen(&keys, "alice").into_parts();
+    let (bob_key, bob_pub) = keygen(&keys, "bob").into_parts();
+    let (mallory_key, _) = keygen(&keys, "mallory").into_parts();
 
     // The operator adds the principals' keys and reloads.
     let principals = format!(

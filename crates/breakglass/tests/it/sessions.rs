@@ -4,7 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::served::{Served, keygen};
+use breakglass_testkit::ssh::keygen;
+
+use crate::served::Served;
 
 /// The session token `who`'s credentials file holds (its `token = "bgs_…"` line).
 fn stored_token(srv: &Served, who: &str) -> String {
@@ -18,7 +20,7 @@ fn sessions_are_listed_and_ended_from_the_cli() {
     let srv = Served::start();
     let keys = srv.path("keys");
     std::fs::create_dir(&keys).unwrap();
-    let (alice_key, alice_pub) = keygen(&keys, "alice");
+    let (alice_key, alice_pub) = keygen(&keys, "alice").into_parts();
     let principals = format!("[[principal]]\nname = \"alice\"\ngroups = [\"oncall\"]\nssh_keys = [\"{alice_pub}\"]\n");
     std::fs::write(srv.data.join("principals.toml"), principals).unwrap();
     srv.ok("admin", &["policy", "reload"]);

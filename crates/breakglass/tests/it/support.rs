@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use breakglass_testkit::pg::PgDatabase;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_breakglass");
 
 /// Entries `init` writes to the audit log before any test appends: the
@@ -14,11 +16,9 @@ pub const INIT_ENTRIES: u64 = 1;
 /// SQLite in the directory, or a fresh PostgreSQL database.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
-    /// (admin URL, database name, database URL) when the log is on PostgreSQL.
-    pub pg: Option<(String, String, String)>,
+    /// The database when the log is on PostgreSQL.
+    pub pg: Option<PgDatabase>,
 }
-
-static PG_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Scratch {
     pub fn new() -> Scratch {
@@ -31,29 +31,8 @@ impl Scratch {
     /// `None` when no PostgreSQL is configured (a failure instead when
     /// `BREAKGLASS_TEST_REQUIRE_PG` is set, as the README's test command sets it).
     pub fn postgres() -> Option<Scratch> {
-        let Some(admin) = std::env::var("BREAKGLASS_TEST_PG_URL").ok().filter(|u| !u.is_empty()) else {
-            assert!(
-                std::env::var_os("BREAKGLASS_TEST_REQUIRE_PG").is_none(),
-                "BREAKGLASS_TEST_REQUIRE_PG is set but BREAKGLASS_TEST_PG_URL is not"
-            );
-            return None;
-        };
-        let name =
-            format!("bg_cli_{}_{}", std::process::id(), PG_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let sql = format!("CREATE DATABASE \"{name}\"");
-        let admin_for_create = admin.clone();
-        run_async(async move {
-            let pool = sqlx::PgPool::connect(&admin_for_create).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
-            pool.close().await;
-        });
-        let (base, query) = admin.split_once('?').map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
-        let base = &base[..base.rfind('/').filter(|i| *i > base.find("://").unwrap() + 2).unwrap_or(base.len())];
-        let url = match query {
-            Some(q) => format!("{base}/{name}?{q}"),
-            None => format!("{base}/{name}"),
-        };
-        let s = Scratch { dir: tempfile::tempdir().unwrap(), pg: Some((admin, name, url)) };
+        let db = PgDatabase::create_blocking("bg_cli")?;
+        let s = Scratch { dir: tempfile::tempdir().unwrap(), pg: Some(db) };
         s.ok(&["init", "--origin", "test.breakglass.local/log"]);
         Some(s)
     }
@@ -70,8 +49,8 @@ impl Scratch {
         let mut c = Command::new(BIN);
         c.args(args).arg("--data-dir").arg(self.data()).env_remove("BREAKGLASS_DATA_DIR");
         c.env_remove("BREAKGLASS_DATABASE_URL");
-        if let Some((_, _, url)) = &self.pg {
-            c.arg("--database-url").arg(url);
+        if let Some(db) = &self.pg {
+            c.arg("--database-url").arg(&db.url);
         }
         c
     }
@@ -118,7 +97,7 @@ impl Scratch {
     /// All entries' bytes, straight from the database.
     pub fn entries(&self) -> Vec<Vec<u8>> {
         let db = self.db();
-        let pg = self.pg.as_ref().map(|p| p.2.clone());
+        let pg = self.pg.as_ref().map(|db| db.url.clone());
         run_async(async move {
             use breakglass_store::LogStore as _;
             let rows = match pg {
@@ -152,14 +131,8 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Some((admin, name, _)) = self.pg.take() {
-            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-            run_async(async move {
-                if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
-                    pool.close().await;
-                }
-            });
+        if let Some(db) = self.pg.take() {
+            db.drop_quietly();
         }
     }
 }
