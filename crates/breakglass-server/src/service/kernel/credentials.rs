@@ -50,10 +50,13 @@ macro_rules! credential_kind {
 credential_kind!(Session, SESSION_KIND, "session", "A login session (`bgs_…`), owned by its principal.");
 credential_kind!(ApiToken, API_TOKEN_KIND, "API token", "An API token (`bgk_…`), owned by its name.");
 
-/// Credentials by (kind, id), as read at a time.
+/// Credentials by (kind, id), with when they were read.
+type CredentialMap = HashMap<(&'static str, String), (StoredCredential, Timestamp)>;
+
+/// The cache authentication reads credentials through.
 #[derive(Default)]
 pub(crate) struct CredentialCache {
-    entries: Mutex<HashMap<(&'static str, String), (StoredCredential, Timestamp)>>,
+    entries: Mutex<CredentialMap>,
 }
 
 impl CredentialCache {
