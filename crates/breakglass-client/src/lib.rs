@@ -3,7 +3,8 @@
 //! request and response bodies are the shared types of
 //! [`breakglass_core::api`], so client and server cannot drift apart.
 //!
-//! This is a security-sensitive part of the code: it carries bearer tokens.
+//! Security: it carries bearer tokens, and the server it talks to (or a
+//! machine in between) controls every answer.
 //! The token goes only into the `Authorization` header of requests to the
 //! configured server, marked sensitive; it never appears in an error message
 //! or in `Debug` output, redirects are not followed (so the header cannot be

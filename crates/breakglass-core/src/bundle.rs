@@ -5,8 +5,8 @@
 //! (contiguous indexes, nothing before `from` or after `to` left out at the
 //! edges) and untouched (every entry hashes to its proven leaf).
 //!
-//! Security-sensitive: [`verify`] is what `breakglass audit verify --bundle`
-//! relies on. No IO.
+//! Security: whoever hands an auditor a bundle controls every byte of it;
+//! [`verify`] is what `breakglass audit verify --bundle` relies on. No IO.
 
 use breakglass_tlog::checkpoint::Checkpoint;
 use breakglass_tlog::note::NoteVerifier;

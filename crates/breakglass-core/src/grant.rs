@@ -4,8 +4,8 @@
 //! the store writes them in the same transaction as the new state, so no
 //! state exists that the log does not show.
 //!
-//! This is a pretty important and security sensitive part of the code. Its
-//! rules are the product's promises: a grant is active from activation (not
+//! Security: the requester and the approvers drive every transition, so
+//! these rules are the product's promises: a grant is active from activation (not
 //! from request) until its expiry and never past it, whatever the state
 //! column says ([`Grant::is_effective`] compares times); nobody approves
 //! their own request or approves twice; extensions need a reason and never

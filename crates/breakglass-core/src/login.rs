@@ -1,7 +1,7 @@
 //! Login challenges: what a person signs with their SSH key to log in.
 //!
-//! This is a pretty important and security sensitive part of the code: a
-//! challenge that [`open`] accepts is the server's word that it issued these
+//! Security: an unauthenticated caller sends the challenge back, and may have
+//! made or altered it; a challenge that [`open`] accepts is the server's word that it issued these
 //! exact bytes, for this principal, at this server, recently. A mistake here
 //! lets a signature made for one login be replayed for another.
 //!

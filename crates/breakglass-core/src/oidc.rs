@@ -2,7 +2,8 @@
 //! give a job, so that a pipeline can prove which repository, workflow,
 //! environment and ref it runs for.
 //!
-//! **Security-sensitive.** A token that verifies here is taken as proof of a
+//! Security: a CI job (whoever controls a pipeline) presents the token and
+//! every claim in it. A token that verifies here is taken as proof of a
 //! CI job's identity, and policy decides on its claims. Every check fails
 //! closed, and each refusal has its own [`OidcError`] variant whose message
 //! says what is wrong without ever repeating the token (untrusted strings

@@ -13,8 +13,9 @@
 //! - the Markdown and HTML forms embed the JSON and are re-rendered from it
 //!   when verified, so an edit to the readable text is caught too.
 //!
-//! Security-sensitive: [`verify`] is what `breakglass audit verify --report`
-//! relies on. No IO; rendering is deterministic. Security: the readable
+//! Security: whoever hands an auditor a report controls every byte of it;
+//! [`verify`] is what `breakglass audit verify --report` relies on. No IO;
+//! rendering is deterministic. The readable
 //! forms show text people wrote (reasons, notes, summaries), so every value
 //! is escaped for its format, and control characters are made visible first
 //! (an escape sequence must not reach a terminal that `cat`s the Markdown).

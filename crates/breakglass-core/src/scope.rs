@@ -6,7 +6,7 @@
 //!   `pipeline:payments/api/deploy@production`, with `skip-gate:<name>`,
 //!   `advisory-gate:<name>` and `deploy`.
 //!
-//! This is a pretty important and security sensitive part of the code:
+//! Security: a requester names the scopes and a pusher or CI job the target;
 //! [`Scope::covers`] decides whether a grant reaches the thing being done.
 //! Nothing is implied. A grant's scope covers a target only if it is the same
 //! kind and names the same repository (or project and stage) exactly; the

@@ -2,8 +2,8 @@
 //! human proves who they are at login, with an SSH key they already have — a
 //! key file, a key in ssh-agent, or a FIDO security key (the `sk-` types).
 //!
-//! This is a pretty important and security sensitive part of the code: a login
-//! is accepted only when [`verify`] returns `Ok`, and it does so only for a
+//! Security: whoever calls the login endpoint controls the signature bytes
+//! and the name they claim; a login is accepted only when [`verify`] returns `Ok`, and it does so only for a
 //! signature over the exact challenge, in the expected namespace, by one of
 //! the principal's allowed keys, and — for security keys — made with the key
 //! touched (the user-presence flag). Everything else is an [`SshSigError`]

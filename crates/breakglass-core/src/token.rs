@@ -2,8 +2,8 @@
 //! which a Git hook or CI step can check offline when the breakglass server
 //! cannot be reached (PRODUCT.md, fundamentals 2 and 11).
 //!
-//! This is a pretty important and security sensitive part of the code: a
-//! token that verifies here lets a protected push through or relaxes a
+//! Security: a bearer of a token (stolen, forged, replayed, expired) controls
+//! its every byte; a token that verifies here lets a protected push through or relaxes a
 //! pipeline gate. Every check fails closed, and each refusal has its own
 //! [`TokenError`] variant whose message says what is wrong without ever
 //! repeating the token.

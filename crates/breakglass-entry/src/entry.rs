@@ -10,7 +10,8 @@
 //! {"actor":"alice","data":{"reason":"INC-42"},"grant":"g_01","index":7,"kind":"grant.requested","time":"2026-11-21T12:00:00.000Z","v":1}
 //! ```
 //!
-//! Security-sensitive: entries are what auditors read. Secrets never enter an
+//! Security: actors choose much of what an entry holds (reasons, names,
+//! event data), and auditors read it. Secrets never enter an
 //! entry in clear; [`SecretDigester`] turns a secret into a keyed HMAC digest
 //! that an auditor holding the key can match, and nobody else can reverse.
 //! Decoding is strict: bytes that are not exactly the canonical encoding of

@@ -1,7 +1,7 @@
 //! Bearer credentials: session tokens (from SSH-key login) and API tokens
 //! (for hooks, CI runners and automation).
 //!
-//! This is a pretty important and security sensitive part of the code. A
+//! Security: any caller may present any bearer token, stolen or guessed. A
 //! token is `bgs_<id>_<secret>` or `bgk_<id>_<secret>`: the id (16 hex
 //! digits) finds the stored record, the secret is 32 random bytes, and the
 //! server stores only the SHA-256 of the whole token, compared in constant

@@ -1,7 +1,7 @@
 //! The ledger: the audit log's sequencer, with group commit.
 //!
-//! This is a pretty important and security sensitive part of the code. It
-//! holds the invariants that make the log tamper-evident and fail-closed:
+//! Security: whoever can write the database or the JSON-lines copy behind
+//! the server may rewrite either; the sequencer holds the invariants that make the log tamper-evident and fail-closed:
 //! - An append is acknowledged only after its batch is durable in the store,
 //!   covered by a signed checkpoint, and copied to the file sink.
 //! - A checkpoint is signed only over a tree that extends the previous signed

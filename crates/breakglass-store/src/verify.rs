@@ -1,8 +1,8 @@
 //! Whole-log verification: recompute the tree from the stored entries and
 //! check everything else against it.
 //!
-//! This is a pretty important and security sensitive part of the code: it is
-//! what `breakglass audit verify` runs, and what must notice a changed byte,
+//! Security: whoever can write the database or the JSON-lines copy may have
+//! edited any byte of either; this is what `breakglass audit verify` runs, and what must notice a changed byte,
 //! a changed stored hash, a deleted or reordered entry, a checkpoint signed by
 //! another key, a head that moved backwards, or a sink that disagrees with the
 //! database. It trusts nothing it reads: every entry is decoded strictly, every

@@ -1,7 +1,8 @@
 //! C2SP tlog-checkpoint bodies: `<origin>\n<size>\n<base64 root>\n`, plus
 //! optional extension lines, signed as a [`crate::note`].
 //!
-//! Security-sensitive: [`Checkpoint::open`] is the only way to get a trusted
+//! Security: a checkpoint arrives as bytes from anyone; [`Checkpoint::open`]
+//! is the only way to get a trusted
 //! checkpoint out of bytes; it verifies the signature before parsing the body
 //! and checks the origin.
 

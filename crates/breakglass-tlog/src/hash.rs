@@ -1,7 +1,8 @@
 //! RFC 9162 (RFC 6962) Merkle tree hashing: the leaf and interior node hash
 //! functions and the 32-byte [`struct@Hash`] type.
 //!
-//! Security-sensitive: the domain separation bytes (0x00 for leaves, 0x01 for
+//! Security: an entry's bytes are chosen by whoever wrote it; the domain
+//! separation bytes (0x00 for leaves, 0x01 for
 //! nodes) are what stop a leaf from being passed off as an interior node.
 
 use std::fmt;

@@ -1,8 +1,8 @@
 //! C2SP signed notes (c2sp.org/signed-note) with Ed25519 keys (type 0x01),
 //! compatible with Go's `golang.org/x/mod/sumdb/note`.
 //!
-//! This is a pretty important and security sensitive part of the code: a
-//! checkpoint is trusted only through [`open`], which rejects a note unless a
+//! Security: a note arrives as text from anyone, with any signatures on it;
+//! a checkpoint is trusted only through [`open`], which rejects a note unless a
 //! known key's signature verifies, and rejects it outright if any known key's
 //! signature fails. Key names and key ids are matched together, as the
 //! specification requires; unknown signatures are ignored.

@@ -2,7 +2,8 @@
 //! §2.1.4.2), written from the RFC and checked against every public
 //! transparency-dev test vector.
 //!
-//! Security-sensitive: these functions decide whether an auditor believes a
+//! Security: a log operator (or whoever stands in for one) supplies the
+//! proofs and roots; these functions decide whether an auditor believes a
 //! log. Roots and leaf hashes are taken as byte slices so that a value of the
 //! wrong length is simply a mismatch, never a panic.
 

@@ -2,7 +2,8 @@
 //! entry is in the log, made of its index, its inclusion proof and the signed
 //! checkpoint it is proven against.
 //!
-//! Security-sensitive: [`TlogProof::verify`] is what `breakglass audit
+//! Security: whoever hands over a proof controls all of it;
+//! [`TlogProof::verify`] is what `breakglass audit
 //! verify-proof` and report verification rely on. It checks the checkpoint's
 //! signature first, then the inclusion of the exact entry bytes.
 

@@ -11,7 +11,8 @@
 //! the storage indexes of record `r` are `stored_hash_index(0, r) ..
 //! stored_hash_index(0, r + 1)`.
 //!
-//! Security-sensitive: proofs generated here are what auditors check; they
+//! Security: the proofs made here are what auditors check against a log
+//! they do not trust; they
 //! are cross-checked against a naive RFC 9162 implementation in the tests.
 
 use crate::hash::{Hash, empty_root, node_hash};

@@ -1,8 +1,8 @@
 //! The credential store: the session tokens `breakglass login` obtained, one
 //! per server URL, in a TOML file only the user can read.
 //!
-//! This is a security-sensitive part of the code: the file holds bearer
-//! tokens. It is created with mode 0600 in a directory created with mode
+//! Security: the file holds bearer tokens, and other local users must not
+//! read it. It is created with mode 0600 in a directory created with mode
 //! 0700, written atomically (a temporary file in the same directory, synced,
 //! then renamed over the old one, so a crash leaves the old file or the new
 //! one, never half of either), and refused when group or others have any

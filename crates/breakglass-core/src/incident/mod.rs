@@ -4,7 +4,8 @@
 //! form send, and normalising each delivery into [`IncidentUpdate`]s that the
 //! server records as incident state.
 //!
-//! **Security-sensitive.** Policy may approve a break-glass request at once
+//! Security: a webhook's sender controls its body and headers, and a
+//! provider's users name themselves. Policy may approve a break-glass request at once
 //! because an incident of severity 1 or 2 is open and the requester responds
 //! to it, so what this module accepts decides who reaches production without
 //! a human approver. Everything fails closed: a receiver with no secret

@@ -1,8 +1,8 @@
 //! Policy as code: who may break glass on what, for how long, approved how,
 //! decided by Cedar policies over the schema in `policy/schema.cedarschema`.
 //!
-//! This is a pretty important and security sensitive part of the code: every
-//! grant starts with [`Policy::decide_request`]. It fails closed: a request is
+//! Security: the requester chooses every field a decision reads, and a
+//! local user may try to slip in a policy file; every grant starts with [`Policy::decide_request`]. It fails closed: a request is
 //! allowed only when Cedar allows every pair it is made of without an error,
 //! and a policy set that does not parse or validate strictly is never loaded
 //! at all ([`Policy::load`] returns every problem, and the caller keeps the

@@ -5,8 +5,12 @@
 //! Every endpoint but `/healthz`, `/readyz`, `/.well-known/jwks.json`, the
 //! two login endpoints (where the SSH signature is the credential) and the
 //! four incident receivers (each authenticated by its provider's scheme,
-//! see `incidents`) requires a bearer token. Error bodies never carry internal detail; the
-//! server's own log does.
+//! //! see `incidents`) requires a bearer token. Error bodies never carry internal
+//! detail; the server's own log does.
+//!
+//! Security: anyone who reaches the port controls the request line, the
+//! headers and the body, and may hold any kind of credential; a CI ID token
+//! or a grant token reaches only the routes [`MACHINE_ROUTES`] lists.
 //!
 //! One file per feature, each with its routes (`routes()`), its handlers
 //! next to them, and its part of the OpenAPI document (`Doc`). This file

@@ -4,7 +4,8 @@
 //! context a request sees (`context.incident`), and grants that end when
 //! their incident resolves.
 //!
-//! This is a pretty important and security sensitive part of the code: an
+//! Security: anyone who can reach the receivers sends the body and the
+//! headers, and a provider's users choose their own display names; an
 //! incident can approve a grant with no human in the loop. Rules: a delivery
 //! is authenticated before anything in it is read (401, nothing stored);
 //! signed bodies that carry their own time must be fresh (replays refused);

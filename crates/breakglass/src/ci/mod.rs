@@ -1,7 +1,8 @@
 //! `breakglass ci status|gate|record deploy`: pipeline steps that recognise
 //! break-glass mode and adapt to it.
 //!
-//! Security-sensitive: this decides whether a gate (tests, a scanner, an
+//! Security: the pipeline's author controls the job's environment and
+//! arguments; this decides whether a gate (tests, a scanner, an
 //! approval check) runs. It fails closed: a gate is relaxed only under a
 //! grant that the server confirms (the job proves who it is with its OIDC ID
 //! token) or, when the server cannot be reached, under a grant token that

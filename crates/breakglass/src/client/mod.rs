@@ -3,8 +3,8 @@
 //! and `policy reload`. Each talks to a breakglass server through
 //! `breakglass-client` and maps the answer to output and an exit code.
 //!
-//! This is a security-sensitive part of the code: it handles session, API
-//! and grant tokens. Tokens are read from `BREAKGLASS_TOKEN` or the
+//! Security: it handles session, API and grant tokens, which other local
+//! users must not see. Tokens are read from `BREAKGLASS_TOKEN` or the
 //! credentials file, never from argv (other users can read the process
 //! list); they are printed only where the user asked for exactly that
 //! (`token ID`, `token create`), and never in an error.

@@ -1,6 +1,9 @@
 //! Who is calling: the principal or token name, the role, and what kind of
-//! credential was presented. Authorisation goes by the kind as well as by
-//! the name: only a person's own session acts as that person.
+//! credential was presented.
+//!
+//! Security: a credential's name is chosen by whoever made it (an API
+//! token's creator, a CI account), so authorisation goes by the kind as well
+//! as by the name: only a person's own session acts as that person.
 
 use serde_json::json;
 
