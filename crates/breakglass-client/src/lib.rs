@@ -372,6 +372,95 @@ impl Poster {
     }
 }
 
+/// One answer of a hosted forge's API: the status, the headers the caller
+/// needs (rate limits, `Link`, `Retry-After`), the body.
+#[derive(Clone, Debug)]
+pub struct ApiAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ApiAnswer {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A JSON client of a hosted forge's REST API (GitHub, GitLab, Gitea). The
+/// caller sets every header, including the credential, which is marked
+/// sensitive and never appears in an error; redirects are not followed.
+#[derive(Clone)]
+pub struct ForgeHttp {
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for ForgeHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ForgeHttp")
+    }
+}
+
+/// The headers a forge client keeps from an answer.
+const KEPT_HEADERS: &[&str] = &[
+    "link",
+    "retry-after",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "x-accepted-github-permissions",
+];
+
+impl ForgeHttp {
+    pub fn new(timeout: Duration) -> Result<ForgeHttp, ClientError> {
+        Ok(ForgeHttp { http: http_client(timeout, false)? })
+    }
+
+    /// Sends `method url` with `headers` (the one named `authorization` or
+    /// `private-token` is sent as sensitive) and an optional JSON body.
+    /// An answer of any status is `Ok`; only a transport failure is `Err`,
+    /// with its cause and without the URL's query or any header.
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Option<String>,
+    ) -> Result<ApiAnswer, String> {
+        let method =
+            reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| format!("invalid method {method:?}"))?;
+        let mut req = self.http.request(method, url);
+        for (name, value) in headers {
+            let mut v = HeaderValue::from_str(value).map_err(|_| format!("header {name} is not a valid value"))?;
+            if name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("private-token") {
+                v.set_sensitive(true);
+            }
+            req = req.header(*name, v);
+        }
+        if let Some(b) = body {
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(b);
+        }
+        let res = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                "timed out".to_owned()
+            } else {
+                format!("unreachable: {}", error_chain(&e.without_url()))
+            }
+        })?;
+        let status = res.status().as_u16();
+        let headers = KEPT_HEADERS
+            .iter()
+            .filter_map(|k| {
+                res.headers().get(*k).and_then(|v| v.to_str().ok()).map(|v| ((*k).to_owned(), v.to_owned()))
+            })
+            .collect();
+        let body = res.bytes().await.map_err(|e| format!("the answer's body was cut short: {}", error_chain(&e)))?;
+        Ok(ApiAnswer { status, headers, body: body.to_vec() })
+    }
+}
+
 /// A client of one breakglass server, with an optional bearer token (a
 /// session token from `breakglass login` or an API token). Cheap to clone.
 #[derive(Clone)]

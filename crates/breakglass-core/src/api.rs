@@ -241,6 +241,29 @@ pub struct GrantView {
     /// The log indexes of the entries that recorded this grant's changes.
     #[serde(default)]
     pub log_indexes: Vec<u64>,
+    /// What this grant opened (or is opening, or closed) on hosted forges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forge: Vec<ForgeBypassView>,
+}
+
+/// One bypass a grant sets on a hosted forge, or takes away again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ForgeBypassView {
+    pub forge: String,
+    /// The repository's name in scopes.
+    pub repo: String,
+    /// `apply` (on activation) or `remove` (at the end).
+    pub action: String,
+    /// `pending` (being carried out, retried until it succeeds), `done`, or
+    /// `dropped` (an apply for a grant that ended first).
+    pub status: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The account on the forge (`login`), once resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 impl GrantView {
@@ -271,6 +294,7 @@ impl GrantView {
             ended_by: shown.ended_by.clone(),
             end_reason: shown.end_reason.clone(),
             log_indexes,
+            forge: Vec::new(),
         }
     }
 }

@@ -176,6 +176,127 @@ pub struct Config {
     pub notify: NotifySection,
     pub review: ReviewSection,
     pub drift: DriftSection,
+    /// Hosted forges (`[[forge]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forge: Vec<ForgeSection>,
+}
+
+/// `[[forge]]`: a hosted forge breakglass opens protected branches on.
+/// Its credentials are only ever read from files (0600).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForgeSection {
+    /// Unique; principals' `accounts` name their account on it `<name>:<login>`.
+    pub name: String,
+    /// `github` (GitHub and GitHub Enterprise Server).
+    pub kind: String,
+    /// The REST API's base URL; for github, `https://api.github.com` by default.
+    pub api_url: String,
+    /// A GitHub App: its id, the installation's id, and its private key file.
+    pub app_id: String,
+    pub installation_id: u64,
+    #[serde(skip_serializing_if = "is_unset")]
+    pub private_key_file: PathBuf,
+    /// Or a file holding a token.
+    #[serde(skip_serializing_if = "is_unset")]
+    pub token_file: PathBuf,
+    pub repo: Vec<ForgeRepoSection>,
+}
+
+/// `[[forge.repo]]`: one repository breakglass manages on the forge.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForgeRepoSection {
+    /// The repository's name in scopes (`git:<name>@<ref>`).
+    pub name: String,
+    /// `owner/repo` on the forge.
+    pub forge_repo: String,
+    /// The protected refs.
+    pub protected: Vec<String>,
+    /// The team (`org/slug`) that is the bypass actor of the protected refs' ruleset.
+    pub team: String,
+}
+
+impl ForgeSection {
+    /// The forges, their credentials read from their files (relative paths
+    /// under `root`).
+    pub fn to_server(
+        sections: &[ForgeSection],
+        root: &Path,
+    ) -> CliResult<Vec<breakglass_server::service::config::ForgeConfig>> {
+        use breakglass_server::service::config::{ForgeAuth, ForgeConfig, ForgeKind, ForgeRepo, Mechanism};
+        let mut out: Vec<ForgeConfig> = Vec::new();
+        for (k, f) in sections.iter().enumerate() {
+            let bad = |m: String| bad_input(format!("invalid forge {:?} ([[forge]] {k}): {m}", f.name));
+            let valid_name = !f.name.is_empty() && f.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !valid_name {
+                return Err(bad("name must be letters, digits and '-' (it prefixes principals' accounts)".into()));
+            }
+            if out.iter().any(|x| x.name == f.name) {
+                return Err(bad("the name is used by another forge".into()));
+            }
+            let kind = match f.kind.as_str() {
+                "github" => ForgeKind::Github,
+                other => return Err(bad(format!("kind {other:?} is not supported: expected \"github\""))),
+            };
+            let api_url = if f.api_url.is_empty() { "https://api.github.com".to_owned() } else { f.api_url.clone() };
+            if !(api_url.starts_with("https://")
+                || api_url.starts_with("http://127.0.0.1")
+                || api_url.starts_with("http://localhost"))
+            {
+                return Err(bad(format!("api_url {api_url:?} must be https:// (plain http only on loopback)")));
+            }
+            let auth = match (is_unset(&f.private_key_file), is_unset(&f.token_file)) {
+                (false, true) => {
+                    if f.app_id.trim().is_empty() || f.installation_id == 0 {
+                        return Err(
+                            bad("a GitHub App needs app_id and installation_id beside private_key_file".into()),
+                        );
+                    }
+                    let key = format!("forge {:?} private_key_file", f.name);
+                    ForgeAuth::GithubApp {
+                        app_id: f.app_id.trim().to_owned(),
+                        installation_id: f.installation_id,
+                        private_key_pem: read_secret(&key, &root.join(&f.private_key_file))?,
+                    }
+                }
+                (true, false) => {
+                    ForgeAuth::Token(read_secret(&format!("forge {:?} token_file", f.name), &root.join(&f.token_file))?)
+                }
+                _ => return Err(bad("set exactly one of private_key_file (a GitHub App) and token_file".into())),
+            };
+            let mut repos: Vec<ForgeRepo> = Vec::new();
+            for r in &f.repo {
+                let bad = |m: String| bad_input(format!("invalid forge {:?} repo {:?}: {m}", f.name, r.name));
+                breakglass_core::scope::Scope::parse(&format!("git:{}@refs/heads/x", r.name))
+                    .map_err(|_| bad("name is not a repository name as scopes write it".into()))?;
+                if r.forge_repo.split('/').count() != 2 || r.forge_repo.split('/').any(str::is_empty) {
+                    return Err(bad(format!("forge_repo {:?} must be owner/repo", r.forge_repo)));
+                }
+                if r.protected.is_empty() {
+                    return Err(bad("protected must name at least one ref (refs/heads/main)".into()));
+                }
+                for p in &r.protected {
+                    breakglass_core::scope::Scope::parse(&format!("git:{}@{p}", r.name))
+                        .map_err(|e| bad(format!("protected ref {p:?}: {e}")))?;
+                }
+                let Some((org, slug)) = r.team.split_once('/').filter(|(o, s)| !o.is_empty() && !s.is_empty()) else {
+                    return Err(bad(format!("team {:?} must be org/team-slug", r.team)));
+                };
+                if repos.iter().any(|x| x.name == r.name) {
+                    return Err(bad("listed twice".into()));
+                }
+                repos.push(ForgeRepo {
+                    name: r.name.clone(),
+                    forge_repo: r.forge_repo.clone(),
+                    protected: r.protected.clone(),
+                    mechanism: Mechanism::Team { org: org.into(), slug: slug.into() },
+                });
+            }
+            out.push(ForgeConfig { name: f.name.clone(), kind, api_url, auth, repos });
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

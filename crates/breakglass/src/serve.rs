@@ -56,6 +56,7 @@ pub async fn open_service(dir: &DataDir, clock: Arc<dyn Clock>, issuer: String) 
         incidents: dir.config.incidents.to_server()?,
         notify: dir.config.notify.to_server()?,
         review: dir.config.review.to_server()?,
+        forges: crate::config::ForgeSection::to_server(&dir.config.forge, &dir.resolve(std::path::Path::new("")))?,
     };
     let service = Service::new(ledger.clone(), store, clock, keys, config)
         .map_err(|problems| bad_input(format!("the policy or principals do not load:\n  {}", problems.join("\n  "))))?;
@@ -154,6 +155,7 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
     let limits = dir.config.server.connection_limits()?;
     let expiry = tokio::spawn(breakglass_server::expiry::run(service.clone(), stop_rx.clone()));
     let notifier = tokio::spawn(breakglass_server::service::notify::run(service.clone(), stop_rx.clone()));
+    let forges = tokio::spawn(breakglass_server::service::forges::run(service.clone(), stop_rx.clone()));
     let drift_every = dir.config.drift.interval()?;
     // Last: the handlers are installed, the listener is bound (connections
     // queue on it until the server below takes them) and every task that
@@ -181,6 +183,7 @@ pub async fn run(loc: &Location, args: ServeArgs) -> CliResult {
     signals.abort();
     let _ = expiry.await;
     let _ = notifier.await;
+    let _ = forges.await;
     if let Some(d) = drift {
         let _ = d.await;
     }

@@ -58,7 +58,9 @@ async fn request_grant(
     Body(req): Body<GrantRequest>,
 ) -> ApiResult<(StatusCode, Json<GrantView>)> {
     let start = Instant::now();
-    let v = st.service.request(&caller, &req).await?;
+    let mut v = st.service.request(&caller, &req).await?;
+    // The requester hears whether the forge bypass is live (bounded wait).
+    v.forge = st.service.forge_bypasses(&v.id, v.effective).await?;
     if v.effective {
         metrics::histogram!("breakglass_grant_request_to_active_seconds").record(start.elapsed().as_secs_f64());
     }
@@ -85,7 +87,9 @@ async fn list_grants(caller: Caller, State(st): State<AppState>, Q(q): Q<ListQue
 #[utoipa::path(get, path = "/v1/grants/{id}", params(("id" = String, Path)),
     responses((status = 200, body = GrantView), (status = 404, body = ErrorBody)))]
 async fn show_grant(caller: Caller, State(st): State<AppState>, P(id): P<String>) -> ApiResult<Json<GrantView>> {
-    Ok(Json(st.service.show(&caller, &id).await?))
+    let mut v = st.service.show(&caller, &id).await?;
+    v.forge = st.service.forge_bypasses(&v.id, false).await?;
+    Ok(Json(v))
 }
 
 #[utoipa::path(get, path = "/v1/grants/{id}/status", params(("id" = String, Path)),
@@ -102,7 +106,9 @@ async fn approve(
     P(id): P<String>,
     Body(req): Body<ApproveRequest>,
 ) -> ApiResult<Json<GrantView>> {
-    Ok(Json(st.service.approve(&caller, &id, req.comment.as_deref()).await?))
+    let mut v = st.service.approve(&caller, &id, req.comment.as_deref()).await?;
+    v.forge = st.service.forge_bypasses(&v.id, v.effective).await?;
+    Ok(Json(v))
 }
 
 #[utoipa::path(post, path = "/v1/grants/{id}/deny", params(("id" = String, Path)), request_body = ReasonRequest,
@@ -124,7 +130,9 @@ async fn revoke(
     P(id): P<String>,
     Body(req): Body<ReasonRequest>,
 ) -> ApiResult<Json<GrantView>> {
-    Ok(Json(st.service.revoke(&caller, &id, &req.reason).await?))
+    let mut v = st.service.revoke(&caller, &id, &req.reason).await?;
+    v.forge = st.service.forge_bypasses(&v.id, false).await?;
+    Ok(Json(v))
 }
 
 #[utoipa::path(post, path = "/v1/grants/{id}/extend", params(("id" = String, Path)), request_body = ExtendRequest,

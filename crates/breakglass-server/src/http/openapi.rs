@@ -14,7 +14,7 @@ use super::{ci, drift, drills, events, grants, incidents, log, notifications, op
     components(schemas(
         StatsView, DurationStats, CountBy, DriftFinding, DriftReport, DriftCheck, DrillReport, DrillStep, DrillRecord, DrillList, ConsistencyView, breakglass_core::report::Report, breakglass_core::report::ProvenEntry, TimelineEntry, ReviewView, ReviewList, ReviewDecision, IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
         SessionView, SessionList, SessionsEnded, ErrorBody, ErrorDetail, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, WhoAmI,
-        GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, GrantList, GrantStatus,
+        GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, ForgeBypassView, GrantList, GrantStatus,
         CheckResponse, TokenResponse, CreateApiToken, ApiTokenView, CreatedApiToken, ApiTokenList,
         PolicyReloaded, CheckpointView, EntryView, GrantState, Approval, Extension, Timestamp, EventRequest,
         EventRecorded, RepoRegistration, RepoList, RefRecord, RefList, CiStatus, CiGrant, GateDecision

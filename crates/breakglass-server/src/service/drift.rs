@@ -35,7 +35,7 @@ use crate::auth::Role;
 use crate::hostcheck;
 
 /// Every kind of finding, for the per-kind gauge.
-pub const FINDING_KINDS: [&str; 10] = [
+pub const FINDING_KINDS: [&str; 11] = [
     "grant.past_expiry",
     "grant.state_mismatch",
     "policy.standing_backdoor",
@@ -46,6 +46,7 @@ pub const FINDING_KINDS: [&str; 10] = [
     "ref.unrecorded",
     "log.inconsistent",
     "log.sink_truncated",
+    "forge.bypass_lingering",
 ];
 
 /// A grant still stored active this long past its end has drifted (the
@@ -179,6 +180,7 @@ impl Service {
         let mut findings = self.server_drift().await?;
         findings.extend(self.log_drift().await?);
         findings.extend(self.sink_drift());
+        findings.extend(self.lingering_bypasses(self.now()).await?.iter().map(super::forges::lingering_finding));
         for reg in self.repos(&Caller::system()).await? {
             if !hostcheck::is_local(&reg, &host) {
                 continue;

@@ -4,9 +4,9 @@
 //! ([`Service::commit`]): what they add is committed in the transition's
 //! own append, and what they do afterwards happens once it is durable.
 //!
-//! A new consequence of a grant starting or ending (a forge bypass applied
-//! and removed, say) is one more `Effect` implementation and one more line
-//! in [`standard`]; nothing in the kernel or in `grants` changes.
+//! A new consequence of a grant starting or ending is one more `Effect`
+//! implementation and one more line in [`standard`] (as the forge bypass
+//! was); nothing in the kernel or in `grants` changes.
 
 use std::sync::Arc;
 
@@ -23,6 +23,9 @@ pub fn standard() -> Vec<Box<dyn Effect>> {
         Box::new(super::notify::Notifications),
         // A grant that was active and ended gets its post-event review.
         Box::new(super::reviews::OpenReview),
+        // A grant on a forge-managed repository opens it for its holder, and
+        // its end closes it again (jobs the forge worker carries out).
+        Box::new(super::forges::ForgeBypass),
         // Entries of drill grants say so, whatever wrote them.
         Box::new(super::drills::MarkDrills),
         // The expiry timer and the notification worker look again.

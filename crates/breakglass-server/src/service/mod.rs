@@ -12,7 +12,8 @@
 //!   [`grants`], [`authenticate`] (who a bearer token is), [`sessions`] (login and
 //!   sessions), [`api_tokens`], [`policy`] (reload), [`events`] (what hooks
 //!   and CI steps report, repositories and their refs), [`ci`], [`incidents`],
-//!   [`notify`], [`reviews`], [`drift`], [`drills`], [`stats`].
+//!   [`notify`], [`reviews`], [`drift`], [`drills`], [`stats`], [`forges`]
+//!   (bypasses on hosted forges).
 
 pub mod api_tokens;
 pub mod authenticate;
@@ -21,6 +22,7 @@ pub mod drift;
 pub mod drills;
 pub mod effects;
 pub mod events;
+pub mod forges;
 pub mod grants;
 pub mod incidents;
 pub mod kernel;

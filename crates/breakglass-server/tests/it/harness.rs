@@ -71,6 +71,7 @@ pub struct Setup {
     pub ci: breakglass_server::service::config::CiConfig,
     pub incidents: breakglass_server::service::config::IncidentConfig,
     pub notify: breakglass_server::service::config::NotifyConfig,
+    pub forges: Vec<breakglass_server::service::config::ForgeConfig>,
 }
 
 impl Setup {
@@ -100,6 +101,7 @@ impl Setup {
             ci: Default::default(),
             incidents: Default::default(),
             notify: Default::default(),
+            forges: Vec::new(),
         };
         setup.write_principals();
         setup
@@ -147,6 +149,7 @@ ssh_keys = ["{}"]
             incidents: self.incidents.clone(),
             notify: self.notify.clone(),
             review: Default::default(),
+            forges: self.forges.clone(),
         }
     }
 }

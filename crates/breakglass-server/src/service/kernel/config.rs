@@ -31,6 +31,8 @@ pub struct ServiceConfig {
     pub notify: NotifyConfig,
     /// Post-event reviews.
     pub review: ReviewConfig,
+    /// Hosted forges whose protection breakglass opens for a grant's holder.
+    pub forges: Vec<ForgeConfig>,
 }
 
 /// The server's secrets.
@@ -226,4 +228,76 @@ impl Default for ReviewConfig {
     fn default() -> ReviewConfig {
         ReviewConfig { deadline_ms: 72 * 3_600_000 }
     }
+}
+
+// ---- hosted forges ------------------------------------------------------------
+
+/// A hosted forge (GitHub, GHES) breakglass opens protected branches on for
+/// exactly a grant's holder, while the grant lasts.
+#[derive(Clone, Debug)]
+pub struct ForgeConfig {
+    /// Unique; principals name their account on it as `<name>:<login>` or
+    /// `<name>:id:<id>` in `accounts`.
+    pub name: String,
+    pub kind: ForgeKind,
+    /// The REST API's base URL (`https://api.github.com`, or a GHES
+    /// `https://HOST/api/v3`), without a trailing `/`.
+    pub api_url: String,
+    pub auth: ForgeAuth,
+    /// The repositories breakglass manages on this forge.
+    pub repos: Vec<ForgeRepo>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForgeKind {
+    Github,
+}
+
+impl ForgeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeKind::Github => "github",
+        }
+    }
+}
+
+/// How breakglass authenticates to a forge.
+#[derive(Clone)]
+pub enum ForgeAuth {
+    /// A GitHub App installation: the server signs an RS256 app JWT with the
+    /// key and exchanges it for installation tokens (an hour each).
+    GithubApp { app_id: String, installation_id: u64, private_key_pem: String },
+    /// A token with the permissions the mechanism needs.
+    Token(String),
+}
+
+impl std::fmt::Debug for ForgeAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForgeAuth::GithubApp { app_id, installation_id, .. } => {
+                write!(f, "GithubApp(app {app_id}, installation {installation_id}, key: <redacted>)")
+            }
+            ForgeAuth::Token(_) => f.write_str("Token(<redacted>)"),
+        }
+    }
+}
+
+/// A repository on a forge, as breakglass's scopes name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForgeRepo {
+    /// The repository in scopes: `git:<name>@<ref>`.
+    pub name: String,
+    /// `owner/repo` on the forge.
+    pub forge_repo: String,
+    /// The protected refs (`refs/heads/main`, `refs/heads/release/*`).
+    pub protected: Vec<String>,
+    pub mechanism: Mechanism,
+}
+
+/// What a bypass is on the forge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mechanism {
+    /// Membership of a team that is the `always` bypass actor of the
+    /// protected refs' ruleset: a grant adds its holder, its end removes them.
+    Team { org: String, slug: String },
 }

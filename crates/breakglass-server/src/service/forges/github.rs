@@ -1,0 +1,337 @@
+//! GitHub's REST API for the team mechanism: a team that is the `always`
+//! bypass actor of the ruleset on the protected refs; a grant adds its
+//! holder to the team, its end removes them. Authenticated as a GitHub App
+//! installation (an RS256 app JWT exchanged for an installation token,
+//! renewed before its hour ends) or with a token.
+//!
+//! Security: the forge's answers are checked for their documented shape (a
+//! body of the wrong shape is an error, never a default), credentials go
+//! only into the `Authorization` header, and a membership GitHub reports as
+//! `pending` (an invitation to someone outside the organisation) is not a
+//! bypass and is reported as a failure.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use breakglass_client::{ApiAnswer, ForgeHttp};
+use breakglass_core::time::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ForgeError, ForgeUser};
+use crate::service::kernel::config::{ForgeAuth, ForgeConfig, ForgeRepo, Mechanism};
+
+/// GitHub's REST API version these calls are written against.
+const API_VERSION: &str = "2022-11-28";
+/// An installation token is renewed this long before it expires (ms).
+const RENEW_BEFORE_MS: i64 = 5 * 60_000;
+/// The most members listed per page (GitHub's maximum).
+const PER_PAGE: u32 = 100;
+/// Pages followed at most when listing a team.
+const MAX_PAGES: usize = 50;
+
+pub(super) struct Github {
+    api: String,
+    auth: ForgeAuth,
+    http: ForgeHttp,
+    /// The installation token and when it expires.
+    token: Mutex<Option<(String, Timestamp)>>,
+}
+
+#[derive(Deserialize)]
+struct InstallationToken {
+    token: String,
+    expires_at: String,
+}
+
+#[derive(Deserialize)]
+struct Account {
+    login: String,
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct Membership {
+    state: String,
+    role: String,
+}
+
+impl Github {
+    pub(super) fn new(config: &ForgeConfig) -> Result<Github, ForgeError> {
+        let http = ForgeHttp::new(Duration::from_secs(10)).map_err(|e| ForgeError::Setup(e.to_string()))?;
+        Ok(Github {
+            api: config.api_url.trim_end_matches('/').to_owned(),
+            auth: config.auth.clone(),
+            http,
+            token: Mutex::new(None),
+        })
+    }
+
+    /// The app JWT: RS256, issued 60 s in the past (clock skew), valid 9 minutes.
+    fn app_jwt(app_id: &str, key_pem: &str, now: Timestamp) -> Result<String, ForgeError> {
+        let key = jsonwebtoken::EncodingKey::from_rsa_der(&pkcs1_der(key_pem)?);
+        let iat = now.0.div_euclid(1000) - 60;
+        let claims = json!({ "iat": iat, "exp": iat + 60 + 540, "iss": app_id });
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)
+            .map_err(|e| ForgeError::Setup(format!("cannot sign the GitHub App JWT: {e}")))
+    }
+
+    /// The bearer credential for the next call.
+    async fn credential(&self, now: Timestamp) -> Result<String, ForgeError> {
+        let (app_id, installation_id, key) = match &self.auth {
+            ForgeAuth::Token(t) => return Ok(t.clone()),
+            ForgeAuth::GithubApp { app_id, installation_id, private_key_pem } => {
+                (app_id, installation_id, private_key_pem)
+            }
+        };
+        if let Some((t, until)) = self.token.lock().expect("token lock").clone()
+            && now.0 < until.0 - RENEW_BEFORE_MS
+        {
+            return Ok(t);
+        }
+        let jwt = Self::app_jwt(app_id, key, now)?;
+        let url = format!("{}/app/installations/{installation_id}/access_tokens", self.api);
+        let answer = self.send_with("POST", &url, &jwt, Some("{}".into())).await?;
+        if answer.status != 201 {
+            return Err(refusal("exchanging the app JWT for an installation token", &answer));
+        }
+        let t: InstallationToken = decode("the installation token", &answer)?;
+        let until = Timestamp::parse(&t.expires_at).map_err(|_| {
+            ForgeError::Shape(format!("the installation token's expires_at {:?} is not a time", t.expires_at))
+        })?;
+        *self.token.lock().expect("token lock") = Some((t.token.clone(), until));
+        Ok(t.token)
+    }
+
+    async fn send_with(
+        &self,
+        method: &str,
+        url: &str,
+        credential: &str,
+        body: Option<String>,
+    ) -> Result<ApiAnswer, ForgeError> {
+        let headers = [
+            ("authorization", format!("Bearer {credential}")),
+            ("accept", "application/vnd.github+json".to_owned()),
+            ("x-github-api-version", API_VERSION.to_owned()),
+        ];
+        let answer = self.http.send(method, url, &headers, body).await.map_err(ForgeError::Unreachable)?;
+        if let Some(wait) = rate_limited(&answer) {
+            return Err(ForgeError::RateLimited { retry_after_ms: wait });
+        }
+        Ok(answer)
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        now: Timestamp,
+    ) -> Result<ApiAnswer, ForgeError> {
+        let credential = self.credential(now).await?;
+        let answer =
+            self.send_with(method, &format!("{}{path}", self.api), &credential, body.map(|b| b.to_string())).await?;
+        if answer.status == 401 {
+            // A token revoked or expired early: the next call makes a new one.
+            *self.token.lock().expect("token lock") = None;
+        }
+        Ok(answer)
+    }
+
+    fn team(repo: &ForgeRepo) -> (&str, &str) {
+        match &repo.mechanism {
+            Mechanism::Team { org, slug } => (org, slug),
+        }
+    }
+
+    /// The account `login` names now.
+    pub(super) async fn user(&self, login: &str, now: Timestamp) -> Result<ForgeUser, ForgeError> {
+        let answer = self.send("GET", &format!("/users/{}", segment(login)), None, now).await?;
+        if answer.status == 404 {
+            return Err(ForgeError::Refused(format!("GitHub has no account {login:?}")));
+        }
+        if answer.status != 200 {
+            return Err(refusal(&format!("reading the account {login}"), &answer));
+        }
+        let a: Account = decode("an account", &answer)?;
+        Ok(ForgeUser { login: a.login, id: a.id })
+    }
+
+    /// Adds `user` to the bypass team; the membership must be active.
+    pub(super) async fn grant(&self, repo: &ForgeRepo, user: &ForgeUser, now: Timestamp) -> Result<Value, ForgeError> {
+        let (org, slug) = Self::team(repo);
+        let path = format!("/orgs/{}/teams/{}/memberships/{}", segment(org), segment(slug), segment(&user.login));
+        let answer = self.send("PUT", &path, Some(json!({ "role": "member" })), now).await?;
+        if answer.status != 200 {
+            return Err(refusal(&format!("adding {} to team {org}/{slug}", user.login), &answer));
+        }
+        let m: Membership = decode("a team membership", &answer)?;
+        if m.state != "active" {
+            return Err(ForgeError::Refused(format!(
+                "GitHub made {}'s membership of team {org}/{slug} {:?}, not active: they are not a member of {org}, so no bypass is in force (invite them to the organisation first)",
+                user.login, m.state
+            )));
+        }
+        Ok(
+            json!({ "team": format!("{org}/{slug}"), "login": user.login, "user_id": user.id, "role": m.role, "state": m.state }),
+        )
+    }
+
+    /// Removes `user` from the bypass team (gone already counts as removed).
+    pub(super) async fn revoke(&self, repo: &ForgeRepo, user: &ForgeUser, now: Timestamp) -> Result<Value, ForgeError> {
+        let (org, slug) = Self::team(repo);
+        let path = format!("/orgs/{}/teams/{}/memberships/{}", segment(org), segment(slug), segment(&user.login));
+        let answer = self.send("DELETE", &path, None, now).await?;
+        if !matches!(answer.status, 204 | 404) {
+            return Err(refusal(&format!("removing {} from team {org}/{slug}", user.login), &answer));
+        }
+        // Checked, not assumed: the membership is gone.
+        let check = self.send("GET", &path, None, now).await?;
+        if check.status != 404 {
+            return Err(ForgeError::Refused(format!(
+                "{} is still in team {org}/{slug} after the removal (GitHub answered {})",
+                user.login, check.status
+            )));
+        }
+        Ok(json!({ "team": format!("{org}/{slug}"), "login": user.login, "user_id": user.id }))
+    }
+
+    /// Everyone who holds the bypass now: the team's members, every page.
+    pub(super) async fn holders(&self, repo: &ForgeRepo, now: Timestamp) -> Result<Vec<ForgeUser>, ForgeError> {
+        let (org, slug) = Self::team(repo);
+        let mut url = format!("{}/orgs/{}/teams/{}/members?per_page={PER_PAGE}", self.api, segment(org), segment(slug));
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let credential = self.credential(now).await?;
+            let answer = self.send_with("GET", &url, &credential, None).await?;
+            if answer.status != 200 {
+                return Err(refusal(&format!("listing team {org}/{slug}"), &answer));
+            }
+            let page: Vec<Account> = decode("a team's members", &answer)?;
+            out.extend(page.into_iter().map(|a| ForgeUser { login: a.login, id: a.id }));
+            match answer.header("link").and_then(next_link) {
+                // Followed as given, but only on the same API.
+                Some(next) if next.starts_with(&self.api) => url = next,
+                Some(next) => return Err(ForgeError::Shape(format!("a Link header points off the API: {next}"))),
+                None => return Ok(out),
+            }
+        }
+        Err(ForgeError::Shape(format!("team {org}/{slug} has more than {MAX_PAGES} pages of members")))
+    }
+}
+
+/// The DER of a PKCS#1 RSA private key in PEM (`-----BEGIN RSA PRIVATE
+/// KEY-----`, as GitHub hands out app keys).
+fn pkcs1_der(pem: &str) -> Result<Vec<u8>, ForgeError> {
+    use base64::Engine as _;
+    let bad = |why: &str| ForgeError::Setup(format!("the GitHub App's private key {why}"));
+    let body = pem
+        .trim()
+        .strip_prefix("-----BEGIN RSA PRIVATE KEY-----")
+        .and_then(|rest| rest.strip_suffix("-----END RSA PRIVATE KEY-----"))
+        .ok_or_else(|| bad("is not a PEM \"RSA PRIVATE KEY\" (GitHub's app key format; convert a PKCS#8 key with `openssl pkey -traditional`)"))?;
+    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| bad("is not valid base64"))?;
+    if der.first() != Some(&0x30) {
+        return Err(bad("is not DER"));
+    }
+    Ok(der)
+}
+
+/// A path segment, percent-encoded where it is not a plain name.
+fn segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| url.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+    })
+}
+
+/// How long GitHub asks us to wait, when it refused for rate (403/429 with
+/// `retry-after`, or no requests left until `x-ratelimit-reset`).
+fn rate_limited(a: &ApiAnswer) -> Option<i64> {
+    if !matches!(a.status, 403 | 429) {
+        return None;
+    }
+    if let Some(s) = a.header("retry-after").and_then(|v| v.trim().parse::<i64>().ok()) {
+        return Some(s.clamp(0, 3600) * 1000);
+    }
+    if a.header("x-ratelimit-remaining") == Some("0") {
+        // Until the reset, which GitHub gives in epoch seconds; at least a minute.
+        return Some(60_000);
+    }
+    (a.status == 429).then_some(60_000)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, a: &ApiAnswer) -> Result<T, ForgeError> {
+    serde_json::from_slice(&a.body).map_err(|e| ForgeError::Shape(format!("GitHub's answer is not {what}: {e}")))
+}
+
+/// An unexpected status, with GitHub's message (never the request's headers).
+fn refusal(doing: &str, a: &ApiAnswer) -> ForgeError {
+    let message = serde_json::from_slice::<Value>(&a.body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
+    let message: String = message.chars().filter(|c| !c.is_control()).take(200).collect();
+    let hint = match a.status {
+        403 if message.contains("synchron") || message.is_empty() => {
+            " (a team synchronised with an identity provider cannot be changed through the API, and the app needs Members: write)"
+        }
+        403 => " (check the app's or token's permissions)",
+        _ => "",
+    };
+    ForgeError::Refused(format!("{doing}: GitHub answered {} {message}{hint}", a.status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_link_is_read_as_github_writes_it() {
+        let link = r#"<https://api.github.com/organizations/1/team/2/members?per_page=100&page=2>; rel="next", <https://api.github.com/organizations/1/team/2/members?per_page=100&page=5>; rel="last""#;
+        assert_eq!(
+            next_link(link).as_deref(),
+            Some("https://api.github.com/organizations/1/team/2/members?per_page=100&page=2")
+        );
+        assert_eq!(next_link(r#"<https://x/?page=1>; rel="prev""#), None);
+    }
+
+    #[test]
+    fn segments_cannot_change_the_path() {
+        assert_eq!(segment("alice-gh"), "alice-gh");
+        assert_eq!(segment("../admin"), "..%2Fadmin");
+        assert_eq!(segment("a?b#c"), "a%3Fb%23c");
+    }
+
+    #[test]
+    fn rate_limits_are_read_from_retry_after_or_remaining() {
+        let a = |status, headers: &[(&str, &str)]| ApiAnswer {
+            status,
+            headers: headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            body: Vec::new(),
+        };
+        assert_eq!(rate_limited(&a(403, &[("retry-after", "7")])), Some(7_000));
+        assert_eq!(rate_limited(&a(403, &[("x-ratelimit-remaining", "0")])), Some(60_000));
+        assert_eq!(rate_limited(&a(429, &[])), Some(60_000));
+        assert_eq!(rate_limited(&a(403, &[])), None);
+        assert_eq!(rate_limited(&a(200, &[("retry-after", "7")])), None);
+    }
+}
