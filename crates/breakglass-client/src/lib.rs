@@ -682,6 +682,21 @@ impl Client {
         self.get(self.url(&["v1", "drift"])).await
     }
 
+    /// `GET /v1/forges`: the managed forge repositories and their bypasses.
+    pub async fn forges(&self) -> Result<breakglass_core::api::ForgeStatusList, ClientError> {
+        self.get(self.url(&["v1", "forges"])).await
+    }
+
+    /// `POST /v1/forges/install`
+    pub async fn forge_install(
+        &self,
+        forge: &str,
+        repo: &str,
+    ) -> Result<breakglass_core::api::ForgeRepoStatus, ClientError> {
+        let body = breakglass_core::api::ForgeInstall { forge: forge.into(), repo: repo.into() };
+        self.post(self.url(&["v1", "forges", "install"]), &body).await
+    }
+
     /// `POST /v1/drills`
     pub async fn record_drill(
         &self,

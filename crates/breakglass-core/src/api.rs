@@ -266,6 +266,50 @@ pub struct ForgeBypassView {
     pub account: Option<String>,
 }
 
+/// `GET /v1/forges`: one managed repository on a hosted forge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ForgeRepoStatus {
+    pub forge: String,
+    /// The repository's name in scopes.
+    pub repo: String,
+    /// `owner/repo` on the forge.
+    pub forge_repo: String,
+    /// The protection breakglass owns there, normalized; absent when there is none.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub protection: Option<serde_json::Value>,
+    /// The hash of the protection `forge install` recorded.
+    pub baseline_sha256: Option<String>,
+    /// Whether the live protection is still the baseline.
+    pub protection_matches_baseline: Option<bool>,
+    /// Who holds a bypass now, and whether an effective grant covers them.
+    pub holders: Vec<ForgeHolder>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ForgeHolder {
+    pub login: String,
+    pub id: u64,
+    pub covered: bool,
+}
+
+/// `GET /v1/forges`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ForgeStatusList {
+    pub repos: Vec<ForgeRepoStatus>,
+}
+
+/// `POST /v1/forges/install`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ForgeInstall {
+    pub forge: String,
+    pub repo: String,
+}
+
 impl GrantView {
     /// The view of `grant` at `now`.
     pub fn of(grant: &Grant, now: Timestamp, log_indexes: Vec<u64>) -> GrantView {

@@ -73,6 +73,10 @@ pub enum Command {
     /// Show who the server thinks you are: name, kind of token, role and groups.
     #[command(after_help = CLIENT_HELP)]
     Whoami(WhoamiArgs),
+    /// Hosted forges (GitHub): install the protection breakglass owns on a managed repository,
+    /// or show each repository's protection and who holds a bypass now.
+    #[command(subcommand)]
+    Forge(ForgeCommand),
     /// Break glass: ask for a time-bound grant of capabilities on scopes. It is active at once
     /// when policy auto-approves it, else pending until enough others approve it.
     #[command(after_help = CLIENT_HELP)]
@@ -770,6 +774,37 @@ pub enum SessionsCommand {
         /// End every session of this principal (admin API token only).
         #[arg(long)]
         principal: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ForgeCommand {
+    /// Check or create the ruleset breakglass owns on a managed repository (one bypass actor:
+    /// its team), refuse when other protection would still block a bypass, and record the
+    /// protection as the baseline drift compares with (admin API token).
+    #[command(after_help = CLIENT_HELP)]
+    Install {
+        /// The repository's name in scopes, as `[[forge.repo]] name` says.
+        #[arg(long)]
+        repo: String,
+        /// The forge's name (`[[forge]] name`).
+        #[arg(long, default_value = "github")]
+        forge: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Per managed repository: the protection, whether it is still its baseline, and who holds
+    /// a bypass now (and whether a grant covers them).
+    #[command(after_help = CLIENT_HELP)]
+    Status {
         /// Print JSON.
         #[arg(long)]
         json: bool,

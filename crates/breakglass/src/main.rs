@@ -117,6 +117,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Login(args) => client::login(args).await,
         Command::Logout(args) => client::logout(args).await,
         Command::Sessions(args) => client::sessions(args).await,
+        Command::Forge(cmd) => client::forge(cmd).await,
         Command::Whoami(args) => client::whoami(args).await,
         Command::Request(args) => client::request(args).await,
         Command::Approve(args) => client::approve(args).await,

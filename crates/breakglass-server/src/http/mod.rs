@@ -24,6 +24,7 @@ mod drift;
 mod drills;
 mod error;
 mod events;
+mod forges;
 mod grants;
 mod incidents;
 mod log;
@@ -74,6 +75,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(stats::routes())
         .merge(drift::routes())
         .merge(drills::routes())
+        .merge(forges::routes())
         .merge(log::routes());
     if state.test_clock.is_some() {
         app = app.merge(ops::test_clock_routes());

@@ -6,7 +6,7 @@ use breakglass_core::grant::{Approval, Extension, GrantState};
 use breakglass_core::time::Timestamp;
 use utoipa::OpenApi;
 
-use super::{ci, drift, drills, events, grants, incidents, log, notifications, ops, reviews, sessions, stats};
+use super::{ci, drift, drills, events, forges, grants, incidents, log, notifications, ops, reviews, sessions, stats};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,7 +14,7 @@ use super::{ci, drift, drills, events, grants, incidents, log, notifications, op
     components(schemas(
         StatsView, DurationStats, CountBy, DriftFinding, DriftReport, DriftCheck, DrillReport, DrillStep, DrillRecord, DrillList, ConsistencyView, breakglass_core::report::Report, breakglass_core::report::ProvenEntry, TimelineEntry, ReviewView, ReviewList, ReviewDecision, IncidentResponder, IncidentView, IncidentList, IncidentReceipt, NotificationView, NotificationList,
         SessionView, SessionList, SessionsEnded, ErrorBody, ErrorDetail, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, WhoAmI,
-        GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, ForgeBypassView, GrantList, GrantStatus,
+        GrantRequest, ReasonRequest, ApproveRequest, ExtendRequest, GrantView, ForgeBypassView, ForgeRepoStatus, ForgeHolder, ForgeStatusList, ForgeInstall, GrantList, GrantStatus,
         CheckResponse, TokenResponse, CreateApiToken, ApiTokenView, CreatedApiToken, ApiTokenList,
         PolicyReloaded, CheckpointView, EntryView, GrantState, Approval, Extension, Timestamp, EventRequest,
         EventRecorded, RepoRegistration, RepoList, RefRecord, RefList, CiStatus, CiGrant, GateDecision
@@ -49,6 +49,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         stats::Doc::openapi(),
         drift::Doc::openapi(),
         drills::Doc::openapi(),
+        forges::Doc::openapi(),
         log::Doc::openapi(),
     ] {
         doc.merge(part);

@@ -35,7 +35,7 @@ use crate::auth::Role;
 use crate::hostcheck;
 
 /// Every kind of finding, for the per-kind gauge.
-pub const FINDING_KINDS: [&str; 11] = [
+pub const FINDING_KINDS: [&str; 14] = [
     "grant.past_expiry",
     "grant.state_mismatch",
     "policy.standing_backdoor",
@@ -47,6 +47,9 @@ pub const FINDING_KINDS: [&str; 11] = [
     "log.inconsistent",
     "log.sink_truncated",
     "forge.bypass_lingering",
+    "forge.bypass_unexpected",
+    "forge.protection_changed",
+    "forge.protection_missing",
 ];
 
 /// A grant still stored active this long past its end has drifted (the
@@ -181,6 +184,7 @@ impl Service {
         findings.extend(self.log_drift().await?);
         findings.extend(self.sink_drift());
         findings.extend(self.lingering_bypasses(self.now()).await?.iter().map(super::forges::lingering_finding));
+        findings.extend(self.forge_drift().await?);
         for reg in self.repos(&Caller::system()).await? {
             if !hostcheck::is_local(&reg, &host) {
                 continue;

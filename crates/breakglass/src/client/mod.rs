@@ -14,6 +14,7 @@
 //! not found (3); 5xx, time-outs, an unreachable server and malformed
 //! answers are internal (4).
 
+mod forge;
 mod grants;
 mod login;
 mod reload;
@@ -228,6 +229,7 @@ fn check_duration(flag: &str, value: &str) -> CliResult {
     parse_duration(value).map(|_| ()).map_err(|e| bad_input(format!("{flag}: {e}")))
 }
 
+pub use forge::forge;
 pub use grants::{approve, deny, extend, grants, incidents, notifications, request, review, revoke, show, stats};
 pub use login::{login, logout, sessions, whoami};
 pub use reload::policy_reload;

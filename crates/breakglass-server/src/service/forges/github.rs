@@ -239,6 +239,185 @@ fn pkcs1_der(pem: &str) -> Result<Vec<u8>, ForgeError> {
     Ok(der)
 }
 
+/// The name of the ruleset breakglass owns on a repository.
+pub(super) const RULESET_NAME: &str = "breakglass";
+
+#[derive(Deserialize)]
+struct Team {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct RulesetItem {
+    id: u64,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct EffectiveRule {
+    #[serde(rename = "type")]
+    rule_type: String,
+    #[serde(default)]
+    ruleset_id: Option<u64>,
+}
+
+impl Github {
+    fn owner_repo(repo: &ForgeRepo) -> Result<(String, String), ForgeError> {
+        let (o, r) = repo
+            .forge_repo
+            .split_once('/')
+            .ok_or_else(|| ForgeError::Setup(format!("forge_repo {:?} is not owner/repo", repo.forge_repo)))?;
+        Ok((segment(o), segment(r)))
+    }
+
+    /// The ruleset breakglass owns on `repo`, if there is one.
+    async fn our_ruleset(&self, repo: &ForgeRepo, now: Timestamp) -> Result<Option<u64>, ForgeError> {
+        let (o, r) = Self::owner_repo(repo)?;
+        let answer = self
+            .send("GET", &format!("/repos/{o}/{r}/rulesets?includes_parents=false&per_page=100"), None, now)
+            .await?;
+        if answer.status != 200 {
+            return Err(refusal(&format!("listing the rulesets of {}", repo.forge_repo), &answer));
+        }
+        let items: Vec<RulesetItem> = decode("a list of rulesets", &answer)?;
+        Ok(items.into_iter().find(|i| i.name == RULESET_NAME).map(|i| i.id))
+    }
+
+    /// The protection breakglass owns, normalized: what the baseline and the
+    /// drift check compare (`None`: there is none).
+    pub(super) async fn protection(&self, repo: &ForgeRepo, now: Timestamp) -> Result<Option<Value>, ForgeError> {
+        let Some(id) = self.our_ruleset(repo, now).await? else { return Ok(None) };
+        let (o, r) = Self::owner_repo(repo)?;
+        let answer = self.send("GET", &format!("/repos/{o}/{r}/rulesets/{id}"), None, now).await?;
+        if answer.status == 404 {
+            return Ok(None);
+        }
+        if answer.status != 200 {
+            return Err(refusal(&format!("reading ruleset {id} of {}", repo.forge_repo), &answer));
+        }
+        let v: Value = decode("a ruleset", &answer)?;
+        let Some(actors) = v.get("bypass_actors") else {
+            // GitHub leaves them out for a caller who may not write the ruleset.
+            return Err(ForgeError::Refused(format!(
+                "ruleset {id} of {} came back without bypass_actors: the app or token lacks Administration: write",
+                repo.forge_repo
+            )));
+        };
+        let mut actors: Vec<Value> = actors
+            .as_array()
+            .ok_or_else(|| ForgeError::Shape("bypass_actors is not an array".into()))?
+            .iter()
+            .map(|a| json!({ "actor_id": a.get("actor_id"), "actor_type": a.get("actor_type"), "bypass_mode": a.get("bypass_mode") }))
+            .collect();
+        actors.sort_by_key(|a| a.to_string());
+        let mut rules: Vec<Value> = v.get("rules").and_then(Value::as_array).cloned().unwrap_or_default();
+        rules.sort_by_key(|r| r.to_string());
+        Ok(Some(json!({
+            "ruleset_id": id,
+            "name": v.get("name"),
+            "target": v.get("target"),
+            "enforcement": v.get("enforcement"),
+            "conditions": v.get("conditions"),
+            "bypass_actors": actors,
+            "rules": rules,
+        })))
+    }
+
+    /// Checks, or creates, the ruleset breakglass owns on the protected
+    /// refs, whose one bypass actor is the team (`always`, never `exempt`).
+    /// Refuses when other protection would still block a bypass: classic
+    /// branch protection, or another active ruleset's rules on a protected
+    /// branch (GitHub applies them all; a bypass in one lifts none of the
+    /// others). Says whether it created the ruleset.
+    pub(super) async fn install(&self, repo: &ForgeRepo, now: Timestamp) -> Result<bool, ForgeError> {
+        let (org, slug) = Self::team(repo);
+        let (o, r) = Self::owner_repo(repo)?;
+        let answer = self.send("GET", &format!("/orgs/{}/teams/{}", segment(org), segment(slug)), None, now).await?;
+        if answer.status != 200 {
+            return Err(refusal(&format!("reading team {org}/{slug}"), &answer));
+        }
+        let team: Team = decode("a team", &answer)?;
+        let actors = json!([{ "actor_id": team.id, "actor_type": "Team", "bypass_mode": "always" }]);
+        let (ruleset_id, created) = match self.our_ruleset(repo, now).await? {
+            Some(id) => {
+                let current = self.protection(repo, now).await?.unwrap_or(Value::Null);
+                let want = json!([{ "actor_id": team.id, "actor_type": "Team", "bypass_mode": "always" }]);
+                if current.get("bypass_actors") != Some(&want) {
+                    return Err(ForgeError::Refused(format!(
+                        "ruleset {RULESET_NAME:?} ({id}) on {} has bypass actors {} — breakglass needs exactly team {org}/{slug} with bypass_mode always; change it on GitHub, then install again",
+                        repo.forge_repo,
+                        current.get("bypass_actors").cloned().unwrap_or(Value::Null)
+                    )));
+                }
+                if current.get("enforcement").and_then(Value::as_str) != Some("active") {
+                    return Err(ForgeError::Refused(format!(
+                        "ruleset {RULESET_NAME:?} ({id}) on {} is not active; set its enforcement to active",
+                        repo.forge_repo
+                    )));
+                }
+                (id, false)
+            }
+            None => {
+                let body = json!({
+                    "name": RULESET_NAME,
+                    "target": "branch",
+                    "enforcement": "active",
+                    "bypass_actors": actors,
+                    "conditions": { "ref_name": { "include": repo.protected, "exclude": [] } },
+                    "rules": [
+                        { "type": "deletion" },
+                        { "type": "non_fast_forward" },
+                        { "type": "pull_request", "parameters": {
+                            "required_approving_review_count": 1,
+                            "dismiss_stale_reviews_on_push": true,
+                            "require_code_owner_review": false,
+                            "require_last_push_approval": false,
+                            "required_review_thread_resolution": false
+                        } }
+                    ],
+                });
+                let answer = self.send("POST", &format!("/repos/{o}/{r}/rulesets"), Some(body), now).await?;
+                if answer.status != 201 {
+                    return Err(refusal(&format!("creating the breakglass ruleset on {}", repo.forge_repo), &answer));
+                }
+                let item: RulesetItem = decode("a ruleset", &answer)?;
+                (item.id, true)
+            }
+        };
+        // Nothing else may protect the refs: its rules would still apply to a bypasser.
+        for p in &repo.protected {
+            let Some(branch) = p.strip_prefix("refs/heads/").filter(|b| !b.contains('*')) else { continue };
+            let answer =
+                self.send("GET", &format!("/repos/{o}/{r}/branches/{}/protection", segment(branch)), None, now).await?;
+            if answer.status == 200 {
+                return Err(ForgeError::Refused(format!(
+                    "branch {branch} of {} also has classic branch protection, whose rules a bypass of the ruleset does not lift: move its rules into ruleset {RULESET_NAME:?} ({ruleset_id}) and delete the classic protection, then install again",
+                    repo.forge_repo
+                )));
+            }
+            let answer =
+                self.send("GET", &format!("/repos/{o}/{r}/rules/branches/{}", segment(branch)), None, now).await?;
+            if answer.status != 200 {
+                return Err(refusal(&format!("reading the rules in force on {branch}"), &answer));
+            }
+            let rules: Vec<EffectiveRule> = decode("the rules of a branch", &answer)?;
+            let others: Vec<String> = rules
+                .iter()
+                .filter(|rule| rule.ruleset_id.is_some_and(|id| id != ruleset_id))
+                .map(|rule| format!("{} (ruleset {})", rule.rule_type, rule.ruleset_id.unwrap_or_default()))
+                .collect();
+            if !others.is_empty() {
+                return Err(ForgeError::Refused(format!(
+                    "branch {branch} of {} is also protected by other rulesets ({}), whose rules a bypass of ruleset {RULESET_NAME:?} does not lift: move those rules into it, then install again",
+                    repo.forge_repo,
+                    others.join(", ")
+                )));
+            }
+        }
+        Ok(created)
+    }
+}
+
 /// A path segment, percent-encoded where it is not a plain name.
 fn segment(s: &str) -> String {
     let mut out = String::new();

@@ -87,6 +87,10 @@ trait ForgeApi: Send + Sync {
     ) -> std::result::Result<Value, ForgeError>;
     /// Everyone who holds the bypass on `repo` now.
     async fn holders(&self, repo: &ForgeRepo, now: Timestamp) -> std::result::Result<Vec<ForgeUser>, ForgeError>;
+    /// Checks or creates the protection breakglass owns; says whether it created it.
+    async fn install(&self, repo: &ForgeRepo, now: Timestamp) -> std::result::Result<bool, ForgeError>;
+    /// That protection, normalized (`None`: there is none).
+    async fn protection(&self, repo: &ForgeRepo, now: Timestamp) -> std::result::Result<Option<Value>, ForgeError>;
 }
 
 #[async_trait::async_trait]
@@ -113,6 +117,78 @@ impl ForgeApi for github::Github {
     async fn holders(&self, repo: &ForgeRepo, now: Timestamp) -> std::result::Result<Vec<ForgeUser>, ForgeError> {
         github::Github::holders(self, repo, now).await
     }
+    async fn install(&self, repo: &ForgeRepo, now: Timestamp) -> std::result::Result<bool, ForgeError> {
+        github::Github::install(self, repo, now).await
+    }
+    async fn protection(&self, repo: &ForgeRepo, now: Timestamp) -> std::result::Result<Option<Value>, ForgeError> {
+        github::Github::protection(self, repo, now).await
+    }
+}
+
+/// The protection of one forge repository as `forge install` recorded it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ForgeBaseline {
+    /// `<forge>/<repo>`.
+    pub id: String,
+    pub forge: String,
+    pub repo: String,
+    pub snapshot: Value,
+    /// SHA-256 of the snapshot's JSON.
+    pub sha256: String,
+    pub at: Timestamp,
+}
+
+impl Stored for ForgeBaseline {
+    const KIND: &'static str = "forge_baseline";
+    const NOUN: &'static str = "forge baseline";
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn status(&self) -> &str {
+        "recorded"
+    }
+    fn owner(&self) -> &str {
+        &self.forge
+    }
+    fn due(&self) -> Option<Timestamp> {
+        None
+    }
+    json_body!();
+}
+
+fn sha256_hex(v: &Value) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(v.to_string().as_bytes()))
+}
+
+/// The top-level members in which two snapshots differ.
+fn differences(baseline: &Value, live: &Value) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> = baseline
+        .as_object()
+        .into_iter()
+        .flatten()
+        .chain(live.as_object().into_iter().flatten())
+        .map(|(k, _)| k)
+        .collect();
+    keys.into_iter()
+        .filter(|k| baseline.get(k.as_str()) != live.get(k.as_str()))
+        .map(|k| {
+            format!(
+                "{k}: {} → {}",
+                baseline.get(k.as_str()).unwrap_or(&Value::Null),
+                live.get(k.as_str()).unwrap_or(&Value::Null)
+            )
+        })
+        .collect()
+}
+
+/// Someone who holds a bypass no effective grant covers.
+struct Uncovered<'a> {
+    forge: &'a ForgeConfig,
+    repo: &'a ForgeRepo,
+    user: ForgeUser,
+    principal: String,
 }
 
 /// The clients of the configured forges, made once (they keep tokens).
@@ -502,10 +578,9 @@ impl Service {
             .collect())
     }
 
-    /// At start: every bypass on a managed repository that no effective
-    /// grant covers is removed (a job each, with a `forge.reconciled` entry).
-    pub async fn reconcile_forges(&self) -> Result<usize> {
-        let now = self.now();
+    /// Everyone on the managed repositories who holds a bypass that no
+    /// effective grant covers.
+    async fn uncovered(&self, now: Timestamp) -> Result<Vec<Uncovered<'_>>> {
         let loaded = self.loaded();
         let effective: Vec<Grant> = self
             .objects::<Grant>(&filter(&[GrantState::Active.as_str()], None, 10_000))
@@ -514,7 +589,7 @@ impl Service {
             .map(|v| v.value)
             .filter(|g| g.is_effective(now))
             .collect();
-        let mut queued = 0;
+        let mut out = Vec::new();
         for f in &self.config().forges {
             let (client, _) = self.forge_client(&f.name)?;
             for r in &f.repos {
@@ -522,55 +597,224 @@ impl Service {
                     ServiceError::unavailable(format!("cannot read who holds a bypass on {} ({}): {e}", r.name, f.name))
                 })?;
                 for h in holders {
-                    let covered_by = effective.iter().find(|g| {
-                        covered(std::slice::from_ref(f), g).iter().any(|(_, cr)| cr.name == r.name)
-                            && account_of(self, &g.principal, &f.name)
-                                .is_some_and(|a| a == h.login || a == format!("id:{}", h.id))
-                    });
-                    if covered_by.is_some() {
-                        continue;
-                    }
-                    let principal = loaded
-                        .principals
-                        .iter()
-                        .find(|p| {
-                            p.accounts.iter().any(|a| {
-                                *a == format!("{}:{}", f.name, h.login) || *a == format!("{}:id:{}", f.name, h.id)
-                            })
+                    let names = [format!("{}:{}", f.name, h.login), format!("{}:id:{}", f.name, h.id)];
+                    let principal = loaded.principals.iter().find(|p| p.accounts.iter().any(|a| names.contains(a)));
+                    let covered_by = principal.is_some_and(|p| {
+                        effective.iter().any(|g| {
+                            g.principal == p.name
+                                && covered(std::slice::from_ref(f), g).iter().any(|(_, cr)| cr.name == r.name)
                         })
-                        .map(|p| p.name.clone())
-                        .unwrap_or_default();
-                    let job = ForgeJob {
-                        id: format!("reconcile/{}/{}/{}/{}", f.name, r.name, h.id, now.0),
-                        action: Action::Remove,
-                        grant: String::new(),
-                        principal,
-                        forge: f.name.clone(),
-                        repo: r.name.clone(),
-                        account: h.login.clone(),
-                        user: Some(h.clone()),
-                        status: "pending".into(),
-                        attempts: 0,
-                        last_error: None,
-                        created_at: now,
-                        next_at: Some(now),
-                        lingering: false,
-                    };
-                    let entry = EntryDraft::new(
-                        "breakglass",
-                        "forge.bypass.unexpected",
-                        json!({ "forge": f.name, "repo": r.name, "account": { "login": h.login, "id": h.id },
-                                "action": "remove", "why": "no effective grant covers this bypass" }),
-                    );
-                    self.append_with(vec![entry], vec![mutation(&job, 0)?]).await?;
-                    queued += 1;
+                    });
+                    if !covered_by {
+                        let principal = principal.map(|p| p.name.clone()).unwrap_or_default();
+                        out.push(Uncovered { forge: f, repo: r, user: h, principal });
+                    }
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// At start: every bypass on a managed repository that no effective
+    /// grant covers is removed (a job each, with a `forge.bypass.unexpected` entry).
+    pub async fn reconcile_forges(&self) -> Result<usize> {
+        let now = self.now();
+        let mut queued = 0;
+        for u in self.uncovered(now).await? {
+            let job = ForgeJob {
+                id: format!("reconcile/{}/{}/{}/{}", u.forge.name, u.repo.name, u.user.id, now.0),
+                action: Action::Remove,
+                grant: String::new(),
+                principal: u.principal.clone(),
+                forge: u.forge.name.clone(),
+                repo: u.repo.name.clone(),
+                account: u.user.login.clone(),
+                user: Some(u.user.clone()),
+                status: "pending".into(),
+                attempts: 0,
+                last_error: None,
+                created_at: now,
+                next_at: Some(now),
+                lingering: false,
+            };
+            let entry = EntryDraft::new(
+                "breakglass",
+                "forge.bypass.unexpected",
+                json!({ "forge": u.forge.name, "repo": u.repo.name, "account": { "login": u.user.login, "id": u.user.id },
+                        "principal": u.principal, "action": "remove", "why": "no effective grant covers this bypass" }),
+            );
+            self.append_with(vec![entry], vec![mutation(&job, 0)?]).await?;
+            queued += 1;
         }
         if queued > 0 {
             self.local::<Wake>().0.notify_one();
         }
         Ok(queued)
+    }
+
+    /// `POST /v1/forges/install`: checks or creates the protection breakglass
+    /// owns on a managed repository and records it as the baseline drift
+    /// compares with (`forge.baseline`, with the snapshot's hash).
+    pub async fn install_forge_repo(
+        &self,
+        caller: &super::kernel::Caller,
+        forge: &str,
+        repo: &str,
+    ) -> Result<breakglass_core::api::ForgeRepoStatus> {
+        caller.require_admin("install forge protection")?;
+        let now = self.now();
+        let (client, config) = self.forge_client(forge).map_err(|_| {
+            ServiceError::NotFound(format!("no forge named {forge:?} is configured ([[forge]] in breakglass.toml)"))
+        })?;
+        let Some(r) = config.repos.iter().find(|r| r.name == repo) else {
+            return Err(ServiceError::NotFound(format!(
+                "forge {forge:?} manages no repository {repo:?} ([[forge.repo]])"
+            )));
+        };
+        let refused = |e: ForgeError| match e {
+            ForgeError::Refused(m) => ServiceError::Unprocessable(m),
+            other => ServiceError::unavailable(format!("forge {forge}: {other}")),
+        };
+        let created = client.install(r, now).await.map_err(refused)?;
+        let Some(snapshot) = client.protection(r, now).await.map_err(refused)? else {
+            return Err(ServiceError::unavailable(format!(
+                "forge {forge}: the protection of {repo} vanished right after install"
+            )));
+        };
+        let id = format!("{forge}/{repo}");
+        let version = self.find::<ForgeBaseline>(&id).await?.map_or(0, |v| v.version);
+        let baseline = ForgeBaseline {
+            id,
+            forge: forge.into(),
+            repo: repo.into(),
+            sha256: sha256_hex(&snapshot),
+            snapshot,
+            at: now,
+        };
+        let entry = EntryDraft::new(
+            &caller.name,
+            "forge.baseline",
+            json!({ "forge": forge, "repo": repo, "forge_repo": r.forge_repo, "created": created,
+                    "sha256": baseline.sha256, "protection": baseline.snapshot }),
+        );
+        self.append_by(caller, vec![entry], vec![mutation(&baseline, version)?]).await?;
+        self.forge_repo_status(forge, r, now).await
+    }
+
+    async fn forge_repo_status(
+        &self,
+        forge: &str,
+        r: &ForgeRepo,
+        now: Timestamp,
+    ) -> Result<breakglass_core::api::ForgeRepoStatus> {
+        let (client, _) = self.forge_client(forge)?;
+        let baseline = self.find::<ForgeBaseline>(&format!("{forge}/{}", r.name)).await?.map(|v| v.value);
+        let live =
+            client.protection(r, now).await.map_err(|e| ServiceError::unavailable(format!("forge {forge}: {e}")))?;
+        let holders =
+            client.holders(r, now).await.map_err(|e| ServiceError::unavailable(format!("forge {forge}: {e}")))?;
+        let uncovered: Vec<u64> = self
+            .uncovered(now)
+            .await?
+            .into_iter()
+            .filter(|u| u.forge.name == forge && u.repo.name == r.name)
+            .map(|u| u.user.id)
+            .collect();
+        Ok(breakglass_core::api::ForgeRepoStatus {
+            forge: forge.into(),
+            repo: r.name.clone(),
+            forge_repo: r.forge_repo.clone(),
+            baseline_sha256: baseline.as_ref().map(|b| b.sha256.clone()),
+            protection_matches_baseline: match (&baseline, &live) {
+                (Some(b), Some(l)) => Some(b.sha256 == sha256_hex(l)),
+                _ => None,
+            },
+            protection: live,
+            holders: holders
+                .into_iter()
+                .map(|h| breakglass_core::api::ForgeHolder {
+                    covered: !uncovered.contains(&h.id),
+                    login: h.login,
+                    id: h.id,
+                })
+                .collect(),
+        })
+    }
+
+    /// `GET /v1/forges`: per managed repository, the protection, its baseline,
+    /// and who holds a bypass now (and whether a grant covers it).
+    pub async fn forge_status(
+        &self,
+        caller: &super::kernel::Caller,
+    ) -> Result<Vec<breakglass_core::api::ForgeRepoStatus>> {
+        caller.require_reader("read forge status")?;
+        let now = self.now();
+        let mut out = Vec::new();
+        for f in &self.config().forges {
+            for r in &f.repos {
+                out.push(self.forge_repo_status(&f.name, r, now).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the forges show that they should not: protection changed or gone
+    /// since its baseline, and bypasses no grant covers.
+    pub(crate) async fn forge_drift(&self) -> Result<Vec<breakglass_core::api::DriftFinding>> {
+        use breakglass_core::api::DriftFinding;
+        let now = self.now();
+        let mut findings = Vec::new();
+        if self.config().forges.is_empty() {
+            return Ok(findings);
+        }
+        for f in &self.config().forges {
+            let (client, _) = self.forge_client(&f.name)?;
+            for r in &f.repos {
+                let Some(baseline) = self.find::<ForgeBaseline>(&format!("{}/{}", f.name, r.name)).await? else {
+                    continue;
+                };
+                let baseline = baseline.value;
+                let subject = format!("{}:{}", f.name, r.name);
+                match client.protection(r, now).await {
+                    Ok(None) => findings.push(DriftFinding {
+                        kind: "forge.protection_missing".into(),
+                        subject,
+                        what: format!("the protection breakglass recorded on {} ({}) is gone", r.forge_repo, f.name),
+                        fix: format!("treat it as an incident: someone removed the ruleset; restore it with `breakglass forge install --forge {} --repo {}`", f.name, r.name),
+                    }),
+                    Ok(Some(live)) if sha256_hex(&live) != baseline.sha256 => findings.push(DriftFinding {
+                        kind: "forge.protection_changed".into(),
+                        subject,
+                        what: format!(
+                            "the protection of {} ({}) differs from its baseline: {}",
+                            r.forge_repo,
+                            f.name,
+                            differences(&baseline.snapshot, &live).join("; ")
+                        ),
+                        fix: format!("if the change was meant, record it as the new baseline with `breakglass forge install --forge {} --repo {}`; if not, undo it on the forge", f.name, r.name),
+                    }),
+                    Ok(Some(_)) => {}
+                    Err(e) => tracing::warn!(forge = %f.name, repo = %r.name, error = %e, "cannot read a forge's protection for the drift check"),
+                }
+            }
+        }
+        match self.uncovered(now).await {
+            Ok(list) => findings.extend(list.into_iter().map(|u| DriftFinding {
+                kind: "forge.bypass_unexpected".into(),
+                subject: format!("{}:{}:{}", u.forge.name, u.repo.name, u.user.id),
+                what: format!(
+                    "{} (id {}{}) holds a bypass on {} ({}) that no effective grant covers",
+                    u.user.login,
+                    u.user.id,
+                    if u.principal.is_empty() { String::new() } else { format!(", principal {}", u.principal) },
+                    u.repo.forge_repo,
+                    u.forge.name
+                ),
+                fix: "breakglass removes it at its next start; to remove it now, restart the server or take it off the team on the forge, and find out who added it".into(),
+            })),
+            Err(e) => tracing::warn!(error = %e.chain(), "cannot read the forges' bypass holders for the drift check"),
+        }
+        Ok(findings)
     }
 }
 
