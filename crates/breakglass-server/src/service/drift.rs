@@ -154,6 +154,10 @@ impl Service {
                 });
             }
         }
+        // Hosted forges: lingering removals, protection changed or gone,
+        // bypasses no grant covers.
+        findings.extend(self.lingering_bypasses(now).await?.iter().map(super::forges::lingering_finding));
+        findings.extend(self.forge_drift().await?);
         for (id, file, why) in self.loaded().policy.standing_risks() {
             findings.push(DriftFinding {
                 kind: "policy.standing_backdoor".into(),
@@ -183,8 +187,6 @@ impl Service {
         let mut findings = self.server_drift().await?;
         findings.extend(self.log_drift().await?);
         findings.extend(self.sink_drift());
-        findings.extend(self.lingering_bypasses(self.now()).await?.iter().map(super::forges::lingering_finding));
-        findings.extend(self.forge_drift().await?);
         for reg in self.repos(&Caller::system()).await? {
             if !hostcheck::is_local(&reg, &host) {
                 continue;

@@ -7,6 +7,7 @@
 mod drift;
 mod effects;
 mod events;
+mod forges;
 mod grants;
 mod harness;
 mod http_errors;

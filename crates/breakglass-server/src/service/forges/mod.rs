@@ -203,6 +203,11 @@ struct Wake(tokio::sync::Notify);
 #[derive(Default)]
 struct Finished(tokio::sync::Notify);
 
+/// Whether this process runs the forge worker (only then is an apply worth
+/// waiting for here).
+#[derive(Default)]
+struct Running(std::sync::atomic::AtomicBool);
+
 /// How long a request or an approval waits for its bypass to be applied
 /// before it answers with the bypass still pending.
 pub const APPLY_WAIT: Duration = Duration::from_secs(5);
@@ -539,23 +544,49 @@ impl Service {
     }
 
     /// What `grant` set on the forges, as the API shows it. With `wait`,
-    /// first waits (up to [`APPLY_WAIT`]) while an apply is still pending,
-    /// so the requester hears when the bypass is live.
+    /// first waits (up to [`APPLY_WAIT`]) while an apply is still pending
+    /// and this server's worker runs, so the requester hears when the
+    /// bypass is live.
     pub async fn forge_bypasses(&self, grant: &str, wait: bool) -> Result<Vec<breakglass_core::api::ForgeBypassView>> {
         if self.config().forges.is_empty() {
             return Ok(Vec::new());
         }
-        let deadline = tokio::time::Instant::now() + APPLY_WAIT;
+        let wait = wait && self.local::<Running>().0.load(std::sync::atomic::Ordering::SeqCst);
+        let bound = if wait { APPLY_WAIT } else { Duration::ZERO };
+        self.wait_for_jobs(grant, bound, |j| j.action == Action::Apply && j.status == "pending").await
+    }
+
+    /// Waits, up to `bound`, until no job of `grant` is pending (whichever
+    /// server's worker runs them); returns them as they are then.
+    pub async fn forge_settled(
+        &self,
+        grant: &str,
+        bound: Duration,
+    ) -> Result<Vec<breakglass_core::api::ForgeBypassView>> {
+        self.wait_for_jobs(grant, bound, |j| j.status == "pending").await
+    }
+
+    async fn wait_for_jobs(
+        &self,
+        grant: &str,
+        bound: Duration,
+        busy: impl Fn(&ForgeJob) -> bool,
+    ) -> Result<Vec<breakglass_core::api::ForgeBypassView>> {
+        let deadline = tokio::time::Instant::now() + bound;
         let finished = self.local::<Finished>();
         loop {
+            // Registered before the jobs are read, so a job finishing in
+            // between is not missed.
+            let notified = finished.0.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             let jobs = self.forge_jobs_of(grant).await?;
-            let applying = jobs.iter().any(|j| j.action == Action::Apply && j.status == "pending");
-            if !wait || !applying || tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if !jobs.iter().any(&busy) || now >= deadline {
                 return Ok(jobs.iter().map(view).collect());
             }
-            let _ =
-                tokio::time::timeout(WAIT_RECHECK.min(deadline - tokio::time::Instant::now()), finished.0.notified())
-                    .await;
+            // Another server's worker does not wake this one: look again soon.
+            let _ = tokio::time::timeout(WAIT_RECHECK.min(deadline - now), notified).await;
         }
     }
 
@@ -589,6 +620,15 @@ impl Service {
             .map(|v| v.value)
             .filter(|g| g.is_effective(now))
             .collect();
+        // Bypasses being removed already are known (and, if it takes too
+        // long, lingering), not unexpected.
+        let removing: Vec<ForgeJob> = self
+            .objects::<ForgeJob>(&filter(&["pending"], None, 10_000))
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .filter(|j| j.action == Action::Remove)
+            .collect();
         let mut out = Vec::new();
         for f in &self.config().forges {
             let (client, _) = self.forge_client(&f.name)?;
@@ -597,6 +637,14 @@ impl Service {
                     ServiceError::unavailable(format!("cannot read who holds a bypass on {} ({}): {e}", r.name, f.name))
                 })?;
                 for h in holders {
+                    let being_removed = removing.iter().any(|j| {
+                        j.forge == f.name
+                            && j.repo == r.name
+                            && j.user.as_ref().map_or(j.account == h.login, |u| u.id == h.id)
+                    });
+                    if being_removed {
+                        continue;
+                    }
                     let names = [format!("{}:{}", f.name, h.login), format!("{}:id:{}", f.name, h.id)];
                     let principal = loaded.principals.iter().find(|p| p.accounts.iter().any(|a| names.contains(a)));
                     let covered_by = principal.is_some_and(|p| {
@@ -853,6 +901,8 @@ pub async fn run(service: Arc<Service>, mut stop: tokio::sync::watch::Receiver<b
     if service.config().forges.is_empty() {
         return;
     }
+    let running = service.local::<Running>();
+    running.0.store(true, std::sync::atomic::Ordering::SeqCst);
     match service.reconcile_forges().await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(bypasses = n, "bypasses no grant covers were found on the forges; removing them"),
@@ -861,6 +911,7 @@ pub async fn run(service: Arc<Service>, mut stop: tokio::sync::watch::Receiver<b
     let wake = service.local::<Wake>();
     loop {
         if *stop.borrow() {
+            running.0.store(false, std::sync::atomic::Ordering::SeqCst);
             return;
         }
         let wait = match service.run_forge_jobs().await {

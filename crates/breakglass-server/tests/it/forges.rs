@@ -1,0 +1,308 @@
+//! Hosted forges (issue 16), against the loopback GitHub fake
+//! (`breakglass-forgefake`, built from GitHub's documented shapes): a grant
+//! on a GitHub-hosted repository opens it for exactly its holder (team
+//! membership) and its end closes it again; removals that keep failing are
+//! retried and found lingering; a bypass added behind breakglass's back is
+//! found and removed at reconcile; two servers over one PostgreSQL apply once.
+
+use axum::http::StatusCode;
+use breakglass_forgefake::{GithubConfig, GithubFake, Permission, RepoConfig, TeamConfig, UserConfig};
+use breakglass_server::service::Service;
+use breakglass_server::service::config::{ForgeAuth, ForgeConfig, ForgeKind, ForgeRepo, Mechanism};
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+const TEAM: &str = "bg-payments";
+const TOKEN: &str = "ghp_breakglass_admin_token_for_tests";
+const HEAD: &str = "1111111111111111111111111111111111111111";
+
+fn fake_config() -> GithubConfig {
+    GithubConfig::new("acme")
+        .repo(RepoConfig::new("acme/payments-api", 404, "main", HEAD))
+        .user(UserConfig::member("erin-gh", 5001))
+        .user(UserConfig::member("bob-gh", 5002))
+        .user(UserConfig::member("breakglass-bot", 5999))
+        .team(TeamConfig::new(TEAM, 77))
+        .token(TOKEN, Permission::Admin, "breakglass-bot")
+        .start_at(T0 / 1000)
+}
+
+fn forge(url: &str, auth: ForgeAuth) -> ForgeConfig {
+    ForgeConfig {
+        name: "github".into(),
+        kind: ForgeKind::Github,
+        api_url: url.into(),
+        auth,
+        repos: vec![ForgeRepo {
+            name: "payments/api".into(),
+            forge_repo: "acme/payments-api".into(),
+            protected: vec!["refs/heads/main".into()],
+            mechanism: Mechanism::Team { org: "acme".into(), slug: TEAM.into() },
+        }],
+    }
+}
+
+/// A setup whose principal erin (group oncall) is `github:erin-gh`.
+fn setup_with(forges: Vec<ForgeConfig>) -> Setup {
+    let mut setup = Setup::new();
+    setup.extra_principals = format!(
+        "[[principal]]\nname = \"erin\"\ngroups = [\"oncall\"]\nssh_keys = [\"{}\"]\naccounts = [\"github:erin-gh\"]\n",
+        setup.keys.mallory.line
+    );
+    setup.write_principals();
+    setup.forges = forges;
+    setup
+}
+
+/// Runs the jobs due now (unless a worker has them), then waits for the
+/// event of the last one of `grant` finishing; fails if that never comes.
+async fn settle(service: &Service, grant: &str) -> Vec<Value> {
+    service.run_forge_jobs().await.unwrap();
+    let jobs = service.forge_settled(grant, std::time::Duration::from_secs(20)).await.unwrap();
+    assert!(jobs.iter().all(|j| j.status != "pending"), "the forge jobs of {grant} never settled: {jobs:?}");
+    jobs.iter().map(|j| serde_json::to_value(j).unwrap()).collect()
+}
+
+fn entries_of(kinds: &[(String, Value)], kind: &str) -> Vec<Value> {
+    kinds.iter().filter(|(k, _)| k == kind).map(|(_, v)| v.clone()).collect()
+}
+
+async fn entries_since(srv: &Server, from: u64) -> Vec<(String, Value)> {
+    let recs = srv.store.entries(from, u64::MAX).await.unwrap();
+    recs.iter()
+        .map(|r| {
+            let v: Value = serde_json::from_slice(&r.data).unwrap();
+            (v["kind"].as_str().unwrap().to_owned(), v)
+        })
+        .collect()
+}
+
+async fn grant_for_erin(srv: &Server, setup: &Setup, duration: &str) -> String {
+    let erin = srv.login("erin", &setup.keys.mallory).await;
+    let bob = srv.login("bob", &setup.keys.bob).await;
+    let (status, g) = srv.post("/v1/grants", &erin, request_body(MAIN, "push", duration, "INC-7 hotfix")).await;
+    assert_eq!(status, StatusCode::CREATED, "{g}");
+    assert_eq!(g["state"], "pending");
+    assert!(g.get("forge").is_none(), "nothing is opened while pending: {g}");
+    let id = g["id"].as_str().unwrap().to_owned();
+    let (status, g) = srv.post(&format!("/v1/grants/{id}/approve"), &bob, json!({})).await;
+    assert_eq!((status, g["state"].as_str()), (StatusCode::OK, Some("active")), "{g}");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_opens_github_for_exactly_its_holder_and_its_end_closes_it() {
+    let fake = GithubFake::start(fake_config()).await.unwrap();
+    let setup = setup_with(vec![forge(fake.url(), ForgeAuth::Token(TOKEN.into()))]);
+    let srv = Server::sqlite(&setup).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(breakglass_server::service::forges::run(srv.service.clone(), stopped));
+
+    let before = srv.log_size().await;
+    let id = grant_for_erin(&srv, &setup, "30m").await;
+    // The worker applies it right after the commit; the API shows it live.
+    let jobs = settle(&srv.service, &id).await;
+    assert_eq!((jobs[0]["action"].as_str(), jobs[0]["status"].as_str()), (Some("apply"), Some("done")), "{jobs:?}");
+    assert_eq!(jobs[0]["account"], "erin-gh");
+    assert_eq!(fake.team_members(TEAM), ["erin-gh"], "exactly the grantee");
+    let (_, g) = srv.get(&format!("/v1/grants/{id}"), &srv.admin().await).await;
+    assert_eq!(g["forge"][0]["status"], "done", "{g}");
+    let log = entries_since(&srv, before).await;
+    let applied = entries_of(&log, "forge.bypass.applied");
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0]["grant"], id.as_str());
+    assert_eq!(applied[0]["data"]["account"], json!({ "login": "erin-gh", "id": 5001 }));
+    assert_eq!(applied[0]["data"]["forge_ids"]["team"], format!("acme/{TEAM}"));
+
+    // Its expiry closes it again, with an entry.
+    srv.clock.advance(30 * 60_000);
+    assert_eq!(srv.service.expire_due().await.unwrap(), 1);
+    let jobs = settle(&srv.service, &id).await;
+    assert_eq!(jobs.iter().map(|j| j["action"].as_str().unwrap()).collect::<Vec<_>>(), ["apply", "remove"]);
+    assert!(fake.team_members(TEAM).is_empty());
+    let removed = entries_of(&entries_since(&srv, before).await, "forge.bypass.removed");
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0]["grant"], id.as_str());
+
+    // A revoke closes it as well; nobody else was ever added.
+    let id = grant_for_erin(&srv, &setup, "30m").await;
+    settle(&srv.service, &id).await;
+    assert_eq!(fake.team_members(TEAM), ["erin-gh"]);
+    let erin = srv.login("erin", &setup.keys.mallory).await;
+    let (status, g) = srv.post(&format!("/v1/grants/{id}/revoke"), &erin, json!({ "reason": "fixed" })).await;
+    assert_eq!(status, StatusCode::OK, "{g}");
+    settle(&srv.service, &id).await;
+    assert!(fake.team_members(TEAM).is_empty());
+    let puts: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/memberships/"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(puts.len(), 2);
+    assert!(puts.iter().all(|p| p.ends_with("/memberships/erin-gh")), "{puts:?}");
+    // The token never travels in a URL.
+    assert!(fake.requests().iter().all(|r| !r.path.contains(TOKEN)));
+
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+    srv.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_that_keeps_failing_is_retried_and_found_lingering_then_cleared() {
+    let fake = GithubFake::start(fake_config()).await.unwrap();
+    let setup = setup_with(vec![forge(fake.url(), ForgeAuth::Token(TOKEN.into()))]);
+    let srv = Server::sqlite(&setup).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(breakglass_server::service::forges::run(srv.service.clone(), stopped));
+    let id = grant_for_erin(&srv, &setup, "30m").await;
+    settle(&srv.service, &id).await;
+    // From here on the test runs the jobs itself, one attempt at a time.
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+
+    // GitHub fails every removal for a while.
+    fake.fail_next("DELETE", &format!("/orgs/acme/teams/{TEAM}/memberships"), 502, 3);
+    let before = srv.log_size().await;
+    let erin = srv.login("erin", &setup.keys.mallory).await;
+    srv.post(&format!("/v1/grants/{id}/revoke"), &erin, json!({ "reason": "fixed" })).await;
+    srv.service.run_forge_jobs().await.unwrap();
+    assert_eq!(fake.team_members(TEAM), ["erin-gh"], "the removal failed");
+    let failed = entries_of(&entries_since(&srv, before).await, "forge.bypass.failed");
+    assert!(!failed.is_empty());
+    assert_eq!(failed[0]["grant"], id.as_str());
+    assert!(failed[0]["data"]["error"].as_str().unwrap().contains("502"), "{}", failed[0]);
+
+    // Retried with backoff as time passes; past a minute it is lingering:
+    // recorded as drift at once, not at the next drift interval.
+    srv.clock.advance(1_000);
+    srv.service.run_forge_jobs().await.unwrap();
+    srv.clock.advance(60_000);
+    srv.service.run_forge_jobs().await.unwrap();
+    let log = entries_since(&srv, before).await;
+    let found = entries_of(&log, "drift.found");
+    assert_eq!(found.len(), 1, "{log:?}");
+    assert_eq!(found[0]["data"]["kind"], "forge.bypass_lingering");
+    assert!(found[0]["data"]["what"].as_str().unwrap().contains("erin-gh"), "{}", found[0]);
+    let (_, drift) = srv.get("/v1/drift", &srv.admin().await).await;
+    assert!(drift["findings"].as_array().unwrap().iter().any(|f| f["kind"] == "forge.bypass_lingering"), "{drift}");
+
+    // GitHub recovers: the next attempt removes it, and the finding clears.
+    srv.clock.advance(60_000);
+    let jobs = settle(&srv.service, &id).await;
+    assert_eq!(jobs[1]["status"], "done", "{jobs:?}");
+    assert!(fake.team_members(TEAM).is_empty());
+    let check = srv.service.run_drift_check().await.unwrap();
+    assert_eq!(check.cleared.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(), ["forge.bypass_lingering"]);
+    srv.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bypass_added_behind_breakglass_back_is_found_and_removed_at_reconcile() {
+    let fake = GithubFake::start(fake_config()).await.unwrap();
+    let setup = setup_with(vec![forge(fake.url(), ForgeAuth::Token(TOKEN.into()))]);
+    let srv = Server::sqlite(&setup).await;
+    // erin holds an effective grant (and so the bypass); bob-gh is added by hand.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(breakglass_server::service::forges::run(srv.service.clone(), stopped));
+    let id = grant_for_erin(&srv, &setup, "30m").await;
+    settle(&srv.service, &id).await;
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+    fake.add_team_member_directly(TEAM, "bob-gh");
+
+    let check = srv.service.run_drift_check().await.unwrap();
+    let unexpected: Vec<_> = check.findings.iter().filter(|f| f.kind == "forge.bypass_unexpected").collect();
+    assert_eq!(unexpected.len(), 1, "{:?}", check.findings);
+    assert!(unexpected[0].what.contains("bob-gh"), "{}", unexpected[0].what);
+
+    let before = srv.log_size().await;
+    assert_eq!(srv.service.reconcile_forges().await.unwrap(), 1, "bob-gh only: erin's grant covers her");
+    srv.service.run_forge_jobs().await.unwrap();
+    assert_eq!(fake.team_members(TEAM), ["erin-gh"]);
+    let log = entries_since(&srv, before).await;
+    assert_eq!(
+        entries_of(&log, "forge.bypass.unexpected")[0]["data"]["account"],
+        json!({ "login": "bob-gh", "id": 5002 })
+    );
+    assert_eq!(entries_of(&log, "forge.bypass.removed").len(), 1);
+    let check = srv.service.run_drift_check().await.unwrap();
+    assert!(check.findings.iter().all(|f| f.kind != "forge.bypass_unexpected"), "{:?}", check.findings);
+    srv.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_app_installation_token_is_made_renewed_and_used() {
+    // A real RSA key from ssh-keygen, in GitHub's app-key format (PKCS#1 PEM).
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("app");
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let public = std::process::Command::new("ssh-keygen")
+        .args(["-e", "-m", "PKCS8", "-f"])
+        .arg(key.with_extension("pub"))
+        .output()
+        .unwrap();
+    assert!(public.status.success());
+    let app = breakglass_forgefake::AppConfig::new(31337, 4242, &String::from_utf8(public.stdout).unwrap());
+    let fake = GithubFake::start(fake_config().app(app)).await.unwrap();
+    let auth = ForgeAuth::GithubApp {
+        app_id: "31337".into(),
+        installation_id: 4242,
+        private_key_pem: std::fs::read_to_string(&key).unwrap(),
+    };
+    let setup = setup_with(vec![forge(fake.url(), auth)]);
+    let srv = Server::sqlite(&setup).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(breakglass_server::service::forges::run(srv.service.clone(), stopped));
+    let id = grant_for_erin(&srv, &setup, "60m").await;
+    settle(&srv.service, &id).await;
+    assert_eq!(fake.team_members(TEAM), ["erin-gh"]);
+    let exchanges = || fake.requests().iter().filter(|r| r.path.ends_with("/access_tokens")).count();
+    assert_eq!(exchanges(), 1);
+
+    // An hour later the token has expired; the removal at the grant's end
+    // makes a new one first.
+    srv.clock.advance(61 * 60_000);
+    fake.advance(61 * 60);
+    assert_eq!(srv.service.expire_due().await.unwrap(), 1);
+    let jobs = settle(&srv.service, &id).await;
+    assert_eq!(jobs[1]["status"], "done", "{jobs:?}");
+    assert!(fake.team_members(TEAM).is_empty());
+    assert_eq!(exchanges(), 2, "renewed before use, not after a 401");
+
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_postgresql_apply_and_remove_once() {
+    let Some(db) = breakglass_testkit::pg::PgDatabase::create("bg_srv").await else { return };
+    let fake = GithubFake::start(fake_config()).await.unwrap();
+    let setup = setup_with(vec![forge(fake.url(), ForgeAuth::Token(TOKEN.into()))]);
+    let clock = new_clock();
+    let a = Server::open(&setup, pg_store(&db.url).await, clock.clone()).await;
+    let b = Server::open(&setup, pg_store(&db.url).await, clock.clone()).await;
+    let id = grant_for_erin(&a, &setup, "30m").await;
+    // Both servers' workers look at once.
+    let (ra, rb) = tokio::join!(a.service.run_forge_jobs(), b.service.run_forge_jobs());
+    assert_eq!(ra.unwrap() + rb.unwrap(), 1, "one claim wins");
+    settle(&b.service, &id).await;
+    clock.advance(30 * 60_000);
+    let (ea, eb) = tokio::join!(a.service.expire_due(), b.service.expire_due());
+    assert_eq!(ea.unwrap() + eb.unwrap(), 1);
+    let (ra, rb) = tokio::join!(a.service.run_forge_jobs(), b.service.run_forge_jobs());
+    assert_eq!(ra.unwrap() + rb.unwrap(), 1);
+    settle(&a.service, &id).await;
+    let calls = |m: &str| fake.requests().iter().filter(|r| r.method == m && r.path.contains("/memberships/")).count();
+    assert_eq!((calls("PUT"), calls("DELETE")), (1, 1));
+    assert!(fake.team_members(TEAM).is_empty());
+    drop((a, b));
+    db.drop_db().await;
+}
