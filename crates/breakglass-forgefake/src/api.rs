@@ -87,6 +87,12 @@ impl Reply {
             json!({"message": "Validation Failed", "errors": errors, "documentation_url": DOCS, "status": "422"}),
         )
     }
+    /// The 422 GitHub answers for a ruleset its schema refuses: the
+    /// problems are in the message, after "Invalid request.".
+    fn invalid_request(errors: Vec<String>) -> Self {
+        let message = format!("Invalid request.\n\n{}", errors.join("\n"));
+        Self::json(422, json!({"message": message, "errors": [], "documentation_url": DOCS, "status": "422"}))
+    }
     fn with_header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));
         self
@@ -320,7 +326,7 @@ fn repo_route(
                     let rs = &world.rulesets[&id];
                     Reply::json(201, world.render_ruleset(rs, true, Some(world.can_bypass(rs, token))))
                 }
-                Err(errors) => Reply::invalid(errors),
+                Err(errors) => Reply::invalid_request(errors),
             }
         }
         ("GET", ["rulesets", "rule-suites"]) => {
@@ -362,7 +368,7 @@ fn repo_route(
                         Err(r) => return r,
                     };
                     if let Err(errors) = update_ruleset(world, id, &body, actor) {
-                        return Reply::invalid(errors);
+                        return Reply::invalid_request(errors);
                     }
                     let rs = &world.rulesets[&id];
                     Reply::json(200, world.render_ruleset(rs, true, Some(world.can_bypass(rs, token))))
@@ -688,7 +694,12 @@ fn validate_ruleset(world: &World, body: &Value, creating: bool) -> Result<Map<S
         }
         None => {}
     }
-    if let Some(actors) = obj.get("bypass_actors") {
+    for key in ["bypass_actors", "rules"] {
+        if obj.get(key).is_some_and(Value::is_null) {
+            errors.push(format!("Invalid property /{key}: data cannot be null."));
+        }
+    }
+    if let Some(actors) = obj.get("bypass_actors").filter(|a| !a.is_null()) {
         match actors.as_array() {
             None => errors.push("Invalid property /bypass_actors: not an array.".to_owned()),
             Some(list) => {
@@ -761,7 +772,7 @@ fn validate_ruleset(world: &World, body: &Value, creating: bool) -> Result<Map<S
             );
         }
     }
-    if let Some(rules) = obj.get("rules") {
+    if let Some(rules) = obj.get("rules").filter(|r| !r.is_null()) {
         match rules.as_array() {
             None => errors.push("Invalid property /rules: not an array.".to_owned()),
             Some(list) => {

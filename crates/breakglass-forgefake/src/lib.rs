@@ -84,13 +84,23 @@ pub struct PushSpec {
 /// What [`GithubFake::push`] did.
 #[derive(Debug, Clone)]
 pub struct PushRecord {
+    /// `pass`, `bypass`, or `fail` (refused; the head did not move).
+    pub result: String,
     pub before: String,
     pub after: String,
     /// The rule suite recorded for the push, when a ruleset or classic
     /// protection applied to the branch.
     pub rule_suite_id: Option<u64>,
-    /// The `push` webhook payload GitHub would send for it.
+    /// The `push` webhook payload GitHub would send for it (`null` for a
+    /// refused push: GitHub sends none).
     pub payload: Value,
+}
+
+impl PushRecord {
+    /// Whether GitHub let the push in.
+    pub fn accepted(&self) -> bool {
+        self.result != "fail"
+    }
 }
 
 impl GithubFake {
@@ -294,6 +304,61 @@ impl GithubFake {
 
     /// [`GithubFake::push`] with every detail given.
     pub fn push_with(&self, spec: PushSpec) -> PushRecord {
+        let outcome = if spec.bypass { "bypass" } else { "pass" };
+        self.push_inner(spec, outcome)
+    }
+
+    /// A push that GitHub's rules decide: with no ruleset or classic
+    /// protection on the branch it passes; when active rulesets apply, it
+    /// goes through (result `bypass`) only if `actor` may bypass every one of
+    /// them always (as a `User` bypass actor or an active member of a `Team`
+    /// bypass actor), and is refused otherwise (result `fail`, head
+    /// unchanged). Classic protection is never lifted by a ruleset's
+    /// bypass list, so a branch under it refuses the push.
+    pub fn push_enforced(&self, repo: &str, branch: &str, new_sha: &str, actor: &str) -> PushRecord {
+        let outcome = {
+            let s = self.lock();
+            let w = &s.world;
+            let user = w.user(actor).cloned().unwrap_or_else(|| panic!("no user {actor}"));
+            let r = w.repo_by_full_name(repo).unwrap_or_else(|| panic!("no repository {repo}"));
+            let (full, classic) = (r.full_name(), r.protection.contains_key(branch));
+            let git_ref = format!("refs/heads/{branch}");
+            let as_user = world::Token {
+                actor: Actor { id: user.id, kind: "User" },
+                login: Some(user.login.clone()),
+                admin_repos: false,
+                write_members: false,
+                expires_at: None,
+                repo_ids: None,
+            };
+            let applying: Vec<_> = w
+                .rulesets
+                .values()
+                .filter(|rs| rs.repo == full && rs.enforcement == "active" && w.ruleset_applies(rs, &git_ref))
+                .collect();
+            if classic {
+                "fail"
+            } else if applying.is_empty() {
+                "pass"
+            } else if applying.iter().all(|rs| w.can_bypass(rs, &as_user) == "always") {
+                "bypass"
+            } else {
+                "fail"
+            }
+        };
+        let spec = PushSpec {
+            repo: repo.to_owned(),
+            branch: branch.to_owned(),
+            new_sha: new_sha.to_owned(),
+            actor: actor.to_owned(),
+            bypass: outcome == "bypass",
+            forced: false,
+            commits: Vec::new(),
+        };
+        self.push_inner(spec, outcome)
+    }
+
+    fn push_inner(&self, spec: PushSpec, outcome: &str) -> PushRecord {
         let mut s = self.lock();
         let w = &mut s.world;
         let pusher = w.user(&spec.actor).cloned().unwrap_or_else(|| panic!("no user {}", spec.actor));
@@ -307,7 +372,7 @@ impl GithubFake {
         let full = w.repos[idx].full_name();
         let mut evaluations = Vec::new();
         let mut evaluate_failed = None;
-        let rule_result = if spec.bypass { "fail" } else { "pass" };
+        let rule_result = if outcome == "pass" { "pass" } else { "fail" };
         for rs in w.rulesets.values().filter(|rs| rs.repo == full && rs.enforcement != "disabled") {
             if !w.ruleset_applies(rs, &git_ref) {
                 continue;
@@ -319,11 +384,11 @@ impl GithubFake {
                     "result": rule_result,
                     "rule_type": rule.get("type").cloned().unwrap_or(Value::Null),
                 });
-                if spec.bypass && rule.get("type").and_then(Value::as_str) == Some("pull_request") {
+                if outcome != "pass" && rule.get("type").and_then(Value::as_str) == Some("pull_request") {
                     e["details"] = json!("Changes must be made through a pull request.");
                 }
                 if rs.enforcement == "evaluate" {
-                    evaluate_failed = Some(if spec.bypass { "fail" } else { "pass" });
+                    evaluate_failed = Some(rule_result);
                 }
                 evaluations.push(e);
             }
@@ -351,12 +416,21 @@ impl GithubFake {
                 repository_id: repo.id,
                 repository_name: repo.name.clone(),
                 pushed_at: now,
-                result: if spec.bypass { "bypass" } else { "pass" }.to_owned(),
+                result: outcome.to_owned(),
                 evaluation_result: evaluate_failed.map(str::to_owned),
                 rule_evaluations: evaluations,
             });
             id
         });
+        if outcome == "fail" {
+            return PushRecord {
+                result: outcome.to_owned(),
+                before,
+                after: spec.new_sha,
+                rule_suite_id,
+                payload: Value::Null,
+            };
+        }
         w.repos[idx].branches.insert(spec.branch.clone(), spec.new_sha.clone());
         let commits = if spec.commits.is_empty() {
             vec![PushCommit {
@@ -369,7 +443,7 @@ impl GithubFake {
         };
         let repo = w.repos[idx].clone();
         let payload = webhook::push_payload(w, &repo, &git_ref, &before, &spec.new_sha, spec.forced, &pusher, &commits);
-        PushRecord { before, after: spec.new_sha, rule_suite_id, payload }
+        PushRecord { result: outcome.to_owned(), before, after: spec.new_sha, rule_suite_id, payload }
     }
 
     /// Delivers a `push` event to `url` as GitHub would, signed with `secret`.

@@ -189,3 +189,14 @@ async fn push_event() {
     }
     assert_shape("push-event.json", &doc, &got, &[]);
 }
+
+#[tokio::test]
+async fn branch_rules() {
+    let fake = fake().await;
+    let mut body = breakglass_ruleset();
+    body["rules"] =
+        json!([{"type": "commit_message_pattern", "parameters": {"operator": "starts_with", "pattern": "issue"}}]);
+    create(&fake, &body).await;
+    let got = call(&fake, "GET", "/repos/acme/payments/rules/branches/main", READ, None).await.json();
+    assert_shape("branch-rules.json", &fixture("branch-rules.json"), &got, &[]);
+}

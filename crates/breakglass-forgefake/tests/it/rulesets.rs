@@ -105,6 +105,10 @@ async fn invalid_rulesets_answer_422_and_change_nothing() {
     }
     assert_eq!(fake.ruleset(id).unwrap()["bypass_actors"], breakglass_ruleset()["bypass_actors"]);
     assert_eq!(fake.ruleset_history(id).len(), versions);
+    // GitHub's answer names the problem in its message (integrations/terraform-provider-github#2873).
+    let res = call(&fake, "PUT", &path(id), ADMIN, Some(&json!({"bypass_actors": null}))).await;
+    assert_eq!(res.status, 422);
+    assert_eq!(res.json()["message"], "Invalid request.\n\nInvalid property /bypass_actors: data cannot be null.");
     // POST needs name and enforcement.
     let res = call(&fake, "POST", "/repos/acme/payments/rulesets", ADMIN, Some(&json!({"name": "x"}))).await;
     assert_eq!(res.status, 422);

@@ -77,3 +77,42 @@ async fn rule_suites_are_paged() {
     assert_eq!(res.json().as_array().map(Vec::len), Some(2));
     assert!(res.header("link").unwrap().contains("page=2>; rel=\"next\""));
 }
+
+#[tokio::test]
+async fn an_enforced_push_goes_through_only_for_a_bypass_actor() {
+    let fake = fake().await;
+    create(&fake, &breakglass_ruleset()).await;
+    // alice is not in the bypass team: refused, recorded, head unchanged.
+    let refused = fake.push_enforced("acme/payments", "main", SHA_B, "alice");
+    assert!(!refused.accepted());
+    assert_eq!(fake.branch_head("acme/payments", "main").as_deref(), Some(SHA_A));
+    assert!(refused.payload.is_null());
+    // A pending invitation is not a membership.
+    let res = call(&fake, "PUT", "/orgs/acme/teams/breakglass-payments/memberships/eve", ADMIN, Some(&json!({}))).await;
+    assert_eq!(res.json()["state"], "pending");
+    assert_eq!(fake.push_enforced("acme/payments", "main", SHA_B, "eve").result, "fail");
+    // alice granted through the team: the push bypasses.
+    let res = call(
+        &fake,
+        "PUT",
+        "/orgs/acme/teams/breakglass-payments/memberships/alice",
+        ADMIN,
+        Some(&json!({"role": "member"})),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    let ok = fake.push_enforced("acme/payments", "main", SHA_B, "alice");
+    assert_eq!(ok.result, "bypass");
+    assert_eq!(fake.branch_head("acme/payments", "main").as_deref(), Some(SHA_B));
+    let suites = call(&fake, "GET", "/repos/acme/payments/rulesets/rule-suites", ADMIN, None).await.json();
+    let got: Vec<(u64, &str)> =
+        suites.as_array().unwrap().iter().map(|s| (s["id"].as_u64().unwrap(), s["result"].as_str().unwrap())).collect();
+    assert_eq!(got[0], (ok.rule_suite_id.unwrap(), "bypass"));
+    assert_eq!(got.iter().filter(|(_, r)| *r == "fail").count(), 2);
+    assert!(got.iter().any(|(id, _)| Some(*id) == refused.rule_suite_id));
+    // An unprotected branch: pass.
+    let pass = fake.push_enforced("acme/payments", "dev", SHA_C, "eve");
+    assert_eq!((pass.result.as_str(), pass.rule_suite_id), ("pass", None));
+    // Classic protection is not lifted by a ruleset's bypass list.
+    assert!(!fake.push_enforced("acme/Hello-World", "main", SHA_C, "alice").accepted());
+}
