@@ -242,6 +242,37 @@ fn answer(
             }
             membership(world, &token, m, slug, login, json_body)
         }
+        // "Get a team by name": the team-full shape (the fields a client reads).
+        ("GET", ["orgs", org, "teams", slug]) => {
+            if !org.eq_ignore_ascii_case(&world.cfg.org) {
+                return Reply::not_found();
+            }
+            let Some(team) = world.teams.iter().find(|t| t.slug.eq_ignore_ascii_case(slug)) else {
+                return Reply::not_found();
+            };
+            let base = &world.base_url;
+            Reply::json(
+                200,
+                json!({
+                    "id": team.id,
+                    "node_id": format!("T_{}", team.id),
+                    "url": format!("{base}/teams/{}", team.id),
+                    "html_url": format!("https://github.com/orgs/{}/teams/{}", world.cfg.org, team.slug),
+                    "name": team.slug,
+                    "slug": team.slug,
+                    "description": null,
+                    "privacy": "closed",
+                    "notification_setting": "notifications_enabled",
+                    "permission": "pull",
+                    "members_url": format!("{base}/teams/{}/members{{/member}}", team.id),
+                    "repositories_url": format!("{base}/teams/{}/repos", team.id),
+                    "parent": null,
+                    "members_count": team.members.len(),
+                    "repos_count": 0,
+                    "organization": world.org_as_owner(),
+                }),
+            )
+        }
         ("GET", ["orgs", org, "teams", slug, "members"]) => {
             if !org.eq_ignore_ascii_case(&world.cfg.org) {
                 return Reply::not_found();

@@ -306,3 +306,94 @@ async fn two_servers_on_one_postgresql_apply_and_remove_once() {
     drop((a, b));
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_records_a_baseline_and_changes_behind_its_back_are_found_with_the_difference() {
+    let fake = GithubFake::start(fake_config()).await.unwrap();
+    let setup = setup_with(vec![forge(fake.url(), ForgeAuth::Token(TOKEN.into()))]);
+    let srv = Server::sqlite(&setup).await;
+    let admin = srv.admin().await;
+    let erin = srv.login("erin", &setup.keys.mallory).await;
+    let install = json!({ "forge": "github", "repo": "payments/api" });
+    let (status, e) = srv.post("/v1/forges/install", &erin, install.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only an admin installs: {e}");
+
+    let before = srv.log_size().await;
+    let (status, s) = srv.post("/v1/forges/install", &admin, install.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(s["protection_matches_baseline"], true, "{s}");
+    let ids = fake.ruleset_ids("acme/payments-api");
+    assert_eq!(ids.len(), 1);
+    let ruleset = fake.ruleset(ids[0]).unwrap();
+    assert_eq!(ruleset["bypass_actors"], json!([{ "actor_id": 77, "actor_type": "Team", "bypass_mode": "always" }]));
+    assert_eq!(ruleset["enforcement"], "active");
+    assert_eq!(ruleset["conditions"]["ref_name"]["include"], json!(["refs/heads/main"]));
+    let baseline = entries_of(&entries_since(&srv, before).await, "forge.baseline");
+    assert_eq!(baseline.len(), 1);
+    assert_eq!(baseline[0]["data"]["sha256"], s["baseline_sha256"]);
+    assert_eq!(baseline[0]["data"]["created"], true);
+
+    // Installing again finds it and makes nothing new.
+    let (status, again) = srv.post("/v1/forges/install", &admin, install.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(fake.ruleset_ids("acme/payments-api").len(), 1);
+    assert_eq!(again["baseline_sha256"], s["baseline_sha256"]);
+    let check = srv.service.run_drift_check().await.unwrap();
+    assert!(check.findings.iter().all(|f| !f.kind.starts_with("forge.")), "{:?}", check.findings);
+
+    // Someone turns the ruleset off behind breakglass's back.
+    fake.edit_ruleset_directly(ids[0], |r| r["enforcement"] = json!("disabled"));
+    let check = srv.service.run_drift_check().await.unwrap();
+    let changed: Vec<_> = check.findings.iter().filter(|f| f.kind == "forge.protection_changed").collect();
+    assert_eq!(changed.len(), 1, "{:?}", check.findings);
+    assert!(changed[0].what.contains("enforcement: \"active\" → \"disabled\""), "{}", changed[0].what);
+    let (_, status) = srv.get("/v1/forges", &admin).await;
+    assert_eq!(status["repos"][0]["protection_matches_baseline"], false, "{status}");
+    // Reinstalling refuses a ruleset that is not active, and says what to change.
+    let (status, e) = srv.post("/v1/forges/install", &admin, install).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("not active"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_refuses_while_other_protection_would_still_block_a_bypass() {
+    // Classic branch protection on main: a ruleset bypass would not lift it.
+    let config = GithubConfig::new("acme")
+        .repo(RepoConfig::new("acme/payments-api", 404, "main", HEAD).classic_protection(
+            "main",
+            json!({ "required_pull_request_reviews": { "required_approving_review_count": 1 } }),
+        ))
+        .user(UserConfig::member("breakglass-bot", 5999))
+        .team(TeamConfig::new(TEAM, 77))
+        .token(TOKEN, Permission::Admin, "breakglass-bot")
+        .start_at(T0 / 1000);
+    let fake = GithubFake::start(config).await.unwrap();
+    let setup = setup_with(vec![forge(fake.url(), ForgeAuth::Token(TOKEN.into()))]);
+    let srv = Server::sqlite(&setup).await;
+    let admin = srv.admin().await;
+    let before = srv.log_size().await;
+    let (status, e) =
+        srv.post("/v1/forges/install", &admin, json!({ "forge": "github", "repo": "payments/api" })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("classic branch protection"), "{e}");
+    assert!(entries_of(&entries_since(&srv, before).await, "forge.baseline").is_empty(), "no baseline recorded");
+
+    // Another ruleset on main does the same.
+    let fake = GithubFake::start(fake_config()).await.unwrap();
+    fake.create_ruleset_directly(
+        "acme/payments-api",
+        json!({ "name": "legacy", "target": "branch", "enforcement": "active",
+                "conditions": { "ref_name": { "include": ["refs/heads/main"], "exclude": [] } },
+                "rules": [{ "type": "required_linear_history" }] }),
+    );
+    let setup = setup_with(vec![forge(fake.url(), ForgeAuth::Token(TOKEN.into()))]);
+    let srv = Server::sqlite(&setup).await;
+    let admin = srv.admin().await;
+    let (status, e) =
+        srv.post("/v1/forges/install", &admin, json!({ "forge": "github", "repo": "payments/api" })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("other rulesets (required_linear_history"), "{e}");
+    // An unknown repository or forge is a 404 naming it.
+    let (status, e) = srv.post("/v1/forges/install", &admin, json!({ "forge": "github", "repo": "nope" })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{e}");
+}
