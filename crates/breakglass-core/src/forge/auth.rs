@@ -38,7 +38,10 @@ impl<'a> Headers<'a> {
             return Err(AuthError::RepeatedHeader(name));
         }
         if first.len() > MAX_HEADER_BYTES {
-            return Err(AuthError::Malformed { header: name, problem: format!("longer than {MAX_HEADER_BYTES} bytes") });
+            return Err(AuthError::Malformed {
+                header: name,
+                problem: format!("longer than {MAX_HEADER_BYTES} bytes"),
+            });
         }
         Ok(Some(first))
     }
@@ -55,7 +58,7 @@ impl<'a> Headers<'a> {
 
 /// The configured secrets that are not empty (an empty HMAC key is known to
 /// everyone).
-pub(super) fn usable<'s, S: AsRef<[u8]>>(forge: Forge, secrets: &'s [S]) -> Result<Vec<&'s [u8]>, AuthError> {
+pub(super) fn usable<S: AsRef<[u8]>>(forge: Forge, secrets: &[S]) -> Result<Vec<&[u8]>, AuthError> {
     let usable: Vec<&[u8]> = secrets.iter().map(AsRef::as_ref).filter(|s| !s.is_empty()).collect();
     if usable.is_empty() { Err(AuthError::NotConfigured(forge_name(forge))) } else { Ok(usable) }
 }

@@ -134,10 +134,9 @@ pub(super) fn parse(delivery: &Delivery, body: &[u8]) -> Result<ForgePush, Parse
     let root = Obj::root(Forge::GitLab, &value)?;
     let kind = root.str_req("object_kind")?;
     if kind != "push" {
-        return Err(root.invalid(
-            "object_kind",
-            format!("is {:?}, but the X-Gitlab-Event header says Push Hook", echo(kind)),
-        ));
+        return Err(
+            root.invalid("object_kind", format!("is {:?}, but the X-Gitlab-Event header says Push Hook", echo(kind)))
+        );
     }
     let project = root.obj_req("project")?;
     let project_id = root.u64_req("project_id")?;

@@ -297,7 +297,11 @@ impl Delivery {
 pub enum ForgeEvent {
     Push(ForgePush),
     /// Any other event, named by its event header; the body was not read.
-    Other { forge: Forge, event: String, delivery_id: String },
+    Other {
+        forge: Forge,
+        event: String,
+        delivery_id: String,
+    },
 }
 
 /// One push, the same for every forge (see the module documentation for
@@ -421,7 +425,9 @@ pub enum AuthError {
          GitHub sends X-Hub-Signature-256 whenever the webhook has a secret"
     )]
     LegacySha1Only,
-    #[error("the {header} header has no v1 signature (found versions: {found}); v1 (HMAC-SHA256) is the only one checked")]
+    #[error(
+        "the {header} header has no v1 signature (found versions: {found}); v1 (HMAC-SHA256) is the only one checked"
+    )]
     NoSupportedSignature { header: &'static str, found: String },
     #[error(
         "the {header} signature does not match: the body was not signed with any configured secret, or was changed on the way"
@@ -429,13 +435,13 @@ pub enum AuthError {
     BadSignature { header: &'static str },
     #[error("the X-Gitlab-Token header does not match any configured token")]
     BadToken,
-    #[error(
-        "this GitLab receiver requires the signing token (webhook-signature), and the delivery has none{hint}"
-    )]
+    #[error("this GitLab receiver requires the signing token (webhook-signature), and the delivery has none{hint}")]
     SignatureRequired { hint: &'static str },
     #[error("webhook-timestamp is {age_secs}s old, more than the {max_secs}s allowed (a stale or replayed delivery)")]
     Stale { age_secs: i64, max_secs: i64 },
-    #[error("webhook-timestamp is {ahead_secs}s in the future, more than the {max_secs}s allowed (check the sender's clock)")]
+    #[error(
+        "webhook-timestamp is {ahead_secs}s in the future, more than the {max_secs}s allowed (check the sender's clock)"
+    )]
     FromTheFuture { ahead_secs: i64, max_secs: i64 },
 }
 

@@ -207,7 +207,10 @@ impl<'a> Obj<'a> {
     pub(super) fn oid_req(&self, key: &str) -> Result<String, ParseError> {
         let s = self.str_req(key)?;
         if !is_oid(s) {
-            return Err(self.invalid(key, format!("expected a git object id (40 or 64 lower-case hex digits), found {:?}", echo(s))));
+            return Err(self.invalid(
+                key,
+                format!("expected a git object id (40 or 64 lower-case hex digits), found {:?}", echo(s)),
+            ));
         }
         Ok(s.to_owned())
     }

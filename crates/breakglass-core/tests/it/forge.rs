@@ -206,7 +206,8 @@ fn every_forge_accepts_each_of_several_secrets() {
 
         let body = fixture("gitea-push.json");
         let sig = sign_gitea(secret, &body);
-        let h = Headers::new([("X-Gitea-Signature", sig.as_str()), ("X-Gitea-Event", "push"), ("X-Gitea-Delivery", "d")]);
+        let h =
+            Headers::new([("X-Gitea-Signature", sig.as_str()), ("X-Gitea-Event", "push"), ("X-Gitea-Delivery", "d")]);
         assert!(verify_gitea(&h, &body, &secrets, GiteaFlavour::Gitea).is_ok());
 
         let body = fixture("gitlab-push-hook.json");
@@ -243,6 +244,9 @@ fn every_forge_accepts_each_of_several_secrets() {
     }
 }
 
+/// What is wrong, the headers, the body, and the refusal expected.
+type RefusalCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a [u8], AuthError);
+
 /// Each refusal, with the error it must give. No message repeats a secret
 /// or a signature.
 #[test]
@@ -258,9 +262,19 @@ fn every_wrong_delivery_is_refused_with_its_own_error() {
     let no_delivery = vec![("X-GitHub-Event", "push"), ("X-Hub-Signature-256", sig.as_str())];
     let twice = [github_headers("push", &sig), vec![("x-hub-signature-256", wrong.as_str())]].concat();
     let unprefixed = github_headers("push", &sig[7..]);
-    let cases: Vec<(&str, Vec<(&str, &str)>, &[u8], AuthError)> = vec![
-        ("tampered body", github_headers("push", &sig), &tampered, AuthError::BadSignature { header: "X-Hub-Signature-256" }),
-        ("wrong secret", github_headers("push", &wrong), &body, AuthError::BadSignature { header: "X-Hub-Signature-256" }),
+    let cases: Vec<RefusalCase> = vec![
+        (
+            "tampered body",
+            github_headers("push", &sig),
+            &tampered,
+            AuthError::BadSignature { header: "X-Hub-Signature-256" },
+        ),
+        (
+            "wrong secret",
+            github_headers("push", &wrong),
+            &body,
+            AuthError::BadSignature { header: "X-Hub-Signature-256" },
+        ),
         ("missing signature", no_sig, &body, AuthError::MissingHeader("X-Hub-Signature-256")),
         ("SHA-1 only", sha1_only, &body, AuthError::LegacySha1Only),
         ("missing delivery id", no_delivery, &body, AuthError::MissingHeader("X-GitHub-Delivery")),
@@ -310,7 +324,10 @@ fn every_wrong_delivery_is_refused_with_its_own_error() {
         signed(&body, "id", "v2,c2lnbmF0dXJl").unwrap_err(),
         AuthError::NoSupportedSignature { header: "webhook-signature", .. }
     ));
-    assert!(matches!(signed(&body, "id", "v1,!!!").unwrap_err(), AuthError::Malformed { header: "webhook-signature", .. }));
+    assert!(matches!(
+        signed(&body, "id", "v1,!!!").unwrap_err(),
+        AuthError::Malformed { header: "webhook-signature", .. }
+    ));
     // The configured scheme is the only one.
     let token_only = Headers::new([("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "static-token")]);
     assert!(matches!(verify_gitlab(&token_only, &body, &signing(), NOW), Err(AuthError::SignatureRequired { .. })));
@@ -322,11 +339,13 @@ fn every_wrong_delivery_is_refused_with_its_own_error() {
     ]);
     let tokens = GitLabAuth::Token(vec!["static-token".into()]);
     assert_eq!(verify_gitlab(&h, &body, &tokens, NOW).unwrap_err(), AuthError::MissingHeader("X-Gitlab-Token"));
-    let wrong_token = Headers::new([("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "guess"), ("Idempotency-Key", "k")]);
+    let wrong_token =
+        Headers::new([("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "guess"), ("Idempotency-Key", "k")]);
     let err = verify_gitlab(&wrong_token, &body, &tokens, NOW).unwrap_err();
     assert_eq!(err, AuthError::BadToken);
     assert!(!err.to_string().contains("static-token") && !err.to_string().contains("guess"));
-    let missing_ts = Headers::new([("X-Gitlab-Event", "Push Hook"), ("webhook-id", "id"), ("webhook-signature", sig.as_str())]);
+    let missing_ts =
+        Headers::new([("X-Gitlab-Event", "Push Hook"), ("webhook-id", "id"), ("webhook-signature", sig.as_str())]);
     assert_eq!(
         verify_gitlab(&missing_ts, &body, &signing(), NOW).unwrap_err(),
         AuthError::MissingHeader("webhook-timestamp")
@@ -429,7 +448,11 @@ fn bodies_are_read_strictly_and_errors_name_the_field() {
         ),
         (
             "gitea-push.json",
-            edited("gitea-push.json", "\"before\": \"28e1879d029cb852e4844d9c718537df08844e03\"", "\"before\": \"28E1\""),
+            edited(
+                "gitea-push.json",
+                "\"before\": \"28e1879d029cb852e4844d9c718537df08844e03\"",
+                "\"before\": \"28E1\"",
+            ),
             "field before is invalid: expected a git object id",
         ),
     ];
