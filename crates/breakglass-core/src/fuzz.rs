@@ -42,6 +42,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::entry::{Entry, write_canonical};
+use crate::forge::{self, Forge};
 use crate::incident::{self, AlertmanagerOptions, IncidentUpdate};
 use crate::policy::{EXAMPLE_POLICY, Policy, run_tests};
 use crate::principals::Principals;
@@ -518,6 +519,109 @@ pub fn webhook_generic(data: &[u8]) -> bool {
 }
 
 // ---------------------------------------------------------------------------
+// Forge push webhooks
+// ---------------------------------------------------------------------------
+
+/// The `webhook-id` and `webhook-timestamp` of the GitLab deliveries the
+/// `forge_push` harness signs (the timestamp is [`NOW`]).
+pub const FORGE_DELIVERY_ID: &str = "fuzz-delivery";
+
+/// Headers for a delivery of `forge` whose signature header holds `signature`.
+fn forge_headers<'a>(forge: Forge, signature: &'a str, ts: &'a str) -> Vec<(&'a str, &'a str)> {
+    match forge {
+        Forge::GitHub => vec![
+            ("X-Hub-Signature-256", signature),
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", FORGE_DELIVERY_ID),
+        ],
+        Forge::GitLab => vec![
+            ("webhook-signature", signature),
+            ("webhook-id", FORGE_DELIVERY_ID),
+            ("webhook-timestamp", ts),
+            ("X-Gitlab-Event", "Push Hook"),
+        ],
+        Forge::Gitea => {
+            vec![("X-Gitea-Signature", signature), ("X-Gitea-Event", "push"), ("X-Gitea-Delivery", FORGE_DELIVERY_ID)]
+        }
+        Forge::Forgejo => vec![
+            ("X-Forgejo-Signature", signature),
+            ("X-Forgejo-Event", "push"),
+            ("X-Forgejo-Delivery", FORGE_DELIVERY_ID),
+        ],
+    }
+}
+
+fn forge_verify(forge: Forge, headers: &forge::Headers<'_>, body: &[u8]) -> Result<forge::Delivery, forge::AuthError> {
+    let secrets = [WEBHOOK_SECRET];
+    match forge {
+        Forge::GitHub => forge::verify_github(headers, body, &secrets),
+        Forge::GitLab => {
+            let config =
+                forge::GitLabAuth::Signing { keys: vec![WEBHOOK_SECRET.to_vec()], max_age_ms: WEBHOOK_TOLERANCE_MS };
+            forge::verify_gitlab(headers, body, &config, NOW)
+        }
+        Forge::Gitea => forge::verify_gitea(headers, body, &secrets, forge::GiteaFlavour::Gitea),
+        Forge::Forgejo => forge::verify_gitea(headers, body, &secrets, forge::GiteaFlavour::Forgejo),
+    }
+}
+
+/// Target `forge_push`: the first byte chooses the forge (GitHub, GitLab with
+/// a signing token, Gitea, Forgejo, by its value modulo 4), the rest up to
+/// the first newline is the signature header, the rest the body. Checks: a
+/// signature is accepted only if it is the HMAC under [`WEBHOOK_SECRET`]
+/// (for GitLab, of `fuzz-delivery.<NOW in seconds>.<body>`); a correctly
+/// signed body always verifies; a parsed push keeps the promises of
+/// [`forge::ForgePush`] (object ids and ref name well-formed, `created` and
+/// `deleted` as `before` and `after` say, lists bounded, names clean).
+pub fn forge_push(data: &[u8]) -> bool {
+    let Some((&mode, rest)) = data.split_first() else { return false };
+    let forge = Forge::ALL[usize::from(mode % 4)];
+    let (sig, body) = split_line(rest);
+    let ts = (NOW.millis() / 1000).to_string();
+    let good = match forge {
+        Forge::GitHub => forge::sign_github(WEBHOOK_SECRET, body),
+        Forge::GitLab => forge::sign_gitlab(WEBHOOK_SECRET, FORGE_DELIVERY_ID, NOW.millis() / 1000, body),
+        Forge::Gitea | Forge::Forgejo => forge::sign_gitea(WEBHOOK_SECRET, body),
+    };
+    if let Some(sig) = utf8(sig) {
+        let headers = forge::Headers::new(forge_headers(forge, sig, &ts));
+        if forge_verify(forge, &headers, body).is_ok() {
+            let accepted = match forge {
+                Forge::GitLab => sig.split_ascii_whitespace().any(|e| e == good),
+                Forge::GitHub => sig.trim().eq_ignore_ascii_case(&good),
+                Forge::Gitea | Forge::Forgejo => sig.trim().eq_ignore_ascii_case(&good),
+            };
+            assert!(accepted, "accepted a bad signature");
+        }
+    }
+    let headers = forge::Headers::new(forge_headers(forge, &good, &ts));
+    let delivery = forge_verify(forge, &headers, body).expect("a correctly signed delivery verifies");
+    let Ok(forge::ForgeEvent::Push(push)) = forge::parse_push(&delivery, body) else { return false };
+    let clean = |s: &str| {
+        !s.trim().is_empty() && !s.chars().any(char::is_control) && s.chars().count() <= forge::MAX_NAME_CHARS
+    };
+    assert_eq!(push.forge, forge);
+    assert!(crate::push_input::is_oid(&push.before) && crate::push_input::is_oid(&push.after), "{push:?}");
+    assert!(crate::push_input::check_refname(&push.ref_name).is_ok(), "{push:?}");
+    assert_eq!(push.created, crate::push_input::is_zero(&push.before));
+    assert_eq!(push.deleted, crate::push_input::is_zero(&push.after));
+    assert_eq!(push.forced.is_some(), forge == Forge::GitHub);
+    assert!(clean(&push.repository) && clean(&push.pusher.login));
+    assert!(push.commits.len() <= forge::MAX_COMMITS);
+    for c in &push.commits {
+        assert!(crate::push_input::is_oid(&c.id));
+        for name in [&c.author_name, &c.author_email].into_iter().flatten() {
+            assert!(clean(name), "bad name {name:?}");
+        }
+        assert!(c.added.len() <= forge::MAX_FILES && c.removed.len() <= forge::MAX_FILES);
+        for tag in c.grant_tags() {
+            assert!(!tag.is_empty() && tag.trim() == tag, "bad tag {tag:?}");
+        }
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------
 // Checkpoints, proofs and entries
 // ---------------------------------------------------------------------------
 
@@ -774,7 +878,7 @@ pub fn push_input(data: &[u8]) -> bool {
 
 /// Every target, by the name of its directory under `fuzz/corpus/`, for the
 /// stable replay test.
-pub const TARGETS: [(&str, Harness); 13] = [
+pub const TARGETS: [(&str, Harness); 14] = [
     ("sshsig", sshsig),
     ("grant_token", grant_token),
     ("oidc", oidc),
@@ -788,4 +892,5 @@ pub const TARGETS: [(&str, Harness); 13] = [
     ("policy_tests", policy_tests),
     ("principals", principals),
     ("push_input", push_input),
+    ("forge_push", forge_push),
 ];

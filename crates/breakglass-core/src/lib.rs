@@ -24,6 +24,7 @@ pub use breakglass_entry::{entry, time};
 
 pub mod api;
 pub mod bundle;
+pub mod forge;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod grant;
