@@ -301,6 +301,27 @@ pub struct ForgeStatusList {
     pub repos: Vec<ForgeRepoStatus>,
 }
 
+/// `POST /v1/forges/{forge}/webhook`: what a delivery did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ForgeWebhookReceipt {
+    /// The forge's delivery id.
+    pub delivery: String,
+    /// The log index of the `git.push` entry, when this delivery wrote one.
+    pub index: Option<u64>,
+    /// This delivery id was recorded before: nothing was written.
+    pub duplicate: bool,
+    /// Why nothing was recorded (another event, an unmanaged repository).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
+    /// The grant the push was made under, if one covers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    /// Commits of a push under a grant that carry no trailer naming it.
+    #[serde(default)]
+    pub untagged: Vec<String>,
+}
+
 /// `POST /v1/forges/install`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -200,6 +200,9 @@ pub struct ForgeSection {
     /// Or a file holding a token.
     #[serde(skip_serializing_if = "is_unset")]
     pub token_file: PathBuf,
+    /// A file of the push webhook's secrets, one a line (several while rotating).
+    #[serde(skip_serializing_if = "is_unset")]
+    pub webhook_secret_file: PathBuf,
     pub repo: Vec<ForgeRepoSection>,
 }
 
@@ -293,7 +296,17 @@ impl ForgeSection {
                     mechanism: Mechanism::Team { org: org.into(), slug: slug.into() },
                 });
             }
-            out.push(ForgeConfig { name: f.name.clone(), kind, api_url, auth, repos });
+            let webhook_secrets = if is_unset(&f.webhook_secret_file) {
+                Vec::new()
+            } else {
+                let key = format!("forge {:?} webhook_secret_file", f.name);
+                let secrets = read_secret_list(&key, &root.join(&f.webhook_secret_file))?;
+                if secrets.iter().any(|s| s.len() < 16) {
+                    return Err(bad("every webhook secret must be at least 16 characters".into()));
+                }
+                secrets.into_iter().map(String::into_bytes).collect()
+            };
+            out.push(ForgeConfig { name: f.name.clone(), kind, api_url, auth, webhook_secrets, repos });
         }
         Ok(out)
     }

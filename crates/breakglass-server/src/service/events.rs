@@ -127,7 +127,7 @@ fn add_record(existing: Option<Versioned<RefBody>>, repo: &str, rec: RefRecord) 
 
 impl Service {
     /// The mutation adding `rec` to its ref's history (created when absent).
-    async fn ref_mutation(&self, repo: &str, rec: RefRecord) -> Result<Mutation> {
+    pub(crate) async fn ref_mutation(&self, repo: &str, rec: RefRecord) -> Result<Mutation> {
         let existing = self.find::<RefBody>(&ref_id(repo, &rec.refname)).await?;
         add_record(existing, repo, rec)
     }

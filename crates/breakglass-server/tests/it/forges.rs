@@ -15,6 +15,7 @@ use crate::harness::*;
 
 const TEAM: &str = "bg-payments";
 const TOKEN: &str = "ghp_breakglass_admin_token_for_tests";
+const WEBHOOK_SECRET: &str = "webhook-secret-for-tests-0123456789";
 const HEAD: &str = "1111111111111111111111111111111111111111";
 
 fn fake_config() -> GithubConfig {
@@ -34,6 +35,7 @@ fn forge(url: &str, auth: ForgeAuth) -> ForgeConfig {
         kind: ForgeKind::Github,
         api_url: url.into(),
         auth,
+        webhook_secrets: vec![WEBHOOK_SECRET.as_bytes().to_vec()],
         repos: vec![ForgeRepo {
             name: "payments/api".into(),
             forge_repo: "acme/payments-api".into(),
@@ -396,4 +398,100 @@ async fn install_refuses_while_other_protection_would_still_block_a_bypass() {
     // An unknown repository or forge is a 404 naming it.
     let (status, e) = srv.post("/v1/forges/install", &admin, json!({ "forge": "github", "repo": "nope" })).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_push_webhook_is_recorded_against_the_grant_and_an_unsigned_or_replayed_one_refused() {
+    use breakglass_forgefake::{PushCommit, PushSpec, signature_256};
+    let fake = GithubFake::start(fake_config()).await.unwrap();
+    let setup = setup_with(vec![forge(fake.url(), ForgeAuth::Token(TOKEN.into()))]);
+    let srv = Server::sqlite(&setup).await;
+    let id = grant_for_erin(&srv, &setup, "30m").await;
+    let tagged = "2222222222222222222222222222222222222222";
+    let untagged = "3333333333333333333333333333333333333333";
+    let push = fake.push_with(PushSpec {
+        repo: "acme/payments-api".into(),
+        branch: "main".into(),
+        new_sha: untagged.into(),
+        actor: "erin-gh".into(),
+        bypass: true,
+        forced: false,
+        commits: vec![
+            PushCommit {
+                id: tagged.into(),
+                message: format!("fix the payment retry\n\nBreak-Glass: {id}\n"),
+                modified: vec!["src/retry.rs".into()],
+                ..PushCommit::default()
+            },
+            PushCommit { id: untagged.into(), message: "quick follow-up".into(), ..PushCommit::default() },
+        ],
+    });
+    let body = serde_json::to_vec(&push.payload).unwrap();
+    let signature = signature_256(WEBHOOK_SECRET.as_bytes(), &body);
+    let path = "/v1/forges/github/webhook";
+    let headers = |sig: &str, delivery: &str| {
+        vec![
+            ("x-github-event".to_owned(), "push".to_owned()),
+            ("x-github-delivery".to_owned(), delivery.to_owned()),
+            ("x-hub-signature-256".to_owned(), sig.to_owned()),
+        ]
+    };
+    let send = |h: Vec<(String, String)>, b: Vec<u8>| {
+        let srv = &srv;
+        async move {
+            let refs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            srv.raw(path, &refs, &b).await
+        }
+    };
+
+    // Unsigned, wrongly signed, or signed over another body: 401, nothing stored.
+    let before = srv.log_size().await;
+    let mut unsigned = headers(&signature, "d-1");
+    unsigned.retain(|(k, _)| k != "x-hub-signature-256");
+    for (h, b) in [
+        (unsigned, body.clone()),
+        (headers(&signature_256(b"another-secret-entirely-0123456", &body), "d-1"), body.clone()),
+        (headers(&signature, "d-1"), [body.clone(), b" ".to_vec()].concat()),
+    ] {
+        let (status, e) = send(h, b).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{e}");
+    }
+    assert_eq!(srv.log_size().await, before, "nothing stored for a refused delivery");
+
+    let (status, r) = send(headers(&signature, "d-1"), body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!((r["grant"].as_str(), r["duplicate"].as_bool()), (Some(id.as_str()), Some(false)), "{r}");
+    assert_eq!(r["untagged"], json!([untagged]));
+    let log = entries_since(&srv, before).await;
+    let pushes = entries_of(&log, "git.push");
+    assert_eq!(pushes.len(), 1);
+    let data = &pushes[0]["data"];
+    assert_eq!(pushes[0]["grant"], id.as_str());
+    assert_eq!(pushes[0]["actor"], "erin");
+    assert_eq!((data["ref"].as_str(), data["new"].as_str()), (Some("refs/heads/main"), Some(untagged)));
+    assert_eq!(data["pusher"]["login"], "erin-gh");
+    assert_eq!(data["commits"][0]["modified"], json!(["src/retry.rs"]));
+    assert_eq!(data["protected"], true);
+
+    // The same delivery again is a duplicate: acknowledged, nothing written.
+    let size = srv.log_size().await;
+    let (status, r) = send(headers(&signature, "d-1"), body.clone()).await;
+    assert_eq!((status, r["duplicate"].as_bool()), (StatusCode::OK, Some(true)), "{r}");
+    assert_eq!(srv.log_size().await, size);
+
+    // The untagged commit is in the grant's review.
+    let erin = srv.login("erin", &setup.keys.mallory).await;
+    srv.post(&format!("/v1/grants/{id}/revoke"), &erin, json!({ "reason": "fixed" })).await;
+    let (status, review) = srv.get(&format!("/v1/reviews/{id}"), &srv.admin().await).await;
+    assert_eq!(status, StatusCode::OK, "{review}");
+    let in_review = review["timeline"].as_array().unwrap().iter().find(|t| t["kind"] == "git.push").cloned().unwrap();
+    assert_eq!(in_review["data"]["untagged"], json!([untagged]), "{in_review}");
+
+    // A push nobody granted (bob-gh has no grant) is recorded too, as not under a grant.
+    let push = fake.push("acme/payments-api", "main", "4444444444444444444444444444444444444444", "bob-gh", true);
+    let body = serde_json::to_vec(&push.payload).unwrap();
+    let (status, r) = send(headers(&signature_256(WEBHOOK_SECRET.as_bytes(), &body), "d-2"), body).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert!(r.get("grant").is_none(), "{r}");
+    srv.verify().await;
 }

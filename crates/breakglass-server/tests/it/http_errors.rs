@@ -120,6 +120,7 @@ const MALFORMED_PARAMS: &[(&str, &str)] = &[
     ("GET /v1/stats", "/v1/stats?since=yesterday"),
     ("GET /v1/stats", "/v1/stats?until=2026-01-01T00:00:00Z"),
     ("GET /v1/drills", "/v1/drills?limit=x"),
+    ("POST /v1/forges/{forge}/webhook", "/v1/forges/%FF/webhook"),
     ("GET /v1/log/entries/{index}", "/v1/log/entries/first"),
     ("GET /v1/log/entries/{index}", "/v1/log/entries/-1"),
     ("GET /v1/log/entries/{index}", "/v1/log/entries/18446744073709551616"),
@@ -170,7 +171,13 @@ const WITH_BODY: &[(&str, &str)] = &[
     ("POST /v1/incidents/opsgenie", "/v1/incidents/opsgenie"),
     ("POST /v1/incidents/alertmanager", "/v1/incidents/alertmanager"),
     ("POST /v1/incidents/generic", "/v1/incidents/generic"),
+    ("POST /v1/forges/install", "/v1/forges/install"),
+    ("POST /v1/forges/{forge}/webhook", "/v1/forges/github/webhook"),
 ];
+
+/// The forge webhook takes bodies up to the largest push, and answers for a
+/// forge that is not configured before it reads one.
+const FORGE_WEBHOOK: &str = "/v1/forges/github/webhook";
 
 /// The incident receivers read raw bytes and authenticate them before parsing.
 fn is_receiver(path: &str) -> bool {
@@ -196,6 +203,16 @@ async fn bad_bodies_answer_json_errors() {
         let post = |content_type: &'static str, body: &str| {
             send(app, &Method::POST, path, Some(&admin), Some((content_type, body.as_bytes().to_vec())))
         };
+        if path == FORGE_WEBHOOK {
+            let larger = "x".repeat(breakglass_core::forge::MAX_BODY_BYTES + 1);
+            let a = post("application/json", &larger).await;
+            assert_json_error(&format!("{path}: too large"), &a, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+            for body in [huge.as_str(), "{\"ref\": [", "42"] {
+                let a = post("application/json", body).await;
+                assert_json_error(&format!("{path}: no such forge"), &a, StatusCode::NOT_FOUND, "not_found");
+            }
+            continue;
+        }
         let a = post("application/json", &huge).await;
         assert_json_error(&format!("{path}: too large"), &a, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
         if is_receiver(path) {

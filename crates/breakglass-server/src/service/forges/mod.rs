@@ -23,6 +23,7 @@
 //! removal to someone else.
 
 mod github;
+mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -958,6 +959,7 @@ mod tests {
             kind: ForgeKind::Github,
             api_url: "http://127.0.0.1:1".into(),
             auth: ForgeAuth::Token("t".into()),
+            webhook_secrets: Vec::new(),
             repos: vec![repo("payments/api"), repo("web")],
         }];
         let grant = |scope: &str, cap: &str| {

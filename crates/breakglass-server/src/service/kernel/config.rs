@@ -244,6 +244,8 @@ pub struct ForgeConfig {
     /// `https://HOST/api/v3`), without a trailing `/`.
     pub api_url: String,
     pub auth: ForgeAuth,
+    /// The push webhook's secrets (several while rotating; none: no webhook).
+    pub webhook_secrets: Vec<Vec<u8>>,
     /// The repositories breakglass manages on this forge.
     pub repos: Vec<ForgeRepo>,
 }
