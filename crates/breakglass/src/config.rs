@@ -1198,6 +1198,63 @@ mod tests {
     use super::*;
 
     #[test]
+    fn forges_are_checked_and_their_secrets_read_only_from_private_files() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("gh.token");
+        std::fs::write(&token, "ghp_token_value\n").unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let hooks = dir.path().join("gh.webhook");
+        std::fs::write(&hooks, "a-webhook-secret-0123456789\nthe-next-secret-0123456789\n").unwrap();
+        std::fs::set_permissions(&hooks, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let repo = "[[forge.repo]]\nname = \"payments/api\"\nforge_repo = \"acme/payments-api\"\nprotected = [\"refs/heads/main\"]\nteam = \"acme/bg\"\n";
+        let load = |forge: &str| {
+            let c: Config = toml::from_str(&format!("[[forge]]\n{forge}\n{repo}")).unwrap();
+            ForgeSection::to_server(&c.forge, dir.path())
+        };
+        let f = load(
+            "name = \"github\"\nkind = \"github\"\ntoken_file = \"gh.token\"\nwebhook_secret_file = \"gh.webhook\"",
+        )
+        .unwrap();
+        assert_eq!(f[0].api_url, "https://api.github.com");
+        assert_eq!(f[0].webhook_secrets.len(), 2, "rotation: every line is a secret");
+        assert!(
+            matches!(&f[0].auth, breakglass_server::service::config::ForgeAuth::Token(t) if t == "ghp_token_value")
+        );
+        assert!(!format!("{:?}", f[0].auth).contains("ghp_token_value"), "secrets never reach a debug print");
+        for (forge, says) in [
+            ("name = \"github\"\nkind = \"gitlab\"\ntoken_file = \"gh.token\"", "kind \"gitlab\" is not supported"),
+            ("name = \"git hub\"\nkind = \"github\"\ntoken_file = \"gh.token\"", "name must be"),
+            ("name = \"github\"\nkind = \"github\"", "exactly one of private_key_file"),
+            (
+                "name = \"github\"\nkind = \"github\"\ntoken_file = \"gh.token\"\napi_url = \"http://github.example\"",
+                "must be https://",
+            ),
+            (
+                "name = \"github\"\nkind = \"github\"\nprivate_key_file = \"gh.token\"",
+                "needs app_id and installation_id",
+            ),
+        ] {
+            let e = load(forge).unwrap_err().message;
+            assert!(e.contains(says), "{forge}: {e}");
+        }
+        // A token file others may read is refused, naming it.
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load("name = \"github\"\nkind = \"github\"\ntoken_file = \"gh.token\"").unwrap_err().message;
+        assert!(e.contains("token_file") && e.contains("gh.token"), "{e}");
+        // A repository without its team or protected refs is refused.
+        let c: Config = toml::from_str(
+            "[[forge]]\nname = \"github\"\nkind = \"github\"\n[[forge.repo]]\nname = \"payments/api\"\nforge_repo = \"acme/payments-api\"\nprotected = [\"refs/heads/main\"]\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut c = c;
+        c.forge[0].token_file = "gh.token".into();
+        let e = ForgeSection::to_server(&c.forge, dir.path()).unwrap_err().message;
+        assert!(e.contains("team \"\" must be org/team-slug"), "{e}");
+    }
+
+    #[test]
     fn environment_overrides_file() {
         let mut c: Config = toml::from_str("[log]\norigin = \"a.example/log\"\n").unwrap();
         assert_eq!(c.log.max_batch, 256);

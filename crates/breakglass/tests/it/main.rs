@@ -6,6 +6,7 @@ mod ci;
 mod crash;
 mod drift;
 mod drill;
+mod forge;
 mod git;
 mod git_transport;
 mod incidents;
