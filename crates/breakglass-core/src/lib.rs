@@ -39,6 +39,7 @@ pub mod push_input;
 pub mod report;
 pub mod review;
 pub mod scope;
+pub mod signed;
 pub mod sshsig;
 pub mod text;
 pub mod token;

@@ -2,16 +2,15 @@
 //! ignoring case, refusing a repeated one), HMAC-SHA256 and token checks in
 //! constant time, delivery ids and the timestamp window.
 
-use hmac::digest::{CtOutput, Output};
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::{AuthError, Delivery, Forge, MAX_HEADER_BYTES, MAX_NAME_CHARS, read};
 use crate::text::is_unsafe_char;
 use crate::time::Timestamp;
 
 /// An HMAC-SHA256 is 32 bytes.
-pub(super) const SIGNATURE_BYTES: usize = 32;
+pub(super) use crate::signed::{SIGNATURE_BYTES, hmac_matches, token_matches};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -78,24 +77,6 @@ pub(super) fn hex_signature(header: &'static str, value: &str) -> Result<[u8; SI
     Ok(bytes)
 }
 
-/// Whether any signature is the HMAC-SHA256 of the concatenated `parts` under
-/// any secret. Every pair is compared, each in constant time.
-pub(super) fn hmac_matches(secrets: &[&[u8]], parts: &[&[u8]], signatures: &[[u8; SIGNATURE_BYTES]]) -> bool {
-    let mut matched = false;
-    for secret in secrets {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
-        for part in parts {
-            mac.update(part);
-        }
-        let expected = mac.finalize();
-        for sig in signatures {
-            let presented = CtOutput::<HmacSha256>::new(Output::<HmacSha256>::clone_from_slice(sig));
-            matched |= expected == presented;
-        }
-    }
-    matched
-}
-
 /// The HMAC-SHA256 of the concatenated `parts` (for signing in tests and
 /// harnesses, and for the documentation's examples).
 pub(super) fn hmac(secret: &[u8], parts: &[&[u8]]) -> [u8; SIGNATURE_BYTES] {
@@ -104,17 +85,6 @@ pub(super) fn hmac(secret: &[u8], parts: &[&[u8]]) -> [u8; SIGNATURE_BYTES] {
         mac.update(part);
     }
     mac.finalize().into_bytes().into()
-}
-
-/// Whether `presented` equals any of `expected`, compared as SHA-256 digests
-/// in constant time (so neither the length nor a prefix leaks).
-pub(super) fn token_matches(expected: &[&[u8]], presented: &[u8]) -> bool {
-    let presented = CtOutput::<Sha256>::new(Sha256::digest(presented));
-    let mut matched = false;
-    for token in expected {
-        matched |= CtOutput::<Sha256>::new(Sha256::digest(token)) == presented;
-    }
-    matched
 }
 
 /// A delivery id or event name from a header: trimmed, not empty, bounded,

@@ -167,9 +167,6 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// GitHub lists at most this many commits in one push event.
 pub const GITHUB_MAX_LISTED_COMMITS: usize = 2048;
 
-/// Untrusted strings are cut to this many characters in messages.
-const MAX_ECHO_CHARS: usize = 64;
-
 /// Which forge sent a delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -462,14 +459,7 @@ pub enum ParseError {
     NotTheVerifiedBody { forge: Forge },
 }
 
-/// Cuts an untrusted string for a message; `{:?}` then escapes it.
-fn echo(s: &str) -> String {
-    let mut out: String = s.chars().take(MAX_ECHO_CHARS).collect();
-    if out.len() < s.len() {
-        out.push('…');
-    }
-    out
-}
+use crate::signed::echo;
 
 #[cfg(test)]
 mod tests {

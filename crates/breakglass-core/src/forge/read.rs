@@ -22,32 +22,10 @@ pub(super) fn parse_json(forge: Forge, body: &[u8]) -> Result<Value, ParseError>
     if body.len() > MAX_BODY_BYTES {
         return Err(ParseError::TooLarge { forge, len: body.len(), max: MAX_BODY_BYTES });
     }
-    // A member named twice is refused at any depth: which one a reader takes
-    // is not defined, and the signature covers both.
-    crate::json::from_slice(body).map_err(|e| ParseError::NotJson {
-        forge,
-        detail: match crate::json::duplicate_member(&e) {
-            Some(name) => format!(
-                "member {name} appears twice in one object (line {}, column {}); which one counts would be ambiguous",
-                e.line(),
-                e.column()
-            ),
-            None => echo(&e.to_string()),
-        },
-    })
+    crate::signed::strict_json(body).map_err(|detail| ParseError::NotJson { forge, detail })
 }
 
-/// What a JSON value is, for a message, with strings cut short.
-fn describe(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => format!("boolean {b}"),
-        Value::Number(n) => format!("number {}", echo(&n.to_string())),
-        Value::String(s) => format!("string {:?}", echo(s)),
-        Value::Array(_) => "an array".into(),
-        Value::Object(_) => "an object".into(),
-    }
-}
+use crate::signed::describe;
 
 /// A JSON object being read, with the path that names it in errors.
 pub(super) struct Obj<'a> {

@@ -4,9 +4,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use hmac::digest::{CtOutput, Output};
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::{
     AUTHORIZATION_HEADER, AuthError, GENERIC_SIGNATURE_HEADER, GENERIC_TIMESTAMP_HEADER, MAX_HEADER_BYTES,
@@ -15,7 +14,7 @@ use super::{
 use crate::time::Timestamp;
 
 /// A v1 signature: HMAC-SHA256, 32 bytes.
-const SIGNATURE_BYTES: usize = 32;
+use crate::signed::{SIGNATURE_BYTES, hmac_matches, token_matches};
 /// The longest `X-Breakglass-Timestamp` (seconds until the year 33658).
 const MAX_TIMESTAMP_DIGITS: usize = 12;
 
@@ -182,35 +181,6 @@ fn parse_signatures(header: &str, value: Option<&str>) -> Result<Vec<[u8; SIGNAT
         return Err(AuthError::NoSupportedSignature { header: header.to_owned(), found: others.join(", ") });
     }
     Ok(v1)
-}
-
-/// Whether any signature is the HMAC-SHA256 of the concatenated `parts` under
-/// any secret. Every pair is compared, each in constant time.
-fn hmac_matches(secrets: &[&[u8]], parts: &[&[u8]], signatures: &[[u8; SIGNATURE_BYTES]]) -> bool {
-    let mut matched = false;
-    for secret in secrets {
-        let mut mac = new_mac(secret);
-        for part in parts {
-            mac.update(part);
-        }
-        let expected = mac.finalize();
-        for sig in signatures {
-            let presented = CtOutput::<HmacSha256>::new(Output::<HmacSha256>::clone_from_slice(sig));
-            matched |= expected == presented;
-        }
-    }
-    matched
-}
-
-/// Whether `presented` equals any of `expected`, compared as SHA-256 digests
-/// in constant time (so neither the length nor a prefix leaks).
-fn token_matches(expected: &[&[u8]], presented: &[u8]) -> bool {
-    let presented = CtOutput::<Sha256>::new(Sha256::digest(presented));
-    let mut matched = false;
-    for token in expected {
-        matched |= CtOutput::<Sha256>::new(Sha256::digest(token)) == presented;
-    }
-    matched
 }
 
 /// Splits `Authorization: <scheme> <credentials>`. Nothing of the

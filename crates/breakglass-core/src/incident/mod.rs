@@ -238,9 +238,6 @@ pub const GENERIC_SIGNATURE_HEADER: &str = "X-Breakglass-Signature";
 /// The header that carries bearer tokens and basic credentials.
 pub const AUTHORIZATION_HEADER: &str = "Authorization";
 
-/// Untrusted strings are cut to this many characters in error messages.
-const MAX_ECHO_CHARS: usize = 64;
-
 /// Where an incident update came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -469,27 +466,11 @@ pub enum ParseError {
     InvalidField { provider: Source, field: String, problem: String },
 }
 
-/// Cuts an untrusted string for an error message; `{:?}` then escapes it.
-fn echo(s: &str) -> String {
-    let mut out: String = s.chars().take(MAX_ECHO_CHARS).collect();
-    if out.len() < s.len() {
-        out.push('…');
-    }
-    out
-}
+use crate::signed::echo;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn echo_cuts_and_marks() {
-        assert_eq!(echo("short"), "short");
-        let long = "é".repeat(200);
-        let cut = echo(&long);
-        assert_eq!(cut.chars().count(), MAX_ECHO_CHARS + 1);
-        assert!(cut.ends_with('…'));
-    }
 
     #[test]
     fn source_names_round_trip() {

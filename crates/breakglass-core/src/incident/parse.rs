@@ -150,39 +150,14 @@ pub(super) fn invalid(provider: Source, field: &str, problem: impl Into<String>)
     ParseError::InvalidField { provider, field: field.to_owned(), problem: problem.into() }
 }
 
-/// What a JSON value is, for a message, with strings cut short.
-pub(super) fn describe(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => format!("boolean {b}"),
-        Value::Number(n) => format!("number {}", echo(&n.to_string())),
-        Value::String(s) => format!("string {:?}", echo(s)),
-        Value::Array(_) => "an array".into(),
-        Value::Object(_) => "an object".into(),
-    }
-}
+pub(super) use crate::signed::describe;
 
 /// The body as JSON, after the size check.
 pub(super) fn parse_json(provider: Source, body: &[u8]) -> Result<Value, ParseError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(ParseError::TooLarge { provider, len: body.len(), max: MAX_BODY_BYTES });
     }
-    // serde_json's syntax errors do not quote the input: they say what was
-    // expected and where (including "recursion limit exceeded" for nesting).
-    // A member named twice in one object is refused at any depth, as the API
-    // refuses it: which of the two a reader takes is not defined, and the
-    // signature covers both.
-    crate::json::from_slice(body).map_err(|e| ParseError::NotJson {
-        provider,
-        detail: match crate::json::duplicate_member(&e) {
-            Some(name) => format!(
-                "member {name} appears twice in one object (line {}, column {}); which one counts would be ambiguous",
-                e.line(),
-                e.column()
-            ),
-            None => echo(&e.to_string()),
-        },
-    })
+    crate::signed::strict_json(body).map_err(|detail| ParseError::NotJson { provider, detail })
 }
 
 pub(super) fn sha256_hex(body: &[u8]) -> String {

@@ -93,6 +93,17 @@ async fn grant_for_erin(srv: &Server, setup: &Setup, duration: &str) -> String {
     id
 }
 
+/// erin's grant, approved and applied by a worker that is then stopped.
+async fn applied_grant(srv: &Server, setup: &Setup) -> String {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(breakglass_server::service::forges::run(srv.service.clone(), stopped));
+    let id = grant_for_erin(srv, setup, "30m").await;
+    settle(&srv.service, &id).await;
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+    id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_opens_github_for_exactly_its_holder_and_its_end_closes_it() {
     let fake = GithubFake::start(fake_config()).await.unwrap();
@@ -157,13 +168,8 @@ async fn a_removal_that_keeps_failing_is_retried_and_found_lingering_then_cleare
     let fake = GithubFake::start(fake_config()).await.unwrap();
     let setup = setup_with(vec![forge(fake.url(), ForgeAuth::Token(TOKEN.into()))]);
     let srv = Server::sqlite(&setup).await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(breakglass_server::service::forges::run(srv.service.clone(), stopped));
-    let id = grant_for_erin(&srv, &setup, "30m").await;
-    settle(&srv.service, &id).await;
     // From here on the test runs the jobs itself, one attempt at a time.
-    stop.send(true).unwrap();
-    worker.await.unwrap();
+    let id = applied_grant(&srv, &setup).await;
 
     // GitHub fails every removal for a while.
     fake.fail_next("DELETE", &format!("/orgs/acme/teams/{TEAM}/memberships"), 502, 3);
@@ -207,12 +213,7 @@ async fn a_bypass_added_behind_breakglass_back_is_found_and_removed_at_reconcile
     let setup = setup_with(vec![forge(fake.url(), ForgeAuth::Token(TOKEN.into()))]);
     let srv = Server::sqlite(&setup).await;
     // erin holds an effective grant (and so the bypass); bob-gh is added by hand.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(breakglass_server::service::forges::run(srv.service.clone(), stopped));
-    let id = grant_for_erin(&srv, &setup, "30m").await;
-    settle(&srv.service, &id).await;
-    stop.send(true).unwrap();
-    worker.await.unwrap();
+    applied_grant(&srv, &setup).await;
     fake.add_team_member_directly(TEAM, "bob-gh");
 
     let check = srv.service.run_drift_check().await.unwrap();
