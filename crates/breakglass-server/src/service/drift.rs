@@ -35,7 +35,7 @@ use crate::auth::Role;
 use crate::hostcheck;
 
 /// Every kind of finding, for the per-kind gauge.
-pub const FINDING_KINDS: [&str; 14] = [
+pub const FINDING_KINDS: [&str; 15] = [
     "grant.past_expiry",
     "grant.state_mismatch",
     "policy.standing_backdoor",
@@ -50,6 +50,7 @@ pub const FINDING_KINDS: [&str; 14] = [
     "forge.bypass_unexpected",
     "forge.protection_changed",
     "forge.protection_missing",
+    "forge.unrecorded_push",
 ];
 
 /// A grant still stored active this long past its end has drifted (the

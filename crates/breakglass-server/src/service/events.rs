@@ -132,6 +132,11 @@ impl Service {
         add_record(existing, repo, rec)
     }
 
+    /// The newest value the log accounts for of one ref, if any.
+    pub(crate) async fn recorded_ref(&self, repo: &str, refname: &str) -> Result<Option<RefRecord>> {
+        Ok(self.find::<RefBody>(&ref_id(repo, refname)).await?.and_then(|v| v.value.history.into_iter().last()))
+    }
+
     /// The newest recorded value of each protected ref of `repo`.
     pub async fn repo_refs(&self, caller: &Caller, repo: &str) -> Result<RefList> {
         if caller.ci.is_some() || caller.grant.is_some() {

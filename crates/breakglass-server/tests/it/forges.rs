@@ -344,6 +344,22 @@ async fn install_records_a_baseline_and_changes_behind_its_back_are_found_with_t
     let check = srv.service.run_drift_check().await.unwrap();
     assert!(check.findings.iter().all(|f| !f.kind.starts_with("forge.")), "{:?}", check.findings);
 
+    // A push whose webhook never arrived moves main with nothing in the log.
+    let push = fake.push("acme/payments-api", "main", "5555555555555555555555555555555555555555", "bob-gh", true);
+    let check = srv.service.run_drift_check().await.unwrap();
+    let unrecorded: Vec<_> = check.findings.iter().filter(|f| f.kind == "forge.unrecorded_push").collect();
+    assert_eq!(unrecorded.len(), 1, "{:?}", check.findings);
+    assert!(unrecorded[0].what.contains("5555555555555555555555555555555555555555"), "{}", unrecorded[0].what);
+    // Delivered late (GitHub redelivered it on request): recorded, and the finding clears.
+    let body = serde_json::to_vec(&push.payload).unwrap();
+    let sig = breakglass_forgefake::signature_256(WEBHOOK_SECRET.as_bytes(), &body);
+    let headers = [("x-github-event", "push"), ("x-github-delivery", "late-1"), ("x-hub-signature-256", sig.as_str())];
+    let (status, r) = srv.raw("/v1/forges/github/webhook", &headers, &body).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let check = srv.service.run_drift_check().await.unwrap();
+    assert!(check.findings.iter().all(|f| f.kind != "forge.unrecorded_push"), "{:?}", check.findings);
+    assert_eq!(check.cleared.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(), ["forge.unrecorded_push"]);
+
     // Someone turns the ruleset off behind breakglass's back.
     fake.edit_ruleset_directly(ids[0], |r| r["enforcement"] = json!("disabled"));
     let check = srv.service.run_drift_check().await.unwrap();

@@ -243,6 +243,16 @@ fn pkcs1_der(pem: &str) -> Result<Vec<u8>, ForgeError> {
 pub(super) const RULESET_NAME: &str = "breakglass";
 
 #[derive(Deserialize)]
+struct BranchCommit {
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct Branch {
+    commit: BranchCommit,
+}
+
+#[derive(Deserialize)]
 struct Team {
     id: u64,
 }
@@ -281,6 +291,31 @@ impl Github {
         }
         let items: Vec<RulesetItem> = decode("a list of rulesets", &answer)?;
         Ok(items.into_iter().find(|i| i.name == RULESET_NAME).map(|i| i.id))
+    }
+
+    /// The commit a branch points at now (`None`: no such branch).
+    pub(super) async fn branch_head(
+        &self,
+        repo: &ForgeRepo,
+        branch: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>, ForgeError> {
+        let (o, r) = Self::owner_repo(repo)?;
+        let answer = self.send("GET", &format!("/repos/{o}/{r}/branches/{}", segment(branch)), None, now).await?;
+        if answer.status == 404 {
+            return Ok(None);
+        }
+        if answer.status != 200 {
+            return Err(refusal(&format!("reading branch {branch} of {}", repo.forge_repo), &answer));
+        }
+        let b: Branch = decode("a branch", &answer)?;
+        if b.commit.sha.len() < 40 || !b.commit.sha.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ForgeError::Shape(format!(
+                "branch {branch}'s commit sha {:?} is not an object id",
+                b.commit.sha
+            )));
+        }
+        Ok(Some(b.commit.sha))
     }
 
     /// The protection breakglass owns, normalized: what the baseline and the

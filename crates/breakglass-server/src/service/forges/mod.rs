@@ -92,6 +92,13 @@ trait ForgeApi: Send + Sync {
     async fn install(&self, repo: &ForgeRepo, now: Timestamp) -> std::result::Result<bool, ForgeError>;
     /// That protection, normalized (`None`: there is none).
     async fn protection(&self, repo: &ForgeRepo, now: Timestamp) -> std::result::Result<Option<Value>, ForgeError>;
+    /// The commit `branch` points at now (`None`: no such branch).
+    async fn branch_head(
+        &self,
+        repo: &ForgeRepo,
+        branch: &str,
+        now: Timestamp,
+    ) -> std::result::Result<Option<String>, ForgeError>;
 }
 
 #[async_trait::async_trait]
@@ -124,6 +131,21 @@ impl ForgeApi for github::Github {
     async fn protection(&self, repo: &ForgeRepo, now: Timestamp) -> std::result::Result<Option<Value>, ForgeError> {
         github::Github::protection(self, repo, now).await
     }
+    async fn branch_head(
+        &self,
+        repo: &ForgeRepo,
+        branch: &str,
+        now: Timestamp,
+    ) -> std::result::Result<Option<String>, ForgeError> {
+        github::Github::branch_head(self, repo, branch, now).await
+    }
+}
+
+/// The protected refs of `repo` that name one branch (not a pattern).
+fn protected_branches(repo: &ForgeRepo) -> impl Iterator<Item = (&str, &str)> {
+    repo.protected
+        .iter()
+        .filter_map(|p| p.strip_prefix("refs/heads/").filter(|b| !b.contains('*')).map(|b| (p.as_str(), b)))
 }
 
 /// The protection of one forge repository as `forge install` recorded it.
@@ -730,6 +752,23 @@ impl Service {
                 "forge {forge}: the protection of {repo} vanished right after install"
             )));
         };
+        // What the log accounts for of each protected branch starts here.
+        let mut heads = serde_json::Map::new();
+        let mut mutations = Vec::new();
+        for (refname, branch) in protected_branches(r) {
+            if let Some(sha) = client.branch_head(r, branch, now).await.map_err(refused)? {
+                heads.insert(refname.to_owned(), json!(sha));
+                let rec = breakglass_core::api::RefRecord {
+                    refname: refname.to_owned(),
+                    value: sha,
+                    at: now,
+                    source: "forge.baseline".into(),
+                    by: caller.name.clone(),
+                    grant: None,
+                };
+                mutations.push(self.ref_mutation(repo, rec).await?);
+            }
+        }
         let id = format!("{forge}/{repo}");
         let version = self.find::<ForgeBaseline>(&id).await?.map_or(0, |v| v.version);
         let baseline = ForgeBaseline {
@@ -744,9 +783,10 @@ impl Service {
             &caller.name,
             "forge.baseline",
             json!({ "forge": forge, "repo": repo, "forge_repo": r.forge_repo, "created": created,
-                    "sha256": baseline.sha256, "protection": baseline.snapshot }),
+                    "sha256": baseline.sha256, "protection": baseline.snapshot, "refs": heads }),
         );
-        self.append_by(caller, vec![entry], vec![mutation(&baseline, version)?]).await?;
+        mutations.push(mutation(&baseline, version)?);
+        self.append_by(caller, vec![entry], mutations).await?;
         self.forge_repo_status(forge, r, now).await
     }
 
@@ -844,6 +884,29 @@ impl Service {
                     }),
                     Ok(Some(_)) => {}
                     Err(e) => tracing::warn!(forge = %f.name, repo = %r.name, error = %e, "cannot read a forge's protection for the drift check"),
+                }
+                // A protected branch that moved with no push the log recorded
+                // (a webhook lost, or never configured).
+                for (refname, branch) in protected_branches(r) {
+                    let Some(recorded) = self.recorded_ref(&r.name, refname).await? else { continue };
+                    match client.branch_head(r, branch, now).await {
+                        Ok(Some(live)) if live != recorded.value => findings.push(DriftFinding {
+                            kind: "forge.unrecorded_push".into(),
+                            subject: format!("{}:{}@{refname}", f.name, r.name),
+                            what: format!(
+                                "{refname} of {} ({}) is at {live}, but the last value the log accounts for is {} ({} by {} at {}): a push nobody recorded moved it",
+                                r.forge_repo,
+                                f.name,
+                                recorded.value,
+                                recorded.source,
+                                recorded.by,
+                                recorded.at.to_rfc3339()
+                            ),
+                            fix: format!("check the repository's push webhook deliveries on {} and who pushed (its rule suites show bypasses); the finding clears when the push is delivered and recorded", f.name),
+                        }),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(forge = %f.name, repo = %r.name, error = %e, "cannot read a protected branch for the drift check"),
+                    }
                 }
             }
         }
