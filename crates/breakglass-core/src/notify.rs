@@ -33,10 +33,13 @@ pub enum NotifyEvent {
     ReviewOverdue,
     /// The periodic drift check found something new (not about one grant).
     DriftDetected,
+    /// A push under the grant, on a hosted forge (which cannot refuse
+    /// them), brought commits without the grant's `Break-Glass` trailer.
+    UntaggedCommits,
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 10] = [
+    pub const ALL: [NotifyEvent; 11] = [
         NotifyEvent::Requested,
         NotifyEvent::Approved,
         NotifyEvent::Activated,
@@ -47,6 +50,7 @@ impl NotifyEvent {
         NotifyEvent::IncidentResolvedEnded,
         NotifyEvent::ReviewOverdue,
         NotifyEvent::DriftDetected,
+        NotifyEvent::UntaggedCommits,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +65,7 @@ impl NotifyEvent {
             NotifyEvent::IncidentResolvedEnded => "incident_resolved_ended",
             NotifyEvent::ReviewOverdue => "review_overdue",
             NotifyEvent::DriftDetected => "drift_detected",
+            NotifyEvent::UntaggedCommits => "untagged_commits",
         }
     }
 
@@ -193,6 +198,10 @@ impl Notice {
                 )
             }
             NotifyEvent::DriftDetected => format!("Drift found{detail}"),
+            NotifyEvent::UntaggedCommits => format!(
+                "{} pushed commits without a Break-Glass: {} trailer under their grant ({what}){detail}; they show in its review",
+                self.principal, self.grant
+            ),
         }
     }
 

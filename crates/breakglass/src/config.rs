@@ -147,7 +147,7 @@
 //! # Or secret_file = "ops-bus.secret" (and url_file, for a URL that holds a token).
 //! # Which events (all when empty): requested, approved, activated, extended,
 //! # expiring_soon, expired, revoked, incident_resolved_ended, review_overdue,
-//! # drift_detected.
+//! # drift_detected, untagged_commits.
 //! events = []
 //!
 //! # Slack incoming webhooks (the URL is the secret).

@@ -421,7 +421,16 @@ async fn install_refuses_while_other_protection_would_still_block_a_bypass() {
 async fn a_signed_push_webhook_is_recorded_against_the_grant_and_an_unsigned_or_replayed_one_refused() {
     use breakglass_forgefake::{PushCommit, PushSpec, signature_256};
     let fake = GithubFake::start(fake_config()).await.unwrap();
-    let setup = setup_with(vec![forge(fake.url(), ForgeAuth::Token(TOKEN.into()))]);
+    let mut setup = setup_with(vec![forge(fake.url(), ForgeAuth::Token(TOKEN.into()))]);
+    // A channel for untagged commits (nothing delivers in this test: the row is what counts).
+    setup.notify.channels = vec![breakglass_server::service::config::Channel {
+        name: "ops".into(),
+        target: breakglass_server::service::config::Target::Webhook {
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: b"notify-secret-0123456789".to_vec(),
+        },
+        events: vec![breakglass_core::notify::NotifyEvent::UntaggedCommits],
+    }];
     let srv = Server::sqlite(&setup).await;
     let id = grant_for_erin(&srv, &setup, "30m").await;
     let tagged = "2222222222222222222222222222222222222222";
@@ -489,6 +498,13 @@ async fn a_signed_push_webhook_is_recorded_against_the_grant_and_an_unsigned_or_
     assert_eq!(data["pusher"]["login"], "erin-gh");
     assert_eq!(data["commits"][0]["modified"], json!(["src/retry.rs"]));
     assert_eq!(data["protected"], true);
+
+    // People hear of the untagged commit: one notification, queued with the push.
+    let (_, list) = srv.get("/v1/notifications", &srv.admin().await).await;
+    let rows: Vec<&Value> =
+        list["notifications"].as_array().unwrap().iter().filter(|n| n["event"] == "untagged_commits").collect();
+    assert_eq!(rows.len(), 1, "{list}");
+    assert_eq!(rows[0]["grant"], id.as_str());
 
     // The same delivery again is a duplicate: acknowledged, nothing written.
     let size = srv.log_size().await;

@@ -15,6 +15,7 @@ use breakglass_core::api::{ForgeWebhookReceipt, RefRecord};
 use breakglass_core::entry::EntryDraft;
 use breakglass_core::forge::{ForgeEvent, ForgePush, Headers, parse_push, verify_github};
 use breakglass_core::grant::{Grant, GrantState};
+use breakglass_core::notify::{Notice, NotifyEvent};
 use breakglass_core::scope::{Capability, Scope};
 use breakglass_core::time::Timestamp;
 use breakglass_store::ledger::AppendError;
@@ -129,13 +130,41 @@ impl Service {
             by: principal.clone().unwrap_or_else(|| push.pusher.login.clone()),
             grant: grant.as_ref().map(|g| g.id.clone()),
         };
+        // Untagged commits under a grant: people hear of it, in the same append.
+        let notice = match &grant {
+            Some(g) if !untagged.is_empty() => Some(Notice {
+                event: NotifyEvent::UntaggedCommits,
+                at: now,
+                grant: g.id.clone(),
+                principal: g.principal.clone(),
+                scopes: g.scopes.clone(),
+                capabilities: g.capabilities.clone(),
+                reason: g.reason.clone(),
+                state: g.state.as_str().into(),
+                expires_at: g.expires_at,
+                by: None,
+                approvers: Vec::new(),
+                approvals: None,
+                incident: g.incident.clone(),
+                detail: Some(format!("{} on {} of {}", untagged.join(", "), push.ref_name, repo.name)),
+                server: self.config().issuer.clone(),
+                drift: None,
+            }),
+            _ => None,
+        };
         for _ in 0..MAX_RETRIES {
             let mut mutations = vec![seen.clone()];
             if protected {
                 mutations.push(self.ref_mutation(&repo.name, rec.clone()).await?);
             }
+            if let Some(n) = &notice {
+                mutations.extend(self.queue(vec![(n.clone(), now)], now)?);
+            }
             match self.append_with(vec![entry.clone()], mutations).await {
                 Ok(r) => {
+                    if notice.is_some() {
+                        self.wake_outbox();
+                    }
                     metrics::counter!("breakglass_forge_webhooks_total", "forge" => name.to_owned(), "outcome" => "recorded")
                         .increment(1);
                     return Ok(ForgeWebhookReceipt {
