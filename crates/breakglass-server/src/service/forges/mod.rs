@@ -9,7 +9,7 @@
 //! never run one job twice), and records every attempt and its result as a
 //! log entry bound to the grant (`forge.bypass.applied`, `forge.bypass.removed`,
 //! `forge.bypass.failed`), retrying with backoff until it succeeds. A removal
-//! still failing a minute after the grant ended is the `forge.bypass_lingering`
+//! still failing half a minute after the grant ended is the `forge.bypass_lingering`
 //! drift finding, recorded and notified at once. At start, [`Service::reconcile_forges`]
 //! removes every bypass no effective grant covers.
 //!
@@ -43,7 +43,9 @@ use super::kernel::{Consequences, Effect, Result, Service, ServiceError, Stored,
 /// A claimed job is someone else's to run again after this long (ms).
 const LEASE_MS: i64 = 30_000;
 /// A removal still failing this long after it was queued is lingering (ms).
-pub const LINGER_MS: i64 = 60_000;
+/// Attempts are at most [`MAX_BACKOFF_MS`] apart, so a lingering bypass is
+/// reported within a minute of the grant's end.
+pub const LINGER_MS: i64 = 30_000;
 /// The longest wait between two attempts of one job (ms).
 const MAX_BACKOFF_MS: i64 = 30_000;
 /// How often the worker looks for due jobs when nothing woke it.
