@@ -232,6 +232,13 @@ fn answer(
     let page = |items: Vec<Value>| paginate(items, &query, &link_base);
 
     match (method, segs.as_slice()) {
+        // "Get a user using their ID".
+        ("GET", ["user", account_id]) => {
+            match account_id.parse::<u64>().ok().and_then(|id| world.users.iter().find(|u| u.id == id)) {
+                Some(u) => Reply::json(200, world.public_user(u)),
+                None => Reply::not_found(),
+            }
+        }
         ("GET", ["users", login]) => match world.user(login) {
             Some(u) => Reply::json(200, world.public_user(u)),
             None => Reply::not_found(),
@@ -398,6 +405,16 @@ fn repo_route(
                         Ok(b) => b,
                         Err(r) => return r,
                     };
+                    // Someone else's edit lands first (recorded as its own version).
+                    if let Some(pos) = world.racing_edits.iter().position(|(rid, _)| *rid == id) {
+                        let (_, added) = world.racing_edits.remove(pos);
+                        let mut actors =
+                            world.render_ruleset(&world.rulesets[&id], true, None)["bypass_actors"].clone();
+                        actors.as_array_mut().expect("bypass_actors is an array").push(added);
+                        let outside = Actor { id: world.cfg.outside_actor_id, kind: "User" };
+                        update_ruleset(world, id, &json!({ "bypass_actors": actors }), outside)
+                            .expect("the racing edit is valid");
+                    }
                     if let Err(errors) = update_ruleset(world, id, &body, actor) {
                         return Reply::invalid_request(errors);
                     }

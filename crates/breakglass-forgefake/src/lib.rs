@@ -263,6 +263,15 @@ impl GithubFake {
             actors.push(json!({"actor_id": actor_id, "actor_type": actor_type, "bypass_mode": bypass_mode}));
         });
     }
+    /// Someone else adds this bypass actor to ruleset `id` just before the
+    /// next PUT to it is applied (a concurrent edit between a client's read
+    /// and its write; GitHub's PUT has no precondition to stop it).
+    pub fn race_next_put(&self, id: u64, actor_type: &str, actor_id: Option<u64>, bypass_mode: &str) {
+        self.lock()
+            .world
+            .racing_edits
+            .push((id, json!({"actor_id": actor_id, "actor_type": actor_type, "bypass_mode": bypass_mode})));
+    }
     /// Makes `login` an active member of a team, as an org owner would in
     /// the web UI.
     pub fn add_team_member_directly(&self, slug: &str, login: &str) {

@@ -121,6 +121,10 @@ pub(crate) struct World {
     pub next_version_id: u64,
     pub next_suite_id: u64,
     pub clock: Option<i64>,
+    /// Bypass actors someone else adds to a ruleset just before the next
+    /// PUT to it is applied: a concurrent edit between a client's read and
+    /// its write.
+    pub racing_edits: Vec<(u64, Value)>,
 }
 
 pub(crate) fn rfc3339(unix: i64) -> String {
@@ -197,6 +201,7 @@ impl World {
             next_version_id: 1,
             next_suite_id: 21,
             clock,
+            racing_edits: Vec::new(),
         }
     }
 

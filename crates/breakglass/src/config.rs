@@ -216,7 +216,11 @@ pub struct ForgeRepoSection {
     pub forge_repo: String,
     /// The protected refs.
     pub protected: Vec<String>,
-    /// The team (`org/slug`) that is the bypass actor of the protected refs' ruleset.
+    /// `team` (the default): the team (`org/slug`) that is the bypass actor
+    /// of the protected refs' ruleset; or `user`: each holder is a `User`
+    /// bypass actor of it.
+    pub mechanism: String,
+    /// The team (`org/slug`), for the team mechanism.
     pub team: String,
 }
 
@@ -283,8 +287,17 @@ impl ForgeSection {
                     breakglass_core::scope::Scope::parse(&format!("git:{}@{p}", r.name))
                         .map_err(|e| bad(format!("protected ref {p:?}: {e}")))?;
                 }
-                let Some((org, slug)) = r.team.split_once('/').filter(|(o, s)| !o.is_empty() && !s.is_empty()) else {
-                    return Err(bad(format!("team {:?} must be org/team-slug", r.team)));
+                let mechanism = match r.mechanism.as_str() {
+                    "" | "team" => {
+                        let Some((org, slug)) = r.team.split_once('/').filter(|(o, s)| !o.is_empty() && !s.is_empty())
+                        else {
+                            return Err(bad(format!("team {:?} must be org/team-slug", r.team)));
+                        };
+                        Mechanism::Team { org: org.into(), slug: slug.into() }
+                    }
+                    "user" if r.team.is_empty() => Mechanism::User,
+                    "user" => return Err(bad("the user mechanism takes no team".into())),
+                    other => return Err(bad(format!("mechanism {other:?} is not team or user"))),
                 };
                 if repos.iter().any(|x| x.name == r.name) {
                     return Err(bad("listed twice".into()));
@@ -293,7 +306,7 @@ impl ForgeSection {
                     name: r.name.clone(),
                     forge_repo: r.forge_repo.clone(),
                     protected: r.protected.clone(),
-                    mechanism: Mechanism::Team { org: org.into(), slug: slug.into() },
+                    mechanism,
                 });
             }
             let webhook_secrets = if is_unset(&f.webhook_secret_file) {
@@ -1252,6 +1265,16 @@ mod tests {
         c.forge[0].token_file = "gh.token".into();
         let e = ForgeSection::to_server(&c.forge, dir.path()).unwrap_err().message;
         assert!(e.contains("team \"\" must be org/team-slug"), "{e}");
+        // The user mechanism needs no team, and takes none; other mechanisms are refused.
+        c.forge[0].repo[0].mechanism = "user".into();
+        let f = ForgeSection::to_server(&c.forge, dir.path()).unwrap();
+        assert_eq!(f[0].repos[0].mechanism, breakglass_server::service::config::Mechanism::User);
+        c.forge[0].repo[0].team = "acme/bg".into();
+        let e = ForgeSection::to_server(&c.forge, dir.path()).unwrap_err().message;
+        assert!(e.contains("takes no team"), "{e}");
+        c.forge[0].repo[0].mechanism = "exempt".into();
+        let e = ForgeSection::to_server(&c.forge, dir.path()).unwrap_err().message;
+        assert!(e.contains("mechanism \"exempt\" is not team or user"), "{e}");
     }
 
     #[test]

@@ -528,3 +528,54 @@ async fn a_signed_push_webhook_is_recorded_against_the_grant_and_an_unsigned_or_
     assert!(r.get("grant").is_none(), "{r}");
     srv.verify().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_mechanism_adds_exactly_the_holder_as_a_bypass_actor_and_keeps_a_racing_edit() {
+    let fake = GithubFake::start(fake_config()).await.unwrap();
+    let mut config = forge(fake.url(), ForgeAuth::Token(TOKEN.into()));
+    config.repos[0].mechanism = Mechanism::User;
+    let setup = setup_with(vec![config]);
+    let srv = Server::sqlite(&setup).await;
+    let admin = srv.admin().await;
+    let (status, s) =
+        srv.post("/v1/forges/install", &admin, json!({ "forge": "github", "repo": "payments/api" })).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    let rid = fake.ruleset_ids("acme/payments-api")[0];
+    assert_eq!(fake.ruleset(rid).unwrap()["bypass_actors"], json!([]));
+
+    let id = applied_grant(&srv, &setup).await;
+    let actors = fake.ruleset(rid).unwrap()["bypass_actors"].clone();
+    assert_eq!(actors, json!([{ "actor_id": 5001, "actor_type": "User", "bypass_mode": "always" }]));
+    // The holder is a holder, not a change of the protection.
+    let check = srv.service.run_drift_check().await.unwrap();
+    assert!(check.findings.iter().all(|f| !f.kind.starts_with("forge.")), "{:?}", check.findings);
+    let (_, status) = srv.get("/v1/forges", &admin).await;
+    assert_eq!(status["repos"][0]["holders"][0]["login"], "erin-gh", "{status}");
+    assert_eq!(status["repos"][0]["holders"][0]["covered"], true, "{status}");
+
+    // Someone adds a deploy key between breakglass's read and its write: the
+    // write replaces the array, breakglass notices it in the history, and
+    // writes their actor back beside its own change.
+    fake.race_next_put(rid, "DeployKey", None, "always");
+    let before = srv.log_size().await;
+    let erin = srv.login("erin", &setup.keys.mallory).await;
+    srv.post(&format!("/v1/grants/{id}/revoke"), &erin, json!({ "reason": "fixed" })).await;
+    let jobs = settle(&srv.service, &id).await;
+    assert_eq!(jobs[1]["status"], "done", "{jobs:?}");
+    assert_eq!(
+        fake.ruleset(rid).unwrap()["bypass_actors"],
+        json!([{ "actor_id": null, "actor_type": "DeployKey", "bypass_mode": "always" }])
+    );
+    let removed = entries_of(&entries_since(&srv, before).await, "forge.bypass.removed");
+    assert_eq!(removed.len(), 1);
+    let edits = removed[0]["data"]["forge_ids"]["concurrent_edits"].as_array().unwrap();
+    assert_eq!(edits.len(), 1, "{}", removed[0]);
+    // The deploy key is someone else's change of the protection: drift says so.
+    let check = srv.service.run_drift_check().await.unwrap();
+    assert!(
+        check.findings.iter().any(|f| f.kind == "forge.protection_changed" && f.what.contains("DeployKey")),
+        "{:?}",
+        check.findings
+    );
+    srv.verify().await;
+}

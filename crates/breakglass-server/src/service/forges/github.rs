@@ -139,10 +139,197 @@ impl Github {
         Ok(answer)
     }
 
-    fn team(repo: &ForgeRepo) -> (&str, &str) {
+    fn team(repo: &ForgeRepo) -> Result<(&str, &str), ForgeError> {
         match &repo.mechanism {
-            Mechanism::Team { org, slug } => (org, slug),
+            Mechanism::Team { org, slug } => Ok((org, slug)),
+            Mechanism::User => Err(ForgeError::Setup(format!("{} has no team: its mechanism is user", repo.name))),
         }
+    }
+
+    /// Gives `user` the bypass on `repo`, by the repository's mechanism.
+    pub(super) async fn grant(&self, repo: &ForgeRepo, user: &ForgeUser, now: Timestamp) -> Result<Value, ForgeError> {
+        match repo.mechanism {
+            Mechanism::Team { .. } => self.grant_team(repo, user, now).await,
+            Mechanism::User => self.set_user_actor(repo, user, true, now).await,
+        }
+    }
+
+    /// Takes it away again, checked.
+    pub(super) async fn revoke(&self, repo: &ForgeRepo, user: &ForgeUser, now: Timestamp) -> Result<Value, ForgeError> {
+        match repo.mechanism {
+            Mechanism::Team { .. } => self.revoke_team(repo, user, now).await,
+            Mechanism::User => self.set_user_actor(repo, user, false, now).await,
+        }
+    }
+
+    /// Everyone who holds the bypass on `repo` now.
+    pub(super) async fn holders(&self, repo: &ForgeRepo, now: Timestamp) -> Result<Vec<ForgeUser>, ForgeError> {
+        match repo.mechanism {
+            Mechanism::Team { .. } => self.holders_team(repo, now).await,
+            Mechanism::User => {
+                let Some(id) = self.our_ruleset(repo, now).await? else { return Ok(Vec::new()) };
+                let (_, actors) = self.ruleset_actors(repo, id, now).await?;
+                let mut out = Vec::new();
+                for a in actors.iter().filter(|a| a.get("actor_type").and_then(Value::as_str) == Some("User")) {
+                    let Some(uid) = a.get("actor_id").and_then(Value::as_u64) else { continue };
+                    out.push(self.user_by_id(uid, now).await?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// The account with immutable id `id`, by its login now.
+    async fn user_by_id(&self, id: u64, now: Timestamp) -> Result<ForgeUser, ForgeError> {
+        let answer = self.send("GET", &format!("/user/{id}"), None, now).await?;
+        if answer.status != 200 {
+            return Err(refusal(&format!("reading the account with id {id}"), &answer));
+        }
+        let a: Account = decode("an account", &answer)?;
+        Ok(ForgeUser { login: a.login, id: a.id })
+    }
+
+    /// A ruleset's bypass actors as an admin reads them, and the ruleset.
+    async fn ruleset_actors(
+        &self,
+        repo: &ForgeRepo,
+        id: u64,
+        now: Timestamp,
+    ) -> Result<(Value, Vec<Value>), ForgeError> {
+        let (o, r) = Self::owner_repo(repo)?;
+        let answer = self.send("GET", &format!("/repos/{o}/{r}/rulesets/{id}"), None, now).await?;
+        if answer.status != 200 {
+            return Err(refusal(&format!("reading ruleset {id} of {}", repo.forge_repo), &answer));
+        }
+        let v: Value = decode("a ruleset", &answer)?;
+        let Some(actors) = v.get("bypass_actors").and_then(Value::as_array).cloned() else {
+            return Err(ForgeError::Refused(format!(
+                "ruleset {id} of {} came back without bypass_actors: the app or token lacks Administration: write",
+                repo.forge_repo
+            )));
+        };
+        Ok((v, actors))
+    }
+
+    /// The bypass actors of one version of a ruleset, from its state.
+    async fn version_actors(
+        &self,
+        repo: &ForgeRepo,
+        id: u64,
+        vid: u64,
+        now: Timestamp,
+    ) -> Result<Vec<Value>, ForgeError> {
+        let (o, r) = Self::owner_repo(repo)?;
+        let answer = self.send("GET", &format!("/repos/{o}/{r}/rulesets/{id}/history/{vid}"), None, now).await?;
+        if answer.status != 200 {
+            return Err(refusal(&format!("reading version {vid} of ruleset {id}"), &answer));
+        }
+        let state: Value = decode("a ruleset version", &answer)?;
+        state
+            .pointer("/state/bypass_actors")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or_else(|| ForgeError::Shape(format!("version {vid} of ruleset {id} has no state.bypass_actors")))
+    }
+
+    /// The ruleset's versions, newest first, as `(version_id, actor)`.
+    async fn versions(&self, repo: &ForgeRepo, id: u64, now: Timestamp) -> Result<Vec<(u64, Value)>, ForgeError> {
+        let (o, r) = Self::owner_repo(repo)?;
+        let answer = self.send("GET", &format!("/repos/{o}/{r}/rulesets/{id}/history?per_page=30"), None, now).await?;
+        if answer.status != 200 {
+            return Err(refusal(&format!("reading the history of ruleset {id}"), &answer));
+        }
+        let list: Vec<Value> = decode("a ruleset's history", &answer)?;
+        list.into_iter()
+            .map(|v| {
+                let vid = v
+                    .get("version_id")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| ForgeError::Shape("a ruleset history version has no numeric version_id".into()))?;
+                Ok((vid, v.get("actor").cloned().unwrap_or(Value::Null)))
+            })
+            .collect()
+    }
+
+    /// Adds (`present`) or removes `user` as a `User` bypass actor: read the
+    /// ruleset and the newest version, write the changed array, then read the
+    /// history again. A version someone else made between the read and the
+    /// write was overwritten by it (arrays are replaced): its actors are read
+    /// back from that version and written again with ours, and the result
+    /// names the edit, so it is logged and never silently lost.
+    async fn set_user_actor(
+        &self,
+        repo: &ForgeRepo,
+        user: &ForgeUser,
+        present: bool,
+        now: Timestamp,
+    ) -> Result<Value, ForgeError> {
+        let Some(id) = self.our_ruleset(repo, now).await? else {
+            return Err(ForgeError::Refused(format!(
+                "{} has no {RULESET_NAME:?} ruleset: run breakglass forge install --repo {} first",
+                repo.forge_repo, repo.name
+            )));
+        };
+        let (o, r) = Self::owner_repo(repo)?;
+        let ours = json!({ "actor_id": user.id, "actor_type": "User", "bypass_mode": "always" });
+        let is_ours = |a: &Value| {
+            a.get("actor_type").and_then(Value::as_str) == Some("User")
+                && a.get("actor_id").and_then(Value::as_u64) == Some(user.id)
+        };
+        let change = |mut actors: Vec<Value>| {
+            actors.retain(|a| !is_ours(a));
+            if present {
+                actors.push(ours.clone());
+            }
+            actors
+        };
+        let mut noticed = Vec::new();
+        let mut base_version = self.versions(repo, id, now).await?.first().map(|(v, _)| *v).unwrap_or(0);
+        let (_, actors) = self.ruleset_actors(repo, id, now).await?;
+        let mut want = change(actors);
+        for _ in 0..4 {
+            let answer = self
+                .send("PUT", &format!("/repos/{o}/{r}/rulesets/{id}"), Some(json!({ "bypass_actors": want })), now)
+                .await?;
+            if answer.status != 200 {
+                return Err(refusal(&format!("changing the bypass actors of ruleset {id}"), &answer));
+            }
+            let versions = self.versions(repo, id, now).await?;
+            let newer: Vec<&(u64, Value)> = versions.iter().take_while(|(v, _)| *v > base_version).collect();
+            if newer.len() <= 1 {
+                return Ok(json!({ "ruleset_id": id, "actor": ours, "present": present,
+                                  "version_id": newer.first().map(|(v, _)| *v), "concurrent_edits": noticed }));
+            }
+            let newest = newer[0].0;
+            let newest_actors = self.version_actors(repo, id, newest, now).await?;
+            let ours_is_newest = newest_actors == want;
+            let raced = if ours_is_newest { &newer[1..] } else { &newer[..1] };
+            noticed.extend(raced.iter().map(|(v, a)| json!({ "version_id": v, "actor": a })));
+            let (raced_vid, base) = if ours_is_newest {
+                // Ours is the newest: the edit just before it landed between our
+                // read and our write, and our array replaced it. Write theirs
+                // back, with our change on top.
+                let (vid, _) = newer[1];
+                (*vid, self.version_actors(repo, id, *vid, now).await?)
+            } else {
+                // Someone wrote after us: theirs stands; keep our change in it.
+                (newest, newest_actors)
+            };
+            tracing::warn!(
+                ruleset = id,
+                version = raced_vid,
+                "the breakglass ruleset was edited concurrently with breakglass's write; keeping both changes"
+            );
+            let merged = change(base.clone());
+            if merged == base {
+                return Ok(json!({ "ruleset_id": id, "actor": ours, "present": present,
+                                  "version_id": newest, "concurrent_edits": noticed }));
+            }
+            want = merged;
+            // What was written up to now is accounted for; the next write is checked alone.
+            base_version = newest;
+        }
+        Err(ForgeError::Refused(format!("ruleset {id} of {} kept changing under breakglass's writes", repo.forge_repo)))
     }
 
     /// The account `login` names now.
@@ -159,8 +346,8 @@ impl Github {
     }
 
     /// Adds `user` to the bypass team; the membership must be active.
-    pub(super) async fn grant(&self, repo: &ForgeRepo, user: &ForgeUser, now: Timestamp) -> Result<Value, ForgeError> {
-        let (org, slug) = Self::team(repo);
+    async fn grant_team(&self, repo: &ForgeRepo, user: &ForgeUser, now: Timestamp) -> Result<Value, ForgeError> {
+        let (org, slug) = Self::team(repo)?;
         let path = format!("/orgs/{}/teams/{}/memberships/{}", segment(org), segment(slug), segment(&user.login));
         let answer = self.send("PUT", &path, Some(json!({ "role": "member" })), now).await?;
         if answer.status != 200 {
@@ -179,8 +366,8 @@ impl Github {
     }
 
     /// Removes `user` from the bypass team (gone already counts as removed).
-    pub(super) async fn revoke(&self, repo: &ForgeRepo, user: &ForgeUser, now: Timestamp) -> Result<Value, ForgeError> {
-        let (org, slug) = Self::team(repo);
+    async fn revoke_team(&self, repo: &ForgeRepo, user: &ForgeUser, now: Timestamp) -> Result<Value, ForgeError> {
+        let (org, slug) = Self::team(repo)?;
         let path = format!("/orgs/{}/teams/{}/memberships/{}", segment(org), segment(slug), segment(&user.login));
         let answer = self.send("DELETE", &path, None, now).await?;
         if !matches!(answer.status, 204 | 404) {
@@ -198,8 +385,8 @@ impl Github {
     }
 
     /// Everyone who holds the bypass now: the team's members, every page.
-    pub(super) async fn holders(&self, repo: &ForgeRepo, now: Timestamp) -> Result<Vec<ForgeUser>, ForgeError> {
-        let (org, slug) = Self::team(repo);
+    async fn holders_team(&self, repo: &ForgeRepo, now: Timestamp) -> Result<Vec<ForgeUser>, ForgeError> {
+        let (org, slug) = Self::team(repo)?;
         let mut url = format!("{}/orgs/{}/teams/{}/members?per_page={PER_PAGE}", self.api, segment(org), segment(slug));
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
@@ -338,10 +525,18 @@ impl Github {
                 repo.forge_repo
             )));
         };
+        let holders_are_actors = repo.mechanism == Mechanism::User;
         let mut actors: Vec<Value> = actors
             .as_array()
             .ok_or_else(|| ForgeError::Shape("bypass_actors is not an array".into()))?
             .iter()
+            // Under the user mechanism the `User` actors are the grants' holders
+            // (watched as holders), not part of the protection.
+            .filter(|a| {
+                !(holders_are_actors
+                    && a.get("actor_type").and_then(Value::as_str) == Some("User")
+                    && a.get("bypass_mode").and_then(Value::as_str) == Some("always"))
+            })
             .map(|a| json!({ "actor_id": a.get("actor_id"), "actor_type": a.get("actor_type"), "bypass_mode": a.get("bypass_mode") }))
             .collect();
         actors.sort_by_key(|a| a.to_string());
@@ -365,26 +560,42 @@ impl Github {
     /// branch (GitHub applies them all; a bypass in one lifts none of the
     /// others). Says whether it created the ruleset.
     pub(super) async fn install(&self, repo: &ForgeRepo, now: Timestamp) -> Result<bool, ForgeError> {
-        let (org, slug) = Self::team(repo);
         let (o, r) = Self::owner_repo(repo)?;
-        let answer = self.send("GET", &format!("/orgs/{}/teams/{}", segment(org), segment(slug)), None, now).await?;
-        if answer.status != 200 {
-            return Err(refusal(&format!("reading team {org}/{slug}"), &answer));
-        }
-        let team: Team = decode("a team", &answer)?;
-        let actors = json!([{ "actor_id": team.id, "actor_type": "Team", "bypass_mode": "always" }]);
+        // The bypass actors the ruleset must have (the user mechanism's are
+        // the current holders, all of them `User`/`always`).
+        let (actors, what) = match &repo.mechanism {
+            Mechanism::Team { org, slug } => {
+                let answer =
+                    self.send("GET", &format!("/orgs/{}/teams/{}", segment(org), segment(slug)), None, now).await?;
+                if answer.status != 200 {
+                    return Err(refusal(&format!("reading team {org}/{slug}"), &answer));
+                }
+                let team: Team = decode("a team", &answer)?;
+                (
+                    json!([{ "actor_id": team.id, "actor_type": "Team", "bypass_mode": "always" }]),
+                    format!("exactly team {org}/{slug} with bypass_mode always"),
+                )
+            }
+            Mechanism::User => (json!([]), "only User actors with bypass_mode always (the grants' holders)".to_owned()),
+        };
         let (ruleset_id, created) = match self.our_ruleset(repo, now).await? {
             Some(id) => {
-                let current = self.protection(repo, now).await?.unwrap_or(Value::Null);
-                let want = json!([{ "actor_id": team.id, "actor_type": "Team", "bypass_mode": "always" }]);
-                if current.get("bypass_actors") != Some(&want) {
+                let (v, current) = self.ruleset_actors(repo, id, now).await?;
+                let fits = match &repo.mechanism {
+                    Mechanism::Team { .. } => Value::Array(current.clone()) == actors,
+                    Mechanism::User => current.iter().all(|a| {
+                        a.get("actor_type").and_then(Value::as_str) == Some("User")
+                            && a.get("bypass_mode").and_then(Value::as_str) == Some("always")
+                    }),
+                };
+                if !fits {
                     return Err(ForgeError::Refused(format!(
-                        "ruleset {RULESET_NAME:?} ({id}) on {} has bypass actors {} — breakglass needs exactly team {org}/{slug} with bypass_mode always; change it on GitHub, then install again",
+                        "ruleset {RULESET_NAME:?} ({id}) on {} has bypass actors {} — breakglass needs {what}; change it on GitHub, then install again",
                         repo.forge_repo,
-                        current.get("bypass_actors").cloned().unwrap_or(Value::Null)
+                        Value::Array(current)
                     )));
                 }
-                if current.get("enforcement").and_then(Value::as_str) != Some("active") {
+                if v.get("enforcement").and_then(Value::as_str) != Some("active") {
                     return Err(ForgeError::Refused(format!(
                         "ruleset {RULESET_NAME:?} ({id}) on {} is not active; set its enforcement to active",
                         repo.forge_repo

@@ -302,4 +302,9 @@ pub enum Mechanism {
     /// Membership of a team that is the `always` bypass actor of the
     /// protected refs' ruleset: a grant adds its holder, its end removes them.
     Team { org: String, slug: String },
+    /// The holder as a `User` bypass actor (`always`) of that ruleset, for
+    /// repositories where teams do not fit. Each change is a read-modify-write
+    /// of the ruleset (GitHub's PUT has no precondition), checked against the
+    /// ruleset's history so a concurrent edit is noticed and kept.
+    User,
 }
