@@ -244,9 +244,21 @@ impl ForgeSection {
             }
             let kind = match f.kind.as_str() {
                 "github" => ForgeKind::Github,
-                other => return Err(bad(format!("kind {other:?} is not supported: expected \"github\""))),
+                "gitlab" => ForgeKind::Gitlab,
+                other => {
+                    return Err(bad(format!("kind {other:?} is not supported: expected \"github\" or \"gitlab\"")));
+                }
             };
-            let api_url = if f.api_url.is_empty() { "https://api.github.com".to_owned() } else { f.api_url.clone() };
+            let api_url = match (kind, f.api_url.is_empty()) {
+                (ForgeKind::Github, true) => "https://api.github.com".to_owned(),
+                (ForgeKind::Gitlab, true) => {
+                    return Err(bad("a gitlab forge needs api_url (https://gitlab.example.com/api/v4)".into()));
+                }
+                _ => f.api_url.clone(),
+            };
+            if kind == ForgeKind::Gitlab && !is_unset(&f.private_key_file) {
+                return Err(bad("a gitlab forge authenticates with token_file, not a GitHub App key".into()));
+            }
             if !(api_url.starts_with("https://")
                 || api_url.starts_with("http://127.0.0.1")
                 || api_url.starts_with("http://localhost"))
@@ -288,6 +300,13 @@ impl ForgeSection {
                         .map_err(|e| bad(format!("protected ref {p:?}: {e}")))?;
                 }
                 let mechanism = match r.mechanism.as_str() {
+                    // GitLab: a per-user allowed_to_push entry.
+                    "" | "user" if kind == ForgeKind::Gitlab && r.team.is_empty() => Mechanism::User,
+                    _ if kind == ForgeKind::Gitlab => {
+                        return Err(
+                            bad("on gitlab the mechanism is user (per-user push entries), with no team".into()),
+                        );
+                    }
                     "" | "team" => {
                         let Some((org, slug)) = r.team.split_once('/').filter(|(o, s)| !o.is_empty() && !s.is_empty())
                         else {
@@ -1235,8 +1254,15 @@ mod tests {
             matches!(&f[0].auth, breakglass_server::service::config::ForgeAuth::Token(t) if t == "ghp_token_value")
         );
         assert!(!format!("{:?}", f[0].auth).contains("ghp_token_value"), "secrets never reach a debug print");
+        // GitLab: an api_url of its own, a token, and per-user entries (no team).
+        let e = load("name = \"gitlab\"\nkind = \"gitlab\"\ntoken_file = \"gh.token\"").unwrap_err().message;
+        assert!(e.contains("needs api_url"), "{e}");
+        let e = load("name = \"gitlab\"\nkind = \"gitlab\"\napi_url = \"https://gitlab.example.com/api/v4\"\ntoken_file = \"gh.token\"")
+            .unwrap_err()
+            .message;
+        assert!(e.contains("on gitlab the mechanism is user"), "{e}");
         for (forge, says) in [
-            ("name = \"github\"\nkind = \"gitlab\"\ntoken_file = \"gh.token\"", "kind \"gitlab\" is not supported"),
+            ("name = \"github\"\nkind = \"gitea\"\ntoken_file = \"gh.token\"", "kind \"gitea\" is not supported"),
             ("name = \"git hub\"\nkind = \"github\"\ntoken_file = \"gh.token\"", "name must be"),
             ("name = \"github\"\nkind = \"github\"", "exactly one of private_key_file"),
             (

@@ -47,9 +47,14 @@ fn forge(url: &str, auth: ForgeAuth) -> ForgeConfig {
 
 /// A setup whose principal erin (group oncall) is `github:erin-gh`.
 fn setup_with(forges: Vec<ForgeConfig>) -> Setup {
+    setup_with_account(forges, "github:erin-gh")
+}
+
+/// A setup whose principal erin (group oncall) has `account`.
+fn setup_with_account(forges: Vec<ForgeConfig>, account: &str) -> Setup {
     let mut setup = Setup::new();
     setup.extra_principals = format!(
-        "[[principal]]\nname = \"erin\"\ngroups = [\"oncall\"]\nssh_keys = [\"{}\"]\naccounts = [\"github:erin-gh\"]\n",
+        "[[principal]]\nname = \"erin\"\ngroups = [\"oncall\"]\nssh_keys = [\"{}\"]\naccounts = [\"{account}\"]\n",
         setup.keys.mallory.line
     );
     setup.write_principals();
@@ -578,4 +583,51 @@ async fn the_user_mechanism_adds_exactly_the_holder_as_a_bypass_actor_and_keeps_
         check.findings
     );
     srv.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gitlab_push_hook_with_its_token_is_recorded_against_the_grant_and_a_wrong_token_refused() {
+    // GitLab's documented Push Hook example, pushed to main by jsmith (user 4).
+    let fixture = breakglass_testkit::fixtures::forge_text("gitlab-push-hook.json");
+    let mut payload: Value = serde_json::from_str(&fixture).unwrap();
+    payload["ref"] = json!("refs/heads/main");
+    let body = serde_json::to_vec(&payload).unwrap();
+    let gitlab = ForgeConfig {
+        name: "gitlab".into(),
+        kind: ForgeKind::Gitlab,
+        api_url: "http://127.0.0.1:9/api/v4".into(),
+        auth: ForgeAuth::Token("glpat-unused-in-this-test".into()),
+        webhook_secrets: vec![b"gitlab-hook-token-0123456789".to_vec()],
+        repos: vec![ForgeRepo {
+            name: "payments/api".into(),
+            forge_repo: payload["project"]["path_with_namespace"].as_str().unwrap().into(),
+            protected: vec!["refs/heads/main".into()],
+            mechanism: Mechanism::User,
+        }],
+    };
+    let setup = setup_with_account(vec![gitlab], "gitlab:id:4");
+    let srv = Server::sqlite(&setup).await;
+    let id = grant_for_erin(&srv, &setup, "30m").await;
+    let path = "/v1/forges/gitlab/webhook";
+    let send = |token: &'static str, key: &'static str| {
+        let (srv, body) = (&srv, body.clone());
+        async move {
+            let headers = [("x-gitlab-event", "Push Hook"), ("x-gitlab-token", token), ("idempotency-key", key)];
+            srv.raw(path, &headers, &body).await
+        }
+    };
+    let before = srv.log_size().await;
+    let (status, e) = send("not-the-token-0123456789", "k-1").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{e}");
+    assert_eq!(srv.log_size().await, before);
+    let (status, r) = send("gitlab-hook-token-0123456789", "k-1").await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["grant"], id.as_str(), "{r}");
+    let pushes = entries_of(&entries_since(&srv, before).await, "git.push");
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(pushes[0]["actor"], "erin", "jsmith is erin by GitLab's user id");
+    assert_eq!(pushes[0]["data"]["source"], "forge:gitlab");
+    // The same Idempotency-Key again: a duplicate.
+    let (status, r) = send("gitlab-hook-token-0123456789", "k-1").await;
+    assert_eq!((status, r["duplicate"].as_bool()), (StatusCode::OK, Some(true)), "{r}");
 }

@@ -23,6 +23,7 @@
 //! removal to someone else.
 
 mod github;
+mod gitlab;
 mod webhook;
 
 use std::sync::Arc;
@@ -140,6 +141,47 @@ impl ForgeApi for github::Github {
         now: Timestamp,
     ) -> std::result::Result<Option<String>, ForgeError> {
         github::Github::branch_head(self, repo, branch, now).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ForgeApi for gitlab::Gitlab {
+    async fn user(&self, login: &str, _now: Timestamp) -> std::result::Result<ForgeUser, ForgeError> {
+        gitlab::Gitlab::user(self, login).await
+    }
+    async fn grant(
+        &self,
+        repo: &ForgeRepo,
+        user: &ForgeUser,
+        _now: Timestamp,
+    ) -> std::result::Result<Value, ForgeError> {
+        gitlab::Gitlab::grant(self, repo, user).await
+    }
+    async fn revoke(
+        &self,
+        repo: &ForgeRepo,
+        user: &ForgeUser,
+        _now: Timestamp,
+    ) -> std::result::Result<Value, ForgeError> {
+        gitlab::Gitlab::revoke(self, repo, user).await
+    }
+    async fn holders(&self, repo: &ForgeRepo, _now: Timestamp) -> std::result::Result<Vec<ForgeUser>, ForgeError> {
+        gitlab::Gitlab::holders(self, repo).await
+    }
+    async fn install(&self, repo: &ForgeRepo, _now: Timestamp) -> std::result::Result<bool, ForgeError> {
+        gitlab::Gitlab::install(self, repo).await
+    }
+    async fn protection(&self, repo: &ForgeRepo, _now: Timestamp) -> std::result::Result<Option<Value>, ForgeError> {
+        gitlab::Gitlab::protection(self, repo).await
+    }
+    /// Not read from GitLab yet: no unrecorded-push check there.
+    async fn branch_head(
+        &self,
+        _repo: &ForgeRepo,
+        _branch: &str,
+        _now: Timestamp,
+    ) -> std::result::Result<Option<String>, ForgeError> {
+        Ok(None)
     }
 }
 
@@ -425,6 +467,9 @@ impl Service {
         let client: Arc<dyn ForgeApi> = match config.kind {
             ForgeKind::Github => {
                 Arc::new(github::Github::new(config).map_err(|e| ServiceError::unavailable(e.to_string()))?)
+            }
+            ForgeKind::Gitlab => {
+                Arc::new(gitlab::Gitlab::new(config).map_err(|e| ServiceError::unavailable(e.to_string()))?)
             }
         };
         list.push((name.to_owned(), client.clone()));

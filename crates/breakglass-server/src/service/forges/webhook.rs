@@ -13,7 +13,7 @@
 
 use breakglass_core::api::{ForgeWebhookReceipt, RefRecord};
 use breakglass_core::entry::EntryDraft;
-use breakglass_core::forge::{ForgeEvent, ForgePush, Headers, parse_push, verify_github};
+use breakglass_core::forge::{ForgeEvent, ForgePush, GitLabAuth, Headers, parse_push, verify_github, verify_gitlab};
 use breakglass_core::grant::{Grant, GrantState};
 use breakglass_core::notify::{Notice, NotifyEvent};
 use breakglass_core::scope::{Capability, Scope};
@@ -50,6 +50,10 @@ impl Service {
         let pairs = Headers::new(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let delivery = match config.kind {
             ForgeKind::Github => verify_github(&pairs, body, &config.webhook_secrets),
+            ForgeKind::Gitlab => {
+                let tokens = config.webhook_secrets.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+                verify_gitlab(&pairs, body, &GitLabAuth::Token(tokens), self.now())
+            }
         }
         .map_err(|e| refused(e.to_string()))?;
         let delivery_id = delivery.delivery_id().to_owned();

@@ -253,12 +253,15 @@ pub struct ForgeConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ForgeKind {
     Github,
+    /// GitLab (gitlab.com or self-managed), API v4.
+    Gitlab,
 }
 
 impl ForgeKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ForgeKind::Github => "github",
+            ForgeKind::Gitlab => "gitlab",
         }
     }
 }
