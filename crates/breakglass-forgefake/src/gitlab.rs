@@ -37,7 +37,8 @@ pub struct GitlabConfig {
     /// `Authorization: Bearer <t>`.
     pub token: String,
     /// Premium (or Ultimate): per-user push entries exist and entries carry
-    /// `user_id`/`group_id`. Free: role levels only.
+    /// `user_id`/`group_id`. Free: role levels only; a `user_id` entry in a
+    /// PATCH or POST answers 422 (a failed validation).
     pub premium: bool,
 }
 
@@ -600,7 +601,11 @@ fn push_changes(w: &World, p: &GitlabProject, body: &Value, existing: &[Entry]) 
         }
         if let Some(uid) = int("user_id") {
             if !w.cfg.premium {
-                return Err(Reply::message(403, "Forbidden"));
+                // GitLab's model validates a user entry's absence when the
+                // licensed feature `protected_refs_for_users` is unavailable
+                // (ee/app/models/concerns/ee/protected_ref_access.rb), so the
+                // save fails validation: 422, not 403.
+                return Err(Reply::invalid("push_access_levels.user", "must be blank"));
             }
             let member = w.user(uid).is_some_and(|u| u.member_of.contains(&p.id));
             if !member {

@@ -106,10 +106,12 @@ async fn a_user_who_is_not_a_project_member_is_refused() {
 async fn the_free_tier_refuses_user_entries_and_hides_user_ids() {
     let fake = gitlab(gitlab_config().free()).await;
     let res = gl(&fake, "PATCH", MAIN, Some(&json!({"allowed_to_push": [{"user_id": ALICE}]}))).await;
-    assert_eq!(res.status, 403, "{}", res.body);
+    assert_eq!(res.status, 422, "{}", res.body);
+    assert_eq!(res.json()["message"]["push_access_levels.user"], json!(["must be blank"]));
+    assert_eq!(fake.push_entries("5", "main").len(), 1);
     let create = json!({"name": "hotfix", "allowed_to_push": [{"user_id": ALICE}]});
     let res = gl(&fake, "POST", "/projects/5/protected_branches", Some(&create)).await;
-    assert_eq!(res.status, 403, "{}", res.body);
+    assert_eq!(res.status, 422, "{}", res.body);
     let got = gl(&fake, "GET", MAIN, None).await.json();
     let entry = &got["push_access_levels"][0];
     assert!(entry.get("user_id").is_none() && entry.get("group_id").is_none(), "{entry}");
