@@ -448,11 +448,12 @@ fn finish(reply: Reply, w: &World, now: i64) -> Response {
     res
 }
 
+/// An HTTP date, `Tue, 09 Jun 2020 16:40:45 GMT` (`RateLimit-ResetTime`).
 fn http_date(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc2822).ok())
-        .unwrap_or_default()
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::OffsetDateTime::from_unix_timestamp(unix).ok().and_then(|t| t.format(&format).ok()).unwrap_or_default()
 }
 
 fn answer(w: &mut World, method: &str, uri: &Uri, headers: &HeaderMap, body: &[u8], _now: i64) -> Reply {

@@ -214,7 +214,12 @@ async fn rate_limits_failures_and_the_request_log() {
     let res = gl(&fake, "GET", "/users/1001", None).await;
     assert_eq!(res.header("ratelimit-limit"), Some("2000"));
     assert_eq!(res.header("ratelimit-remaining"), Some("1999"));
-    assert!(res.header("ratelimit-reset").is_some() && res.header("ratelimit-resettime").is_some());
+    assert!(res.header("ratelimit-reset").and_then(|r| r.parse::<i64>().ok()).is_some());
+    assert!(
+        res.header("ratelimit-resettime").is_some_and(|t| t.ends_with(" GMT")),
+        "{:?}",
+        res.header("ratelimit-resettime")
+    );
 
     fake.fail_next("PATCH", "/api/v4/projects/5/protected_branches", 502, 1);
     let body = json!({"allowed_to_push": [{"user_id": ALICE}]});
