@@ -25,6 +25,7 @@
 mod api;
 pub mod client;
 pub mod config;
+pub mod gitlab;
 mod jwt;
 pub mod webhook;
 mod world;
@@ -37,6 +38,7 @@ use serde_json::{Value, json};
 pub use api::RecordedRequest;
 pub use client::HttpResponse;
 pub use config::{AppConfig, GithubConfig, Permission, RepoConfig, TeamConfig, TokenConfig, UserConfig};
+pub use gitlab::{GitlabConfig, GitlabFake, GitlabProject, GitlabProtectedBranch, GitlabPushAccess, GitlabUser};
 pub use webhook::{Delivery, PushCommit, signature_256};
 
 use api::{Failure, RateWindow, SecondaryLimit, Shared, SharedState};

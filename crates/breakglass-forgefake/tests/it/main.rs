@@ -5,6 +5,8 @@
 mod auth;
 mod common;
 mod fixtures;
+mod gitlab;
+mod gitlab_fixtures;
 mod limits;
 mod rulesets;
 mod suites;
