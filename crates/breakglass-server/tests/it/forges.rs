@@ -631,3 +631,97 @@ async fn a_gitlab_push_hook_with_its_token_is_recorded_against_the_grant_and_a_w
     let (status, r) = send("gitlab-hook-token-0123456789", "k-1").await;
     assert_eq!((status, r["duplicate"].as_bool()), (StatusCode::OK, Some(true)), "{r}");
 }
+
+fn gitlab_forge(url: &str) -> ForgeConfig {
+    ForgeConfig {
+        name: "gitlab".into(),
+        kind: ForgeKind::Gitlab,
+        api_url: format!("{url}/api/v4"),
+        auth: ForgeAuth::Token("glpat-breakglass-test-token".into()),
+        webhook_secrets: Vec::new(),
+        repos: vec![ForgeRepo {
+            name: "payments/api".into(),
+            forge_repo: "acme/payments-api".into(),
+            protected: vec!["refs/heads/main".into()],
+            mechanism: Mechanism::User,
+        }],
+    }
+}
+
+fn gitlab_config(premium: bool) -> breakglass_forgefake::GitlabConfig {
+    use breakglass_forgefake::{GitlabConfig, GitlabProject, GitlabProtectedBranch, GitlabUser};
+    let config = GitlabConfig::new("glpat-breakglass-test-token")
+        .project(
+            GitlabProject::new(77, "acme/payments-api", "main").protect(GitlabProtectedBranch::maintainers("main")),
+        )
+        .user(GitlabUser::new(4, "erin-gl", &[77]))
+        .user(GitlabUser::new(5, "bob-gl", &[77]));
+    if premium { config } else { config.free() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_opens_gitlab_with_a_push_entry_for_exactly_its_holder_removed_by_its_id() {
+    let fake = breakglass_forgefake::GitlabFake::start(gitlab_config(true)).await.unwrap();
+    let setup = setup_with_account(vec![gitlab_forge(fake.url())], "gitlab:erin-gl");
+    let srv = Server::sqlite(&setup).await;
+    let admin = srv.admin().await;
+    let (status, s) =
+        srv.post("/v1/forges/install", &admin, json!({ "forge": "gitlab", "repo": "payments/api" })).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    let users = |f: &breakglass_forgefake::GitlabFake| {
+        f.push_entries("acme/payments-api", "main").iter().filter_map(|(_, u, _)| *u).collect::<Vec<u64>>()
+    };
+
+    let before = srv.log_size().await;
+    let id = applied_grant(&srv, &setup).await;
+    assert_eq!(users(&fake), [4], "exactly the grantee");
+    let applied = entries_of(&entries_since(&srv, before).await, "forge.bypass.applied");
+    let entry_id = applied[0]["data"]["forge_ids"]["entry_id"].as_u64().unwrap();
+    // The holder's entry is not a change of the protection.
+    let check = srv.service.run_drift_check().await.unwrap();
+    assert!(check.findings.iter().all(|f| !f.kind.starts_with("forge.")), "{:?}", check.findings);
+
+    // An entry added by hand is found, and removed at reconcile.
+    fake.add_push_entry_directly("acme/payments-api", "main", 5);
+    let check = srv.service.run_drift_check().await.unwrap();
+    assert!(
+        check.findings.iter().any(|f| f.kind == "forge.bypass_unexpected" && f.what.contains("bob-gl")),
+        "{:?}",
+        check.findings
+    );
+    assert_eq!(srv.service.reconcile_forges().await.unwrap(), 1);
+    srv.service.run_forge_jobs().await.unwrap();
+    assert_eq!(users(&fake), [4]);
+
+    // Revoked: erin's entry is destroyed by its id, and checked gone.
+    let erin = srv.login("erin", &setup.keys.mallory).await;
+    srv.post(&format!("/v1/grants/{id}/revoke"), &erin, json!({ "reason": "fixed" })).await;
+    let jobs = settle(&srv.service, &id).await;
+    assert_eq!(jobs[1]["status"], "done", "{jobs:?}");
+    assert!(users(&fake).is_empty());
+    let removed = entries_of(&entries_since(&srv, before).await, "forge.bypass.removed");
+    assert!(removed.iter().any(|r| r["data"]["forge_ids"]["entry_id"].as_u64() == Some(entry_id)), "{removed:?}");
+    let destroys = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.body.contains("_destroy") && r.body.contains(&entry_id.to_string()))
+        .count();
+    assert_eq!(destroys, 1);
+    srv.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_gitlab_free_a_per_user_entry_is_refused_and_the_failure_logged() {
+    let fake = breakglass_forgefake::GitlabFake::start(gitlab_config(false)).await.unwrap();
+    let setup = setup_with_account(vec![gitlab_forge(fake.url())], "gitlab:erin-gl");
+    let srv = Server::sqlite(&setup).await;
+    let before = srv.log_size().await;
+    let id = grant_for_erin(&srv, &setup, "30m").await;
+    srv.service.run_forge_jobs().await.unwrap();
+    let failed = entries_of(&entries_since(&srv, before).await, "forge.bypass.failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["grant"], id.as_str());
+    let error = failed[0]["data"]["error"].as_str().unwrap();
+    assert!(error.contains("422") && error.contains("Premium"), "{error}");
+    assert!(fake.push_entries("acme/payments-api", "main").iter().all(|(_, u, _)| u.is_none()));
+}

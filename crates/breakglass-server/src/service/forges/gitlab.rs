@@ -77,8 +77,8 @@ fn refusal(doing: &str, a: &ApiAnswer) -> ForgeError {
         .unwrap_or_default();
     let message: String = message.chars().filter(|c| !c.is_control()).take(200).collect();
     let hint = match a.status {
-        403 => " (per-user push entries need GitLab Premium, and the token Maintainer rights on the project)",
-        422 => " (the user must be a member of the project)",
+        403 => " (the token needs Maintainer rights on the project)",
+        422 => " (per-user push entries need GitLab Premium, and the user must be a member of the project)",
         _ => "",
     };
     ForgeError::Refused(format!("{doing}: GitLab answered {} {message}{hint}", a.status))
