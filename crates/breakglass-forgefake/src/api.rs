@@ -954,7 +954,7 @@ fn parse_query(q: &str) -> Query {
     Query { pairs }
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -974,9 +974,15 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn percent_encode(s: &str) -> String {
+    percent_encode_keeping(s, b'/')
+}
+
+/// `s` percent-encoded, keeping unreserved characters and `keep`.
+pub(crate) fn percent_encode_keeping(s: &str, keep: u8) -> String {
     s.bytes()
         .map(|c| match c {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (c as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (c as char).to_string(),
+            c if c == keep => (c as char).to_string(),
             _ => format!("%{c:02X}"),
         })
         .collect()

@@ -5,48 +5,12 @@
 use serde_json::{Value, json};
 
 use crate::gitlab::{ALICE, gitlab, gitlab_config, gl};
+use crate::shape::diff;
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/fixtures/gitlab/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"))
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// Shape differences; `extra` keys may appear beyond the example, and a
-/// `null` on either side matches anything (nullable fields).
-fn diff(doc: &Value, got: &Value, at: &str, extra: &[&str], out: &mut Vec<String>) {
-    match (doc, got) {
-        (Value::Null, _) | (_, Value::Null) => {}
-        (Value::Object(d), Value::Object(g)) => {
-            for (k, dv) in d {
-                match g.get(k) {
-                    Some(gv) => diff(dv, gv, &format!("{at}.{k}"), extra, out),
-                    None => out.push(format!("{at}.{k} is missing")),
-                }
-            }
-            for k in g.keys().filter(|k| !d.contains_key(*k) && !extra.contains(&k.as_str())) {
-                out.push(format!("{at}.{k} is not in the documented example"));
-            }
-        }
-        (Value::Array(d), Value::Array(g)) => {
-            if let (Some(d0), Some(g0)) = (d.first(), g.first()) {
-                diff(d0, g0, &format!("{at}[0]"), extra, out);
-            }
-        }
-        (d, g) if kind(d) != kind(g) => out.push(format!("{at} is {} where the example has {}", kind(g), kind(d))),
-        _ => {}
-    }
 }
 
 fn assert_shape(name: &str, got: &Value, extra: &[&str]) {

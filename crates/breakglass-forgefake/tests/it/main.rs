@@ -9,6 +9,7 @@ mod gitlab;
 mod gitlab_fixtures;
 mod limits;
 mod rulesets;
+mod shape;
 mod suites;
 mod teams;
 mod webhook;

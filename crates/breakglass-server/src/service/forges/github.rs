@@ -664,18 +664,7 @@ impl Github {
     }
 }
 
-/// A path segment, percent-encoded where it is not a plain name.
-fn segment(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use super::segment;
 
 /// The `rel="next"` URL of a `Link` header.
 fn next_link(link: &str) -> Option<String> {

@@ -53,18 +53,7 @@ struct ProtectedBranch {
     code_owner_approval_required: bool,
 }
 
-/// A path segment, percent-encoded (a project path's `/` included).
-fn segment(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use super::segment;
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, a: &ApiAnswer) -> Result<T, ForgeError> {
     serde_json::from_slice(&a.body).map_err(|e| ForgeError::Shape(format!("GitLab's answer is not {what}: {e}")))

@@ -185,6 +185,19 @@ impl ForgeApi for gitlab::Gitlab {
     }
 }
 
+/// A path segment, percent-encoded where it is not a plain name.
+pub(super) fn segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The protected refs of `repo` that name one branch (not a pattern).
 fn protected_branches(repo: &ForgeRepo) -> impl Iterator<Item = (&str, &str)> {
     repo.protected
