@@ -401,6 +401,7 @@ async fn install_refuses_while_other_protection_would_still_block_a_bypass() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     assert!(e["error"]["message"].as_str().unwrap().contains("classic branch protection"), "{e}");
     assert!(entries_of(&entries_since(&srv, before).await, "forge.baseline").is_empty(), "no baseline recorded");
+    assert!(fake.ruleset_ids("acme/payments-api").is_empty(), "a refusal creates nothing on the forge");
 
     // Another ruleset on main does the same.
     let fake = GithubFake::start(fake_config()).await.unwrap();
@@ -417,6 +418,7 @@ async fn install_refuses_while_other_protection_would_still_block_a_bypass() {
         srv.post("/v1/forges/install", &admin, json!({ "forge": "github", "repo": "payments/api" })).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     assert!(e["error"]["message"].as_str().unwrap().contains("other rulesets (required_linear_history"), "{e}");
+    assert_eq!(fake.ruleset_ids("acme/payments-api").len(), 1, "only the legacy ruleset: nothing was created");
     // An unknown repository or forge is a 404 naming it.
     let (status, e) = srv.post("/v1/forges/install", &admin, json!({ "forge": "github", "repo": "nope" })).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{e}");

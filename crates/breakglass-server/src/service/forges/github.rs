@@ -553,6 +553,44 @@ impl Github {
         })))
     }
 
+    /// Refuses while anything but the breakglass ruleset (`ours`, if it
+    /// exists) protects a protected branch: classic branch protection, or
+    /// another active ruleset's rules. GitHub applies them all, and a bypass
+    /// of one lifts none of the others.
+    async fn check_alone(&self, repo: &ForgeRepo, ours: Option<u64>, now: Timestamp) -> Result<(), ForgeError> {
+        let (o, r) = Self::owner_repo(repo)?;
+        for p in &repo.protected {
+            let Some(branch) = p.strip_prefix("refs/heads/").filter(|b| !b.contains('*')) else { continue };
+            let answer =
+                self.send("GET", &format!("/repos/{o}/{r}/branches/{}/protection", segment(branch)), None, now).await?;
+            if answer.status == 200 {
+                return Err(ForgeError::Refused(format!(
+                    "branch {branch} of {} also has classic branch protection, whose rules a bypass of the ruleset does not lift: move its rules into ruleset {RULESET_NAME:?}  and delete the classic protection, then install again",
+                    repo.forge_repo
+                )));
+            }
+            let answer =
+                self.send("GET", &format!("/repos/{o}/{r}/rules/branches/{}", segment(branch)), None, now).await?;
+            if answer.status != 200 {
+                return Err(refusal(&format!("reading the rules in force on {branch}"), &answer));
+            }
+            let rules: Vec<EffectiveRule> = decode("the rules of a branch", &answer)?;
+            let others: Vec<String> = rules
+                .iter()
+                .filter(|rule| rule.ruleset_id.is_some_and(|id| Some(id) != ours))
+                .map(|rule| format!("{} (ruleset {})", rule.rule_type, rule.ruleset_id.unwrap_or_default()))
+                .collect();
+            if !others.is_empty() {
+                return Err(ForgeError::Refused(format!(
+                    "branch {branch} of {} is also protected by other rulesets ({}), whose rules a bypass of ruleset {RULESET_NAME:?} does not lift: move those rules into it, then install again",
+                    repo.forge_repo,
+                    others.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks, or creates, the ruleset breakglass owns on the protected
     /// refs, whose one bypass actor is the team (`always`, never `exempt`).
     /// Refuses when other protection would still block a bypass: classic
@@ -578,7 +616,10 @@ impl Github {
             }
             Mechanism::User => (json!([]), "only User actors with bypass_mode always (the grants' holders)".to_owned()),
         };
-        let (ruleset_id, created) = match self.our_ruleset(repo, now).await? {
+        // Checked before anything is created, so a refusal changes nothing.
+        let existing = self.our_ruleset(repo, now).await?;
+        self.check_alone(repo, existing, now).await?;
+        let created = match existing {
             Some(id) => {
                 let (v, current) = self.ruleset_actors(repo, id, now).await?;
                 let fits = match &repo.mechanism {
@@ -601,7 +642,7 @@ impl Github {
                         repo.forge_repo
                     )));
                 }
-                (id, false)
+                false
             }
             None => {
                 let body = json!({
@@ -626,40 +667,10 @@ impl Github {
                 if answer.status != 201 {
                     return Err(refusal(&format!("creating the breakglass ruleset on {}", repo.forge_repo), &answer));
                 }
-                let item: RulesetItem = decode("a ruleset", &answer)?;
-                (item.id, true)
+                let _: RulesetItem = decode("a ruleset", &answer)?;
+                true
             }
         };
-        // Nothing else may protect the refs: its rules would still apply to a bypasser.
-        for p in &repo.protected {
-            let Some(branch) = p.strip_prefix("refs/heads/").filter(|b| !b.contains('*')) else { continue };
-            let answer =
-                self.send("GET", &format!("/repos/{o}/{r}/branches/{}/protection", segment(branch)), None, now).await?;
-            if answer.status == 200 {
-                return Err(ForgeError::Refused(format!(
-                    "branch {branch} of {} also has classic branch protection, whose rules a bypass of the ruleset does not lift: move its rules into ruleset {RULESET_NAME:?} ({ruleset_id}) and delete the classic protection, then install again",
-                    repo.forge_repo
-                )));
-            }
-            let answer =
-                self.send("GET", &format!("/repos/{o}/{r}/rules/branches/{}", segment(branch)), None, now).await?;
-            if answer.status != 200 {
-                return Err(refusal(&format!("reading the rules in force on {branch}"), &answer));
-            }
-            let rules: Vec<EffectiveRule> = decode("the rules of a branch", &answer)?;
-            let others: Vec<String> = rules
-                .iter()
-                .filter(|rule| rule.ruleset_id.is_some_and(|id| id != ruleset_id))
-                .map(|rule| format!("{} (ruleset {})", rule.rule_type, rule.ruleset_id.unwrap_or_default()))
-                .collect();
-            if !others.is_empty() {
-                return Err(ForgeError::Refused(format!(
-                    "branch {branch} of {} is also protected by other rulesets ({}), whose rules a bypass of ruleset {RULESET_NAME:?} does not lift: move those rules into it, then install again",
-                    repo.forge_repo,
-                    others.join(", ")
-                )));
-            }
-        }
         Ok(created)
     }
 }
