@@ -565,7 +565,7 @@ impl Github {
                 self.send("GET", &format!("/repos/{o}/{r}/branches/{}/protection", segment(branch)), None, now).await?;
             if answer.status == 200 {
                 return Err(ForgeError::Refused(format!(
-                    "branch {branch} of {} also has classic branch protection, whose rules a bypass of the ruleset does not lift: move its rules into ruleset {RULESET_NAME:?}  and delete the classic protection, then install again",
+                    "branch {branch} of {} also has classic branch protection, whose rules a bypass of the ruleset does not lift: move its rules into ruleset {RULESET_NAME:?} (breakglass creates it) and delete the classic protection, then install again",
                     repo.forge_repo
                 )));
             }
