@@ -1253,7 +1253,8 @@ mod tests {
         assert!(
             matches!(&f[0].auth, breakglass_server::service::config::ForgeAuth::Token(t) if t == "ghp_token_value")
         );
-        assert!(!format!("{:?}", f[0].auth).contains("ghp_token_value"), "secrets never reach a debug print");
+        assert!(!format!("{:?}", f[0]).contains("ghp_token_value"), "secrets never reach a debug print");
+        assert!(!format!("{:?}", f[0]).contains("a-webhook-secret"), "nor do webhook secrets");
         // GitLab: an api_url of its own, a token, and per-user entries (no team).
         let e = load("name = \"gitlab\"\nkind = \"gitlab\"\ntoken_file = \"gh.token\"").unwrap_err().message;
         assert!(e.contains("needs api_url"), "{e}");

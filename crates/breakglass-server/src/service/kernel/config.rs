@@ -234,7 +234,7 @@ impl Default for ReviewConfig {
 
 /// A hosted forge (GitHub, GHES) breakglass opens protected branches on for
 /// exactly a grant's holder, while the grant lasts.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ForgeConfig {
     /// Unique; principals name their account on it as `<name>:<login>` or
     /// `<name>:id:<id>` in `accounts`.
@@ -248,6 +248,19 @@ pub struct ForgeConfig {
     pub webhook_secrets: Vec<Vec<u8>>,
     /// The repositories breakglass manages on this forge.
     pub repos: Vec<ForgeRepo>,
+}
+
+impl std::fmt::Debug for ForgeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForgeConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("api_url", &self.api_url)
+            .field("auth", &self.auth)
+            .field("webhook_secrets", &format_args!("<{} redacted>", self.webhook_secrets.len()))
+            .field("repos", &self.repos)
+            .finish()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
